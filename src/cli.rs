@@ -1,0 +1,149 @@
+//! Command-line definitions. Every global flag has an environment variable
+//! and a config-file key; flags win over the environment, which wins over
+//! the file, which wins over the defaults.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dvmtop",
+    version,
+    about = "Nostr DVM (NIP-90) analytics pipeline with a live terminal UI"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RolloverArg {
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct GlobalArgs {
+    /// Isolates everything: PostgreSQL schema name and Redis key prefix.
+    #[arg(long, global = true, env = "DVMTOP_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// PostgreSQL connection URL (the database is created if missing).
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Redis connection URL.
+    #[arg(long, global = true, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// TOML config file (default: ~/.config/dvmtop/config.toml when present).
+    #[arg(long, global = true, env = "DVMTOP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Consume this Redis list instead of the namespace's own queue
+    /// (e.g. `dvmdash_events`, filled by DVMDash collectors).
+    #[arg(long, global = true)]
+    pub queue_key: Option<String>,
+    /// Most queue elements read per batch (overflow included).
+    #[arg(long, global = true)]
+    pub batch_size: Option<usize>,
+    /// Month rollover policy (default: auto headless, manual in the TUI).
+    #[arg(long, global = true, value_enum)]
+    pub rollover: Option<RolloverArg>,
+    /// Days into the next month before a month rolls over.
+    #[arg(long, global = true)]
+    pub rollover_buffer_days: Option<u32>,
+    /// Check BIP-340 signatures at ingest (costly).
+    #[arg(long, global = true)]
+    pub verify_signatures: bool,
+    /// Where logs (and later backups) go (default: ~/.local/share/dvmtop).
+    #[arg(long, global = true, env = "DVMTOP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ingest files and process them to the end.
+    Backtest(BacktestArgs),
+    /// Process the queue (and optional input files) until stopped.
+    Serve(ServeArgs),
+    /// Ingest only: validate, deduplicate and enqueue, no processing.
+    Ingest(IngestArgs),
+    /// Print a one-shot status snapshot.
+    Status(StatusArgs),
+    /// Confirm the due rollover of the open month (manual policy).
+    Confirm(ConfirmArgs),
+    /// Write synthetic DVM events as JSONL.
+    Gen(GenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// JSONL or JSON-array files (`.gz` ok); `-` reads stdin.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Run without the TUI: JSON lines on stdout, summary last.
+    #[arg(long)]
+    pub headless: bool,
+    /// Wipe the namespace first.
+    #[arg(long, conflicts_with = "resume")]
+    pub fresh: bool,
+    /// Continue an interrupted backtest in this namespace.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Files to ingest before (and while) processing the queue.
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[arg(required = true)]
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// The month to confirm (default: the open month).
+    pub month: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// First month, YYYY-MM.
+    #[arg(long, default_value = "2024-01")]
+    pub start: String,
+    #[arg(long, default_value_t = 3)]
+    pub months: u32,
+    /// Average events per day (DVMDash's real volume: ~20000).
+    #[arg(long, default_value_t = 20_000)]
+    pub events_per_day: u32,
+    #[arg(long, default_value_t = 0.0)]
+    pub late_rate: f64,
+    #[arg(long, default_value_t = 36)]
+    pub late_max_hours: u32,
+    #[arg(long, default_value_t = 0.0)]
+    pub dup_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub future_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub straggler_rate: f64,
+    /// Sign events with BIP-340 (slower) instead of a placeholder signature.
+    #[arg(long)]
+    pub sign: bool,
+    /// Output file (`.gz` compresses); default stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}

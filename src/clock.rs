@@ -1,0 +1,373 @@
+//! The pure heart of the pipeline: the processing clock, day batching, the
+//! overflow buffer and the month-rollover state machine (SPEC §4–§5).
+//!
+//! No I/O here. The shell (`pipeline`) hands [`plan`] the `created_at` of
+//! every pending event (overflow first, then the freshly peeked batch) and
+//! carries out the one action it returns, each in its own transaction, then
+//! asks again. Every action is idempotent against the committed state, so a
+//! crash between any two of them replays to the same tables.
+
+use chrono::{DateTime, Datelike, Days, NaiveDate};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A calendar month, `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct YearMonth {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl YearMonth {
+    pub fn new(year: i32, month: u32) -> Option<YearMonth> {
+        (1..=12)
+            .contains(&month)
+            .then_some(YearMonth { year, month })
+    }
+    pub fn of(day: NaiveDate) -> YearMonth {
+        YearMonth {
+            year: day.year(),
+            month: day.month(),
+        }
+    }
+    pub fn start(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("valid by construction")
+    }
+    pub fn next(self) -> YearMonth {
+        if self.month == 12 {
+            YearMonth {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            YearMonth {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+    /// First day of the following month (exclusive end of this one).
+    pub fn end(self) -> NaiveDate {
+        self.next().start()
+    }
+}
+
+impl fmt::Display for YearMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl std::str::FromStr for YearMonth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected a month as YYYY-MM, got {s:?}");
+        let (y, m) = s.split_once('-').ok_or_else(bad)?;
+        YearMonth::new(y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?).ok_or_else(bad)
+    }
+}
+
+impl TryFrom<String> for YearMonth {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<YearMonth> for String {
+    fn from(m: YearMonth) -> String {
+        m.to_string()
+    }
+}
+
+/// Latest representable timestamp we accept (9999-12-31T23:59:59Z).
+pub const MAX_TS: i64 = 253_402_300_799;
+
+/// UTC day of a unix timestamp (clamped into chrono's range).
+pub fn day_of(ts: i64) -> NaiveDate {
+    DateTime::from_timestamp(ts.clamp(0, MAX_TS), 0)
+        .expect("clamped into range")
+        .date_naive()
+}
+
+/// Unix seconds of a day's midnight UTC.
+pub fn day_start(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Roll over as soon as due (headless default).
+    #[default]
+    Auto,
+    /// Wait for the operator's confirmation (TUI default).
+    Manual,
+}
+
+/// What the clock has committed so far.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClockState {
+    /// The open month; `None` until the first event.
+    pub month: Option<YearMonth>,
+    /// The current day: the latest day the clock has advanced to.
+    pub day: Option<NaiveDate>,
+    /// Largest `created_at` processed so far.
+    pub clock: Option<i64>,
+    /// Under `manual`, the month whose rollover the operator has confirmed.
+    pub confirmed: Option<YearMonth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    pub buffer_days: u32,
+    pub policy: Policy,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            buffer_days: 3,
+            policy: Policy::Auto,
+        }
+    }
+}
+
+/// What the shell must do next. Indices refer to the `pending` slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing is pending.
+    Idle,
+    /// Open the first month (from the earliest pending day).
+    Init(YearMonth),
+    /// Roll up this month, close it and open the next; then plan again.
+    Rollover(YearMonth),
+    /// Run the daily cleanup with reference time = start of this day and
+    /// make it the current day; then plan again.
+    AdvanceDay(NaiveDate),
+    /// Commit one slice: `take` (all of one day, or nothing), `ignore`
+    /// (months already closed), `park` (everything else, to the overflow).
+    Batch(Batch),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    pub day: Option<NaiveDate>,
+    pub take: Vec<usize>,
+    pub ignore: Vec<usize>,
+    pub park: Vec<usize>,
+    /// A rollover of this month is due but unconfirmed (manual policy).
+    pub awaiting: Option<Awaiting>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Awaiting {
+    pub month: YearMonth,
+    /// The earliest pending day lies beyond the next month: nothing can be
+    /// processed until the operator confirms.
+    pub blocked: bool,
+}
+
+impl Params {
+    /// The rollover of `m` is due once the day about to be processed is at
+    /// least `start(m+1) + buffer`.
+    pub fn due(&self, m: YearMonth, pending_day: NaiveDate) -> bool {
+        pending_day >= m.end() + Days::new(self.buffer_days.into())
+    }
+}
+
+/// Decides the next action. Pure: same inputs, same plan.
+pub fn plan(state: &ClockState, params: &Params, pending: &[i64]) -> Plan {
+    let Some(earliest) = pending.iter().copied().min() else {
+        return Plan::Idle;
+    };
+    let Some(month) = state.month else {
+        return Plan::Init(YearMonth::of(day_of(earliest)));
+    };
+    let mut batch = Batch::default();
+    let mut day: Option<NaiveDate> = None;
+    for (i, &ts) in pending.iter().enumerate() {
+        let d = day_of(ts);
+        if YearMonth::of(d) < month {
+            batch.ignore.push(i);
+        } else if day.is_none_or(|cur| d < cur) {
+            day = Some(d);
+        }
+    }
+    let Some(d) = day else {
+        return Plan::Batch(batch);
+    };
+    if params.due(month, d) {
+        if params.policy == Policy::Auto || state.confirmed == Some(month) {
+            return Plan::Rollover(month);
+        }
+        let blocked = YearMonth::of(d) > month.next();
+        batch.awaiting = Some(Awaiting { month, blocked });
+        if blocked {
+            batch.park = (0..pending.len())
+                .filter(|i| !batch.ignore.contains(i))
+                .collect();
+            return Plan::Batch(batch);
+        }
+    }
+    if state.day.is_none_or(|cur| d > cur) {
+        return Plan::AdvanceDay(d);
+    }
+    batch.day = Some(d);
+    for (i, &ts) in pending.iter().enumerate() {
+        let e = day_of(ts);
+        if YearMonth::of(e) < month {
+            continue;
+        }
+        if e == d {
+            batch.take.push(i);
+        } else {
+            batch.park.push(i);
+        }
+    }
+    Plan::Batch(batch)
+}
+
+/// State after a committed batch.
+pub fn after_batch(state: &ClockState, batch_max_ts: Option<i64>) -> ClockState {
+    ClockState {
+        clock: state.clock.max(batch_max_ts),
+        ..state.clone()
+    }
+}
+
+/// State after a committed rollover of `m`.
+pub fn after_rollover(state: &ClockState, m: YearMonth) -> ClockState {
+    ClockState {
+        month: Some(m.next()),
+        confirmed: None,
+        ..state.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(y: i32, m: u32, d: u32, h: u32) -> i64 {
+        NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(h, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+    }
+    fn st(m: (i32, u32), day: (i32, u32, u32)) -> ClockState {
+        ClockState {
+            month: YearMonth::new(m.0, m.1),
+            day: NaiveDate::from_ymd_opt(day.0, day.1, day.2),
+            clock: None,
+            confirmed: None,
+        }
+    }
+
+    #[test]
+    fn year_month_arithmetic() {
+        let dec = YearMonth::new(2024, 12).unwrap();
+        assert_eq!(dec.next(), YearMonth::new(2025, 1).unwrap());
+        assert_eq!(dec.to_string(), "2024-12");
+        assert_eq!("2024-12".parse::<YearMonth>().unwrap(), dec);
+        assert!("2024-13".parse::<YearMonth>().is_err());
+    }
+
+    #[test]
+    fn first_event_opens_its_month() {
+        let p = plan(
+            &ClockState::default(),
+            &Params::default(),
+            &[ts(2024, 3, 9, 1), ts(2024, 2, 29, 23)],
+        );
+        assert_eq!(p, Plan::Init(YearMonth::new(2024, 2).unwrap()));
+    }
+
+    #[test]
+    fn earliest_day_is_taken_rest_parked_prior_ignored() {
+        let s = st((2024, 3), (2024, 3, 10));
+        let pending = [
+            ts(2024, 3, 11, 5),
+            ts(2024, 3, 10, 5),
+            ts(2024, 2, 28, 1),
+            ts(2024, 3, 10, 23),
+        ];
+        let Plan::Batch(b) = plan(&s, &Params::default(), &pending) else {
+            panic!()
+        };
+        assert_eq!(b.day, NaiveDate::from_ymd_opt(2024, 3, 10));
+        assert_eq!((b.take, b.park, b.ignore), (vec![1, 3], vec![0], vec![2]));
+    }
+
+    #[test]
+    fn day_advance_comes_before_processing() {
+        let s = st((2024, 3), (2024, 3, 10));
+        let p = plan(&s, &Params::default(), &[ts(2024, 3, 12, 0)]);
+        assert_eq!(
+            p,
+            Plan::AdvanceDay(NaiveDate::from_ymd_opt(2024, 3, 12).unwrap())
+        );
+    }
+
+    #[test]
+    fn rollover_due_exactly_at_buffer_edge() {
+        let s = st((2024, 3), (2024, 4, 3));
+        let before = plan(&s, &Params::default(), &[ts(2024, 4, 3, 23)]);
+        assert!(matches!(before, Plan::Batch(ref b) if b.take == vec![0]));
+        let at = plan(&s, &Params::default(), &[ts(2024, 4, 4, 0)]);
+        assert_eq!(at, Plan::Rollover(YearMonth::new(2024, 3).unwrap()));
+    }
+
+    #[test]
+    fn manual_processes_next_month_and_blocks_on_the_one_after() {
+        let params = Params {
+            buffer_days: 3,
+            policy: Policy::Manual,
+        };
+        let s = st((2024, 3), (2024, 4, 10));
+        let Plan::Batch(b) = plan(&s, &params, &[ts(2024, 4, 10, 1)]) else {
+            panic!()
+        };
+        assert_eq!(b.take, vec![0]);
+        assert_eq!(
+            b.awaiting,
+            Some(Awaiting {
+                month: YearMonth::new(2024, 3).unwrap(),
+                blocked: false
+            })
+        );
+        let Plan::Batch(b) = plan(&s, &params, &[ts(2024, 5, 1, 1), ts(2024, 2, 1, 0)]) else {
+            panic!()
+        };
+        assert!(b.take.is_empty());
+        assert_eq!((b.park, b.ignore), (vec![0], vec![1]));
+        assert!(b.awaiting.unwrap().blocked);
+        let confirmed = ClockState {
+            confirmed: s.month,
+            ..s
+        };
+        assert_eq!(
+            plan(&confirmed, &params, &[ts(2024, 5, 1, 1)]),
+            Plan::Rollover(YearMonth::new(2024, 3).unwrap())
+        );
+    }
+
+    #[test]
+    fn gap_months_roll_one_after_another() {
+        let params = Params::default();
+        let mut s = st((2024, 1), (2024, 1, 20));
+        let pending = [ts(2024, 4, 10, 0)];
+        let mut rolled = vec![];
+        while let Plan::Rollover(m) = plan(&s, &params, &pending) {
+            rolled.push(m.to_string());
+            s = after_rollover(&s, m);
+        }
+        assert_eq!(rolled, ["2024-01", "2024-02", "2024-03"]);
+    }
+}

@@ -1,0 +1,124 @@
+//! Flags + environment + TOML file merged into one [`Config`].
+
+use crate::cli::{GlobalArgs, RolloverArg};
+use crate::clock::{Params, Policy};
+use crate::error::{Error, Result};
+use crate::event::{KindPolicy, Validation};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The config file: every key optional, same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub namespace: Option<String>,
+    pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub queue_key: Option<String>,
+    pub batch_size: Option<usize>,
+    pub rollover: Option<Policy>,
+    pub rollover_buffer_days: Option<u32>,
+    pub verify_signatures: Option<bool>,
+    pub excluded_kinds: Option<Vec<i64>>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub namespace: String,
+    pub database_url: String,
+    pub redis_url: String,
+    pub queue_key: Option<String>,
+    pub batch_size: usize,
+    pub params: Params,
+    pub validation: Validation,
+    pub data_dir: PathBuf,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text)
+        .map_err(|e| Error::Config(format!("config file {}: {}", path.display(), e.message())))
+}
+
+impl Config {
+    /// Merges flags/env (`args`) over the config file over the defaults.
+    /// `default_policy` differs between the TUI (manual) and headless (auto).
+    pub fn resolve(args: &GlobalArgs, default_policy: Policy) -> Result<Config> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => {
+                let p = home().join(".config/dvmtop/config.toml");
+                if p.exists() {
+                    read_file(&p)?
+                } else {
+                    FileConfig::default()
+                }
+            }
+        };
+        let policy = match args.rollover {
+            Some(RolloverArg::Auto) => Policy::Auto,
+            Some(RolloverArg::Manual) => Policy::Manual,
+            None => file.rollover.unwrap_or(default_policy),
+        };
+        let namespace = args
+            .namespace
+            .clone()
+            .or(file.namespace)
+            .unwrap_or_else(|| "dvmtop".into());
+        crate::store::validate_namespace(&namespace)?;
+        let batch_size = args.batch_size.or(file.batch_size).unwrap_or(5000);
+        if batch_size == 0 || batch_size > crate::pipeline::MAX_BATCH {
+            return Err(Error::Config(format!(
+                "--batch-size must be between 1 and {}, got {batch_size}",
+                crate::pipeline::MAX_BATCH
+            )));
+        }
+        Ok(Config {
+            namespace,
+            database_url: args
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            redis_url: args
+                .redis_url
+                .clone()
+                .or(file.redis_url)
+                .unwrap_or_else(|| DEFAULT_REDIS_URL.into()),
+            queue_key: args.queue_key.clone().or(file.queue_key),
+            batch_size,
+            params: Params {
+                buffer_days: args
+                    .rollover_buffer_days
+                    .or(file.rollover_buffer_days)
+                    .unwrap_or(3),
+                policy,
+            },
+            validation: Validation {
+                kinds: file
+                    .excluded_kinds
+                    .map(|excluded| KindPolicy { excluded })
+                    .unwrap_or_default(),
+                verify_signatures: args.verify_signatures
+                    || file.verify_signatures.unwrap_or(false),
+                ..Validation::default()
+            },
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| home().join(".local/share/dvmtop")),
+        })
+    }
+}

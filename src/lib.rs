@@ -1,0 +1,17 @@
+//! dvmtop: a Nostr Data Vending Machine (NIP-90) analytics pipeline —
+//! ingest → Redis queue → day-batched analysis → PostgreSQL rollups —
+//! crash-safe and batch-size independent. See README.md for the picture.
+
+pub mod analyze;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod generate;
+pub mod headless;
+pub mod ingest;
+pub mod pipeline;
+pub mod queue;
+pub mod record;
+pub mod store;

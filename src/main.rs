@@ -1,0 +1,266 @@
+//! The binary's edge: parse flags, set up logging, dispatch, and turn every
+//! failure into one line on stderr and a non-zero exit code.
+
+use clap::Parser;
+use dvmtop::cli::{Cli, Command};
+use dvmtop::clock::Policy;
+use dvmtop::config::Config;
+use dvmtop::error::Error;
+use dvmtop::generate::{GenConfig, generate};
+use dvmtop::headless::{self, Start};
+use dvmtop::pipeline::Control;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::mpsc;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, not clap's whole usage block.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "dvmtop: {} (see dvmtop --help)",
+                first.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = color_eyre::install() {
+        eprintln!("dvmtop: {e}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dvmtop: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dvmtop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to a daily file under the data dir, never to the terminal.
+fn init_logging(cfg: &Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = cfg.data_dir.join("logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let appender = tracing_appender::rolling::daily(dir, "dvmtop.log");
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DVMTOP_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .ok()?;
+    Some(guard)
+}
+
+/// SIGINT, SIGTERM and SIGHUP (an SSH session dropping) all mean: finish
+/// the step in flight, commit, stop.
+fn on_signals(ctl: mpsc::Sender<Control>, cancel: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::warn!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        tracing::info!("signal received: shutting down");
+        cancel.store(true, Ordering::SeqCst);
+        let _ = ctl.send(Control::Shutdown).await;
+    });
+}
+
+fn print_line(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
+    let Some(command) = cli.command else {
+        return Err(Error::Config(
+            "the terminal UI is not part of this build yet: use a subcommand (dvmtop --help), e.g. `dvmtop backtest FILE --headless`".into(),
+        ));
+    };
+    match command {
+        Command::Gen(a) => {
+            let start = a.start.parse().map_err(Error::Config)?;
+            let g = GenConfig {
+                seed: a.seed,
+                start,
+                months: a.months,
+                events_per_day: a.events_per_day,
+                late_rate: a.late_rate,
+                late_max_hours: a.late_max_hours,
+                dup_rate: a.dup_rate,
+                malformed_rate: a.malformed_rate,
+                future_rate: a.future_rate,
+                straggler_rate: a.straggler_rate,
+                sign: a.sign,
+            };
+            fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+                move |source| Error::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+            let stats = match &a.output {
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    let s = generate(&g, &mut out).map_err(io("stdout"))?;
+                    out.flush().map_err(io("stdout"))?;
+                    s
+                }
+                Some(p) => {
+                    let name = p.display().to_string();
+                    let file = std::fs::File::create(p).map_err(io(&name))?;
+                    if p.extension().is_some_and(|e| e == "gz") {
+                        let mut enc = std::io::BufWriter::new(flate2::write::GzEncoder::new(
+                            file,
+                            flate2::Compression::default(),
+                        ));
+                        let s = generate(&g, &mut enc).map_err(io(&name))?;
+                        enc.into_inner()
+                            .map_err(|e| Error::Io {
+                                path: name.clone(),
+                                source: e.into_error(),
+                            })?
+                            .finish()
+                            .map_err(io(&name))?;
+                        s
+                    } else {
+                        let mut out = std::io::BufWriter::new(file);
+                        let s = generate(&g, &mut out).map_err(io(&name))?;
+                        out.flush().map_err(io(&name))?;
+                        s
+                    }
+                }
+            };
+            eprintln!(
+                "dvmtop gen: {} lines ({} events, {} duplicates, {} malformed, {} future, {} stragglers)",
+                stats.lines,
+                stats.events,
+                stats.duplicates,
+                stats.malformed,
+                stats.future,
+                stats.stragglers
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest(a) => {
+            let cfg = Config::resolve(
+                &cli.global,
+                if a.headless {
+                    Policy::Auto
+                } else {
+                    Policy::Manual
+                },
+            )?;
+            let _guard = init_logging(&cfg);
+            if !a.headless {
+                return Err(Error::Config(
+                    "the terminal UI is not part of this build yet: add --headless".into(),
+                ));
+            }
+            let start = if a.fresh {
+                Start::Fresh
+            } else if a.resume {
+                Start::Resume
+            } else {
+                Start::New
+            };
+            let (tx, rx) = mpsc::channel(16);
+            let cancel = Arc::new(AtomicBool::new(false));
+            on_signals(tx.clone(), cancel.clone());
+            let summary = headless::backtest(&cfg, &a.files, start, rx, cancel, print_line).await?;
+            let interrupted = summary.interrupted;
+            let mut v = serde_json::to_value(&summary).map_err(|e| Error::Config(e.to_string()))?;
+            v.as_object_mut()
+                .map(|o| o.insert("event".into(), "summary".into()));
+            print_line(v);
+            Ok(if interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Serve(a) => {
+            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let _guard = init_logging(&cfg);
+            let (tx, rx) = mpsc::channel(16);
+            let cancel = Arc::new(AtomicBool::new(false));
+            on_signals(tx.clone(), cancel.clone());
+            let summary = headless::serve(&cfg, &a.files, rx, cancel, print_line).await?;
+            let mut v = serde_json::to_value(&summary).map_err(|e| Error::Config(e.to_string()))?;
+            v.as_object_mut()
+                .map(|o| o.insert("event".into(), "summary".into()));
+            print_line(v);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest(a) => {
+            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let _guard = init_logging(&cfg);
+            let services = headless::Services::open(&cfg, Start::Resume, false).await?;
+            let cancel = Arc::new(AtomicBool::new(false));
+            let (tx, _rx) = mpsc::channel(1);
+            on_signals(tx, cancel.clone());
+            let icfg = dvmtop::ingest::IngestConfig {
+                validation: cfg.validation.clone(),
+                ..Default::default()
+            };
+            headless::ingest_all(&services.queue, &a.files, &icfg, &cancel).await?;
+            print_line(
+                serde_json::json!({"event": "ingested", "ingest": services.queue.ingest_stats().await?, "queue_depth": services.queue.depth().await?}),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(a) => {
+            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let v = headless::status(&cfg).await?;
+            if a.json {
+                print_line(v);
+            } else {
+                let text =
+                    serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
+                println!("{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Confirm(a) => {
+            let cfg = Config::resolve(&cli.global, Policy::Manual)?;
+            println!("{}", headless::confirm(&cfg, a.month.as_deref()).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Redis: the ingest side (atomic dedup + enqueue + counters + resume
+//! offsets), the processing side (peek, then acknowledge after the
+//! PostgreSQL commit) and the housekeeping (depth, dead letters, wipe).
+//!
+//! Exactly-once: the processor never pops destructively. It peeks the head
+//! of the queue, commits the batch in PostgreSQL together with a sequence
+//! number and the element count, and only then trims the head, in a script
+//! that trims only if that sequence is not acknowledged yet. A crash in
+//! between replays the trim at start-up, never the batch.
+
+use crate::error::{Error, Result};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Key names under a namespace.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub prefix: String,
+    pub queue: String,
+}
+
+impl Keys {
+    /// `queue_key` overrides the queue's name (e.g. DVMDash's
+    /// `dvmdash_events`); everything else stays under the prefix.
+    pub fn new(namespace: &str, queue_key: Option<&str>) -> Keys {
+        Keys {
+            prefix: namespace.to_owned(),
+            queue: queue_key.map_or_else(|| format!("{namespace}:queue"), str::to_owned),
+        }
+    }
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+    pub fn acked(&self) -> String {
+        self.key("acked")
+    }
+    pub fn ingest_stats(&self) -> String {
+        self.key("ingest")
+    }
+    pub fn dead(&self) -> String {
+        self.key("dead")
+    }
+    pub fn offsets(&self) -> String {
+        self.key("offsets")
+    }
+    /// Ingest dedup set of one UTC day (events of a day share a bucket, and
+    /// duplicates share their day, so the buckets of closed months can go).
+    pub fn seen(&self, day: chrono::NaiveDate) -> String {
+        self.key(&format!("seen:{}", day.format("%Y%m%d")))
+    }
+}
+
+/// One accepted event ready to enqueue.
+pub struct Accepted {
+    pub day: chrono::NaiveDate,
+    pub id: String,
+    pub payload: String,
+}
+
+/// One refused input line.
+pub struct Refused {
+    pub reason: &'static str,
+    pub raw: String,
+}
+
+/// What one ingest chunk did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkOutcome {
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+// Atomically: dedup each candidate in its day set and enqueue the new ones,
+// count everything, park refused lines in the dead-letter list and move the
+// source's resume offset. KEYS: queue, stats, dead, offsets.
+// ARGV: offset_field, offset, read, n, (seen_key, id, payload)*n, m, (reason, raw)*m
+const ENQUEUE: &str = r#"
+local i = 5
+local n = tonumber(ARGV[4])
+local acc, dup = 0, 0
+for _ = 1, n do
+  if redis.call('SADD', ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('RPUSH', KEYS[1], ARGV[i + 2])
+    acc = acc + 1
+  else
+    dup = dup + 1
+  end
+  i = i + 3
+end
+local m = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, m do
+  redis.call('HINCRBY', KEYS[2], 'rejected:' .. ARGV[i], 1)
+  redis.call('RPUSH', KEYS[3], cjson.encode({reason = ARGV[i], raw = ARGV[i + 1]}))
+  i = i + 2
+end
+if dup > 0 then redis.call('HINCRBY', KEYS[2], 'rejected:duplicate', dup) end
+redis.call('HINCRBY', KEYS[2], 'accepted', acc)
+redis.call('HINCRBY', KEYS[2], 'events_read', tonumber(ARGV[3]))
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) end
+return {acc, dup}
+"#;
+
+// KEYS: queue, acked. ARGV: seq, count. Trims the head once per sequence.
+const ACK: &str = r#"
+local acked = tonumber(redis.call('GET', KEYS[2]) or '0')
+if acked < tonumber(ARGV[1]) then
+  redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
+  redis.call('SET', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"#;
+
+#[derive(Clone)]
+pub struct Queue {
+    conn: MultiplexedConnection,
+    pub keys: Keys,
+    enqueue: std::sync::Arc<redis::Script>,
+    ack: std::sync::Arc<redis::Script>,
+}
+
+fn redis_err(url: &str) -> impl Fn(redis::RedisError) -> Error + '_ {
+    move |e| {
+        Error::Unreachable(format!(
+            "Redis at {url} is unreachable ({e}): start it or set REDIS_URL"
+        ))
+    }
+}
+
+impl Queue {
+    pub async fn connect(url: &str, keys: Keys) -> Result<Queue> {
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Config(format!("invalid REDIS_URL {url:?}: {e}")))?;
+        // redis-rs 1.x times responses out after 500 ms by default; our
+        // scripts on large batches can take longer, so allow generously.
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(120)));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(redis_err(url))?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err(url))?;
+        Ok(Queue {
+            conn,
+            keys,
+            enqueue: std::sync::Arc::new(redis::Script::new(ENQUEUE)),
+            ack: std::sync::Arc::new(redis::Script::new(ACK)),
+        })
+    }
+
+    /// Enqueues a chunk of validated input atomically with its counters and
+    /// the source's new resume offset (`offset_field` empty: none).
+    pub async fn ingest_chunk(
+        &self,
+        offset_field: &str,
+        offset: u64,
+        read: u64,
+        accepted: &[Accepted],
+        refused: &[Refused],
+    ) -> Result<ChunkOutcome> {
+        let mut inv = self.enqueue.prepare_invoke();
+        inv.key(&self.keys.queue)
+            .key(self.keys.ingest_stats())
+            .key(self.keys.dead())
+            .key(self.keys.offsets())
+            .arg(offset_field)
+            .arg(offset)
+            .arg(read)
+            .arg(accepted.len());
+        for a in accepted {
+            inv.arg(self.keys.seen(a.day)).arg(&a.id).arg(&a.payload);
+        }
+        inv.arg(refused.len());
+        for r in refused {
+            inv.arg(r.reason).arg(&r.raw);
+        }
+        let (acc, dup): (u64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(ChunkOutcome {
+            accepted: acc,
+            duplicates: dup,
+        })
+    }
+
+    /// Where a source's ingest stopped (elements already handled).
+    pub async fn offset(&self, field: &str) -> Result<u64> {
+        let v: Option<u64> = redis::cmd("HGET")
+            .arg(self.keys.offsets())
+            .arg(field)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// The first `n` queue elements, without removing them.
+    pub async fn peek(&self, n: usize) -> Result<Vec<String>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(redis::cmd("LRANGE")
+            .arg(&self.keys.queue)
+            .arg(0)
+            .arg(n as i64 - 1)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Removes the `count` head elements consumed by batch `seq` (once).
+    pub async fn ack(&self, seq: i64, count: i64) -> Result<bool> {
+        let done: i64 = self
+            .ack
+            .key(&self.keys.queue)
+            .key(self.keys.acked())
+            .arg(seq)
+            .arg(count)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(done == 1)
+    }
+
+    pub async fn acked(&self) -> Result<Option<i64>> {
+        Ok(redis::cmd("GET")
+            .arg(self.keys.acked())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    pub async fn set_acked(&self, seq: i64) -> Result<()> {
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.acked())
+            .arg(seq)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn depth(&self) -> Result<u64> {
+        Ok(redis::cmd("LLEN")
+            .arg(&self.keys.queue)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    pub async fn dead_letters(&self) -> Result<u64> {
+        Ok(redis::cmd("LLEN")
+            .arg(self.keys.dead())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Ingest counters: events_read, accepted, rejected:<reason>.
+    pub async fn ingest_stats(&self) -> Result<BTreeMap<String, u64>> {
+        Ok(redis::cmd("HGETALL")
+            .arg(self.keys.ingest_stats())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Drops the ingest dedup sets of days before `day` (closed months).
+    pub async fn forget_seen_before(&self, day: chrono::NaiveDate) -> Result<u64> {
+        let cutoff = self.keys.seen(day);
+        let mut dropped = 0;
+        for k in self.scan(&format!("{}:seen:*", self.keys.prefix)).await? {
+            if k < cutoff {
+                let _: () = redis::cmd("DEL")
+                    .arg(&k)
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            out.extend(keys);
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Whether anything of the namespace exists in Redis.
+    pub async fn has_data(&self) -> Result<bool> {
+        Ok(!self
+            .scan(&format!("{}:*", self.keys.prefix))
+            .await?
+            .is_empty())
+    }
+
+    /// Deletes every key of the namespace (not an external queue key).
+    pub async fn wipe(&self) -> Result<()> {
+        for k in self.scan(&format!("{}:*", self.keys.prefix)).await? {
+            let _: () = redis::cmd("DEL")
+                .arg(&k)
+                .query_async(&mut self.conn.clone())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! The compact, pre-validated form of an accepted event that travels through
+//! our own queue and the overflow buffer.
+//!
+//! Ingest validates once (id, optional signature) and enqueues only what
+//! the analysis needs, so processing never re-hashes or re-parses full
+//! events. Raw NIP-01 JSON (a DVMDash collector's list) is accepted too and
+//! goes through the full validation chain.
+
+use crate::event::{self, Event, Reject, Role, Validation};
+use serde::{Deserialize, Serialize};
+
+const TAG: &str = "dvm1\t";
+
+/// DVM profile fields from a NIP-89 announcement (kind 31990).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Profile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    #[serde(default)]
+    pub kinds: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub pubkey: String,
+    pub created_at: i64,
+    pub kind: i64,
+    pub role: Role,
+    pub credited_kind: Option<u32>,
+    /// For feedback: the request it refers to (`e` tag).
+    pub request_ref: Option<String>,
+    pub profile: Option<Profile>,
+}
+
+fn profile_of(ev: &Event) -> Profile {
+    let meta: serde_json::Value =
+        serde_json::from_str(&ev.content).unwrap_or(serde_json::Value::Null);
+    let text = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let mut kinds: Vec<u32> = ev
+        .tags
+        .iter()
+        .filter(|t| t.first().map(String::as_str) == Some("k"))
+        .filter_map(|t| t.get(1)?.trim().parse().ok())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    Profile {
+        name: text("name"),
+        about: text("about"),
+        picture: text("picture"),
+        kinds,
+    }
+}
+
+impl Record {
+    pub fn from_event(ev: Event, class: event::Classification) -> Record {
+        let request_ref = match class.role {
+            Role::Feedback => ev.tag_value("e").map(str::to_owned),
+            _ => None,
+        };
+        let profile = (class.role == Role::Announcement).then(|| profile_of(&ev));
+        Record {
+            id: ev.id,
+            pubkey: ev.pubkey,
+            created_at: ev.created_at,
+            kind: ev.kind,
+            role: class.role,
+            credited_kind: class.credited_kind,
+            request_ref,
+            profile,
+        }
+    }
+
+    /// One line, tab separated; the profile (if any) is JSON, which never
+    /// contains a raw tab.
+    pub fn encode(&self) -> String {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        format!(
+            "{TAG}{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            self.id,
+            self.pubkey,
+            self.created_at,
+            self.kind,
+            opt(self.credited_kind.map(|k| k.to_string())),
+            opt(self.request_ref.clone()),
+            opt(self
+                .profile
+                .as_ref()
+                .and_then(|p| serde_json::to_string(p).ok())),
+        )
+    }
+
+    fn decode_compact(body: &str, v: &Validation) -> Option<Record> {
+        let mut f = body.splitn(7, '\t');
+        let id = f.next()?.to_owned();
+        let pubkey = f.next()?.to_owned();
+        let created_at = f.next()?.parse().ok()?;
+        let kind: i64 = f.next()?.parse().ok()?;
+        let credited_kind = match f.next()? {
+            "-" => None,
+            k => Some(k.parse().ok()?),
+        };
+        let request_ref = match f.next()? {
+            "-" => None,
+            r => Some(r.to_owned()),
+        };
+        let profile = match f.next()? {
+            "-" => None,
+            p => Some(serde_json::from_str(p).ok()?),
+        };
+        if id.len() != 64 || pubkey.len() != 64 {
+            return None;
+        }
+        // The role follows from the kind under the current policy.
+        let role = match kind {
+            _ if v.kinds.excluded.contains(&kind) => return None,
+            5000..=5999 => Role::Request,
+            6000..=6999 => Role::Response,
+            7000 => Role::Feedback,
+            31990 => Role::Announcement,
+            _ => return None,
+        };
+        Some(Record {
+            id,
+            pubkey,
+            created_at,
+            kind,
+            role,
+            credited_kind,
+            request_ref,
+            profile,
+        })
+    }
+
+    /// Reads a queue element: our compact form, or raw NIP-01 JSON (fully
+    /// validated, as from a DVMDash collector's list).
+    pub fn decode(payload: &str, v: &Validation, now_unix: i64) -> Result<Record, Reject> {
+        match payload.strip_prefix(TAG) {
+            Some(body) => Record::decode_compact(body, v).ok_or(Reject::Malformed),
+            None => {
+                let (ev, class) = event::validate(payload, v, now_unix)?;
+                Ok(Record::from_event(ev, class))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_round_trip() {
+        let r = Record {
+            id: "a".repeat(64),
+            pubkey: "b".repeat(64),
+            created_at: 1_700_000_000,
+            kind: 31990,
+            role: Role::Announcement,
+            credited_kind: None,
+            request_ref: None,
+            profile: Some(Profile {
+                name: Some("x\ty\n".into()),
+                about: None,
+                picture: None,
+                kinds: vec![5300],
+            }),
+        };
+        let v = Validation::default();
+        assert_eq!(Record::decode(&r.encode(), &v, 0).unwrap(), r);
+        let f = Record {
+            kind: 7000,
+            role: Role::Feedback,
+            credited_kind: Some(5300),
+            request_ref: Some("c".repeat(64)),
+            profile: None,
+            ..r
+        };
+        assert_eq!(Record::decode(&f.encode(), &v, 0).unwrap(), f);
+        assert_eq!(
+            Record::decode("dvm1\tgarbage", &v, 0),
+            Err(Reject::Malformed)
+        );
+    }
+}

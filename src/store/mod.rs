@@ -1,0 +1,303 @@
+//! PostgreSQL: connection and namespace (schema) management, migrations,
+//! the namespace lock, and the committed pipeline state.
+
+mod batch;
+mod rollover;
+mod status;
+
+pub use batch::{BatchWrite, Parked};
+pub use rollover::{RolloverOutcome, month_summary};
+pub use status::{MonthRow, Snapshot, WindowStats, windows};
+
+use crate::clock::{ClockState, YearMonth};
+use crate::error::{Error, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+use std::str::FromStr;
+
+/// `[a-z_][a-z0-9_]*`, at most 48 characters: safe as a schema name and a
+/// Redis key prefix without quoting.
+pub fn validate_namespace(ns: &str) -> Result<()> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 48
+        && ns.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !ns.starts_with("pg_");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid namespace {ns:?}: use lowercase letters, digits and _, starting with a letter (max 48)"
+        )))
+    }
+}
+
+fn describe(opts: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("?")
+    )
+}
+
+fn unreachable(opts: &PgConnectOptions, e: &sqlx::Error) -> Error {
+    Error::Unreachable(format!(
+        "PostgreSQL at {} is unreachable ({e}): start it or set DATABASE_URL",
+        describe(opts)
+    ))
+}
+
+/// Connects, creating the database when it does not exist yet.
+async fn connect_admin(opts: &PgConnectOptions) -> Result<PgConnection> {
+    match opts.connect().await {
+        Ok(c) => Ok(c),
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
+            let name = opts.get_database().unwrap_or("dvmtop").to_owned();
+            let mut admin = opts
+                .clone()
+                .database("postgres")
+                .connect()
+                .await
+                .map_err(|e| unreachable(opts, &e))?;
+            let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut admin)
+                .await
+            {
+                // Another process may have created it meanwhile.
+                if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04")) {
+                    return Err(Error::Postgres(e));
+                }
+            }
+            opts.connect().await.map_err(|e| unreachable(opts, &e))
+        }
+        Err(e) => Err(unreachable(opts, &e)),
+    }
+}
+
+/// A namespace's database handle: a pool whose sessions see only the
+/// namespace's schema, in UTC.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: PgPool,
+    pub namespace: String,
+    opts: PgConnectOptions,
+}
+
+impl Db {
+    /// Connects and makes sure the schema exists (it may be empty).
+    pub async fn connect(url: &str, namespace: &str) -> Result<Db> {
+        validate_namespace(namespace)?;
+        let base = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("invalid DATABASE_URL {url:?}: {e}")))?
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let mut admin = connect_admin(&base).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {namespace}"
+        )))
+        .execute(&mut admin)
+        .await
+        .or_else(|e| match &e {
+            // Two processes racing to create it.
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
+                Ok(Default::default())
+            }
+            _ => Err(e),
+        })?;
+        admin.close().await.ok();
+        let opts = base.options([("search_path", namespace), ("TimeZone", "UTC")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| unreachable(&opts, &e))?;
+        Ok(Db {
+            pool,
+            namespace: namespace.to_owned(),
+            opts,
+        })
+    }
+
+    /// Applies pending migrations; refuses a schema from a newer dvmtop.
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(v) => Error::Namespace(format!(
+                "namespace {} has schema version {v}, which this dvmtop does not know: upgrade dvmtop or use another --namespace",
+                self.namespace
+            )),
+            other => Error::Migrate(other.to_string()),
+        })
+    }
+
+    /// Holds the namespace for this process: a session advisory lock on a
+    /// dedicated connection, released when the process dies.
+    pub async fn lock(&self) -> Result<NamespaceLock> {
+        let mut conn = self
+            .opts
+            .connect()
+            .await
+            .map_err(|e| unreachable(&self.opts, &e))?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(format!("dvmtop:{}", self.namespace))
+            .fetch_one(&mut conn)
+            .await?;
+        if !got {
+            return Err(Error::Namespace(format!(
+                "namespace {} is in use by another dvmtop process: stop it or choose another --namespace",
+                self.namespace
+            )));
+        }
+        Ok(NamespaceLock { _conn: conn })
+    }
+
+    /// Whether the namespace's schema holds any pipeline data.
+    pub async fn has_data(&self) -> Result<bool> {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'pipeline_state')",
+        )
+        .bind(&self.namespace)
+        .fetch_one(&self.pool)
+        .await?;
+        if !exists {
+            return Ok(false);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT current_month IS NOT NULL OR last_seq > 0 OR EXISTS (SELECT 1 FROM monthly_activity) FROM pipeline_state",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Drops and recreates the schema (empty, not migrated).
+    pub async fn wipe(&self) -> Result<()> {
+        let ns = &self.namespace;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {ns} CASCADE"
+        )))
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {ns}")))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the schema for good (tests clean up with this).
+    pub async fn drop_namespace(&self) -> Result<()> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            self.namespace
+        )))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn load_state(&self) -> Result<PersistedState> {
+        let row = sqlx::query(
+            "SELECT current_month, current_day, clock, confirmed_month, last_seq, last_count FROM pipeline_state",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let month = |c: &str| -> Result<Option<YearMonth>> {
+            row.try_get::<Option<String>, _>(c)?
+                .map(|s| {
+                    s.parse().map_err(|e: String| {
+                        Error::Namespace(format!("corrupt pipeline_state.{c}: {e}"))
+                    })
+                })
+                .transpose()
+        };
+        Ok(PersistedState {
+            clock: ClockState {
+                month: month("current_month")?,
+                day: row.try_get("current_day")?,
+                clock: row.try_get("clock")?,
+                confirmed: month("confirmed_month")?,
+            },
+            last_seq: row.try_get("last_seq")?,
+            last_count: row.try_get("last_count")?,
+        })
+    }
+
+    /// The overflow buffer in FIFO order.
+    pub async fn load_overflow(&self) -> Result<Vec<Parked>> {
+        let rows = sqlx::query("SELECT pos, payload FROM overflow ORDER BY pos")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Parked {
+                    pos: r.try_get("pos")?,
+                    payload: r.try_get("payload")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Id keys applied in the open window (for processing-side dedup).
+    pub async fn load_seen(&self) -> Result<std::collections::HashSet<u128>> {
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT ids FROM seen_ids")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut set = std::collections::HashSet::new();
+        for blob in rows {
+            for chunk in blob.chunks_exact(16) {
+                set.insert(u128::from_be_bytes(
+                    chunk.try_into().expect("16-byte chunk"),
+                ));
+            }
+        }
+        Ok(set)
+    }
+
+    pub async fn set_month(&self, m: YearMonth) -> Result<()> {
+        sqlx::query("UPDATE pipeline_state SET current_month = $1, updated_at = now() WHERE current_month IS NULL")
+            .bind(m.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_day(&self, day: chrono::NaiveDate) -> Result<()> {
+        sqlx::query("UPDATE pipeline_state SET current_day = $1, updated_at = now() WHERE current_day IS NULL OR current_day < $1")
+            .bind(day)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the operator's confirmation of `m`'s rollover; only the open
+    /// month can be confirmed. Returns whether it took.
+    pub async fn confirm(&self, m: YearMonth) -> Result<bool> {
+        let n = sqlx::query("UPDATE pipeline_state SET confirmed_month = $1, updated_at = now() WHERE current_month = $1")
+            .bind(m.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    pub async fn confirmed(&self) -> Result<Option<YearMonth>> {
+        let s: Option<String> = sqlx::query_scalar("SELECT confirmed_month FROM pipeline_state")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(s.and_then(|s| s.parse().ok()))
+    }
+}
+
+/// Holds the namespace while alive.
+pub struct NamespaceLock {
+    _conn: PgConnection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistedState {
+    pub clock: ClockState,
+    pub last_seq: i64,
+    pub last_count: i32,
+}

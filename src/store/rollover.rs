@@ -1,0 +1,173 @@
+//! Month rollover (SPEC §5): compute `monthly_activity` from the month's
+//! detail rows, close the month and open the next, in one transaction.
+
+use super::{Db, MonthRow};
+use crate::clock::YearMonth;
+use crate::error::Result;
+use sqlx::{Postgres, Row};
+use std::time::{Duration, Instant};
+
+/// The month's figures from its detail rows. `$1`/`$2` bound the month's
+/// days, `$3`/`$4` the same as timestamps (hour buckets).
+const SUMMARY: &str = "
+WITH k AS (
+  SELECT kind, sum(requests) AS r, sum(responses) AS s FROM kind_stats_rollups
+  WHERE day >= $1 AND day < $2 AND kind BETWEEN 5000 AND 5999 GROUP BY kind),
+d AS (
+  SELECT dvm, sum(responses) AS s, sum(feedback) AS f FROM dvm_stats_rollups
+  WHERE day >= $1 AND day < $2 GROUP BY dvm)
+SELECT
+  (SELECT coalesce(sum(r), 0) FROM k)::int8 AS total_requests,
+  (SELECT coalesce(sum(s), 0) FROM d)::int8 AS total_responses,
+  (SELECT coalesce(sum(f), 0) FROM d)::int8 AS total_feedback,
+  (SELECT count(*) FROM d WHERE s + f > 0)::int8 AS unique_dvms,
+  (SELECT count(DISTINCT entity) FROM entity_activity WHERE role = 0 AND hour >= $3 AND hour < $4)::int8 AS unique_users,
+  (SELECT count(*) FROM k WHERE r + s > 0)::int8 AS unique_kinds,
+  (SELECT dvm FROM d WHERE s > 0 ORDER BY s DESC, dvm LIMIT 1) AS most_popular_dvm,
+  (SELECT kind FROM k WHERE r > 0 ORDER BY r DESC, kind LIMIT 1) AS most_popular_kind,
+  (SELECT coalesce(jsonb_object_agg(dvm, jsonb_build_object('responses', s, 'feedback', f)), '{}') FROM d) AS dvm_activity,
+  (SELECT coalesce(jsonb_object_agg(kind::text, jsonb_build_object('requests', r, 'responses', s)), '{}') FROM k) AS kind_activity";
+
+fn bounds(
+    m: YearMonth,
+) -> (
+    chrono::NaiveDate,
+    chrono::NaiveDate,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    (m.start(), m.end(), at(m.start()), at(m.end()))
+}
+
+fn row_of(m: YearMonth, r: &sqlx::postgres::PgRow) -> Result<MonthRow> {
+    Ok(MonthRow {
+        year_month: m.to_string(),
+        total_requests: r.try_get("total_requests")?,
+        total_responses: r.try_get("total_responses")?,
+        total_feedback: r.try_get("total_feedback")?,
+        unique_dvms: r.try_get("unique_dvms")?,
+        unique_users: r.try_get("unique_users")?,
+        unique_kinds: r.try_get("unique_kinds")?,
+        most_popular_dvm: r.try_get("most_popular_dvm")?,
+        most_popular_kind: r.try_get("most_popular_kind")?,
+        dvm_activity: r.try_get("dvm_activity")?,
+        kind_activity: r.try_get("kind_activity")?,
+    })
+}
+
+/// What the month's row would be if it rolled over now (the confirmation
+/// dialog shows this).
+pub async fn month_summary<'e>(
+    exec: impl sqlx::Executor<'e, Database = Postgres>,
+    m: YearMonth,
+) -> Result<MonthRow> {
+    let (d0, d1, t0, t1) = bounds(m);
+    let r = sqlx::query(SUMMARY)
+        .bind(d0)
+        .bind(d1)
+        .bind(t0)
+        .bind(t1)
+        .fetch_one(exec)
+        .await?;
+    row_of(m, &r)
+}
+
+#[derive(Debug, Clone)]
+pub struct RolloverOutcome {
+    pub row: MonthRow,
+    /// False when the month was already closed (a replay): nothing changed.
+    pub performed: bool,
+    pub duration: Duration,
+}
+
+impl Db {
+    /// Rolls `m` up, closes it and opens the next month. Idempotent: for a
+    /// month already closed it returns the stored row and changes nothing.
+    pub async fn rollover(&self, m: YearMonth) -> Result<RolloverOutcome> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let open: Option<String> =
+            sqlx::query_scalar("SELECT current_month FROM pipeline_state FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+        if open.as_deref() != Some(m.to_string().as_str()) {
+            tx.rollback().await?;
+            let row = self.monthly_row(m).await?;
+            let row = match row {
+                Some(r) => r,
+                None => month_summary(&self.pool, m).await?,
+            };
+            return Ok(RolloverOutcome {
+                row,
+                performed: false,
+                duration: started.elapsed(),
+            });
+        }
+        let row = month_summary(&mut *tx, m).await?;
+        sqlx::query(
+            "INSERT INTO monthly_activity (year_month, total_requests, total_responses, total_feedback,
+               unique_dvms, unique_users, unique_kinds, most_popular_dvm, most_popular_kind, dvm_activity, kind_activity)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (year_month) DO UPDATE SET total_requests = EXCLUDED.total_requests,
+               total_responses = EXCLUDED.total_responses, total_feedback = EXCLUDED.total_feedback,
+               unique_dvms = EXCLUDED.unique_dvms, unique_users = EXCLUDED.unique_users,
+               unique_kinds = EXCLUDED.unique_kinds, most_popular_dvm = EXCLUDED.most_popular_dvm,
+               most_popular_kind = EXCLUDED.most_popular_kind, dvm_activity = EXCLUDED.dvm_activity,
+               kind_activity = EXCLUDED.kind_activity",
+        )
+        .bind(&row.year_month)
+        .bind(row.total_requests)
+        .bind(row.total_responses)
+        .bind(row.total_feedback)
+        .bind(row.unique_dvms)
+        .bind(row.unique_users)
+        .bind(row.unique_kinds)
+        .bind(&row.most_popular_dvm)
+        .bind(row.most_popular_kind)
+        .bind(&row.dvm_activity)
+        .bind(&row.kind_activity)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE pipeline_state SET current_month = $1, confirmed_month = NULL, updated_at = now()")
+            .bind(m.next().to_string())
+            .execute(&mut *tx)
+            .await?;
+        // Events of a closed month are ignored from now on: their ids need
+        // no deduplication any more.
+        sqlx::query("DELETE FROM seen_ids WHERE day < $1")
+            .bind(m.end())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RolloverOutcome {
+            row,
+            performed: true,
+            duration: started.elapsed(),
+        })
+    }
+
+    pub async fn monthly_row(&self, m: YearMonth) -> Result<Option<MonthRow>> {
+        let r = sqlx::query("SELECT * FROM monthly_activity WHERE year_month = $1")
+            .bind(m.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        r.map(|r| row_of(m, &r)).transpose()
+    }
+
+    /// Every `monthly_activity` row, oldest first.
+    pub async fn monthly_rows(&self) -> Result<Vec<MonthRow>> {
+        let rows = sqlx::query("SELECT * FROM monthly_activity ORDER BY year_month")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let ym: String = r.try_get("year_month")?;
+                let m = ym
+                    .parse()
+                    .map_err(|e: String| crate::error::Error::Namespace(e))?;
+                row_of(m, r)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,209 @@
+//! Read-side queries: month rows, window stats on the processing clock, and
+//! the status snapshot.
+
+use super::Db;
+use crate::error::Result;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+/// One `monthly_activity` row (also the backup file format).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthRow {
+    pub year_month: String,
+    pub total_requests: i64,
+    pub total_responses: i64,
+    pub total_feedback: i64,
+    pub unique_dvms: i64,
+    pub unique_users: i64,
+    pub unique_kinds: i64,
+    pub most_popular_dvm: Option<String>,
+    pub most_popular_kind: Option<i32>,
+    pub dvm_activity: serde_json::Value,
+    pub kind_activity: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowStats {
+    pub window: &'static str,
+    pub requests: i64,
+    pub responses: i64,
+    pub feedback: i64,
+    /// responses / requests, when there were requests.
+    pub completion: Option<f64>,
+    pub unique_users: i64,
+    pub unique_dvms: i64,
+    pub unique_kinds: i64,
+    pub popular_dvm: Option<String>,
+    pub popular_kind: Option<i32>,
+    pub competitive_kind: Option<i32>,
+}
+
+/// The windows and where each starts for processing clock `t`: an N-unit
+/// window is the current (partial) unit plus the N previous whole units —
+/// hours for 1h/24h, days for 7d/30d. So on Jan 15 the 30-day window is
+/// Dec 16 … Jan 15, as SPEC §6 pins it.
+pub fn window_starts(t: i64) -> [(&'static str, DateTime<Utc>); 4] {
+    let now = DateTime::from_timestamp(t, 0).unwrap_or_default();
+    let hour = DateTime::from_timestamp(t - t.rem_euclid(3600), 0).unwrap_or_default();
+    let day: NaiveDate = now.date_naive();
+    let day_start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    [
+        ("1h", hour - Duration::hours(1)),
+        ("24h", hour - Duration::hours(24)),
+        ("7d", day_start(day - Duration::days(7))),
+        ("30d", day_start(day - Duration::days(30))),
+    ]
+}
+
+const WINDOW: &str = "
+WITH a AS (SELECT role, entity, kind, requests, responses, feedback FROM entity_activity WHERE hour >= $1 AND hour <= $2)
+SELECT
+  coalesce(sum(requests), 0)::int8 AS requests,
+  coalesce(sum(responses), 0)::int8 AS responses,
+  coalesce(sum(feedback), 0)::int8 AS feedback,
+  count(DISTINCT entity) FILTER (WHERE role = 0) AS unique_users,
+  count(DISTINCT entity) FILTER (WHERE role = 1) AS unique_dvms,
+  count(DISTINCT kind) FILTER (WHERE kind BETWEEN 5000 AND 5999 AND requests + responses > 0) AS unique_kinds,
+  (SELECT entity FROM a WHERE role = 1 GROUP BY entity HAVING sum(responses) > 0
+     ORDER BY sum(responses) DESC, entity LIMIT 1) AS popular_dvm,
+  (SELECT kind FROM a WHERE kind BETWEEN 5000 AND 5999 GROUP BY kind HAVING sum(requests) > 0
+     ORDER BY sum(requests) DESC, kind LIMIT 1) AS popular_kind,
+  (SELECT kind FROM a WHERE role = 1 AND kind BETWEEN 5000 AND 5999 GROUP BY kind
+     ORDER BY count(DISTINCT entity) DESC, kind LIMIT 1) AS competitive_kind
+FROM a";
+
+/// Window stats at processing clock `t` (SPEC §7: event time, never the
+/// wall clock).
+pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
+    let upto = DateTime::from_timestamp(t, 0).unwrap_or_default();
+    let mut out = Vec::with_capacity(4);
+    for (name, from) in window_starts(t) {
+        let r = sqlx::query(WINDOW)
+            .bind(from)
+            .bind(upto)
+            .fetch_one(&db.pool)
+            .await?;
+        let requests: i64 = r.try_get("requests")?;
+        let responses: i64 = r.try_get("responses")?;
+        out.push(WindowStats {
+            window: name,
+            requests,
+            responses,
+            feedback: r.try_get("feedback")?,
+            completion: (requests > 0).then(|| responses as f64 / requests as f64),
+            unique_users: r.try_get("unique_users")?,
+            unique_dvms: r.try_get("unique_dvms")?,
+            unique_kinds: r.try_get("unique_kinds")?,
+            popular_dvm: r.try_get("popular_dvm")?,
+            popular_kind: r.try_get("popular_kind")?,
+            competitive_kind: r.try_get("competitive_kind")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The database side of `dvmtop status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub current_month: Option<String>,
+    pub current_day: Option<NaiveDate>,
+    /// Processing clock (largest created_at processed), RFC 3339.
+    pub clock: Option<String>,
+    pub clock_unix: Option<i64>,
+    pub overflow_size: i64,
+    pub dvms_active: i64,
+    pub dvms_inactive: i64,
+    pub users_active: i64,
+    pub users_inactive: i64,
+    pub monthly_rows: i64,
+    pub confirmed_month: Option<String>,
+    /// processed, duplicate, ignored_prior_month, rejected:<reason>.
+    pub counters: BTreeMap<String, i64>,
+    pub totals: BTreeMap<String, i64>,
+    pub dead_letters: i64,
+}
+
+impl Db {
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let s = sqlx::query(
+            "SELECT p.current_month, p.current_day, p.clock, p.confirmed_month,
+               (SELECT count(*) FROM overflow) AS overflow_size,
+               (SELECT count(*) FILTER (WHERE is_active) FROM dvms) AS dvms_active,
+               (SELECT count(*) FILTER (WHERE NOT is_active) FROM dvms) AS dvms_inactive,
+               (SELECT count(*) FILTER (WHERE is_active) FROM users) AS users_active,
+               (SELECT count(*) FILTER (WHERE NOT is_active) FROM users) AS users_inactive,
+               (SELECT count(*) FROM monthly_activity) AS monthly_rows,
+               (SELECT count(*) FROM dead_letters) AS dead_letters,
+               g.total_requests, g.total_responses, g.total_feedback, g.unique_dvms, g.unique_users, g.unique_kinds
+             FROM pipeline_state p, global_stats_rollups g",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let counters: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM counters")
+            .fetch_all(&self.pool)
+            .await?;
+        let clock: Option<i64> = s.try_get("clock")?;
+        let mut totals = BTreeMap::new();
+        for k in [
+            "total_requests",
+            "total_responses",
+            "total_feedback",
+            "unique_dvms",
+            "unique_users",
+            "unique_kinds",
+        ] {
+            totals.insert(k.to_owned(), s.try_get::<i64, _>(k)?);
+        }
+        Ok(Snapshot {
+            current_month: s.try_get("current_month")?,
+            current_day: s.try_get("current_day")?,
+            clock: clock
+                .and_then(|c| DateTime::from_timestamp(c, 0))
+                .map(|c| c.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            clock_unix: clock,
+            overflow_size: s.try_get("overflow_size")?,
+            dvms_active: s.try_get("dvms_active")?,
+            dvms_inactive: s.try_get("dvms_inactive")?,
+            users_active: s.try_get("users_active")?,
+            users_inactive: s.try_get("users_inactive")?,
+            monthly_rows: s.try_get("monthly_rows")?,
+            confirmed_month: s.try_get("confirmed_month")?,
+            counters: counters.into_iter().collect(),
+            totals,
+            dead_letters: s.try_get("dead_letters")?,
+        })
+    }
+
+    /// Stores the window stats at clock `t` as a `time_window_stats` snapshot.
+    pub async fn snapshot_windows(&self, t: i64) -> Result<()> {
+        let as_of = DateTime::from_timestamp(t, 0).unwrap_or_default();
+        for w in windows(self, t).await? {
+            sqlx::query(
+                "INSERT INTO time_window_stats (as_of, window_name, requests, responses, feedback, unique_users,
+                   unique_dvms, unique_kinds, popular_dvm, popular_kind, competitive_kind)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (as_of, window_name) DO UPDATE SET requests = EXCLUDED.requests,
+                   responses = EXCLUDED.responses, feedback = EXCLUDED.feedback, unique_users = EXCLUDED.unique_users,
+                   unique_dvms = EXCLUDED.unique_dvms, unique_kinds = EXCLUDED.unique_kinds,
+                   popular_dvm = EXCLUDED.popular_dvm, popular_kind = EXCLUDED.popular_kind,
+                   competitive_kind = EXCLUDED.competitive_kind",
+            )
+            .bind(as_of)
+            .bind(w.window)
+            .bind(w.requests)
+            .bind(w.responses)
+            .bind(w.feedback)
+            .bind(w.unique_users)
+            .bind(w.unique_dvms)
+            .bind(w.unique_kinds)
+            .bind(&w.popular_dvm)
+            .bind(w.popular_kind)
+            .bind(w.competitive_kind)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+}
