@@ -24,8 +24,9 @@ pub struct GenConfig {
     pub dup_rate: f64,
     pub malformed_rate: f64,
     pub future_rate: f64,
-    /// Share of events re-emitted around day 20 of the following month with
-    /// their original (now prior-month) timestamp.
+    /// Per event, the chance of an extra request with the same timestamp
+    /// that is only emitted on day `STRAGGLER_DAY` of the following month,
+    /// after that month's rollover.
     pub straggler_rate: f64,
     /// Sign events (BIP-340) instead of a placeholder signature.
     pub sign: bool,
@@ -51,6 +52,11 @@ impl Default for GenConfig {
         }
     }
 }
+
+/// Day of the month on which the previous month's stragglers are emitted:
+/// late enough that the previous month has rolled over at any batch size
+/// up to ~20 days of traffic.
+pub const STRAGGLER_DAY: u32 = 25;
 
 /// Job kinds besides 5300 seen in DVMDash's data.
 const OTHER_KINDS: [i64; 17] = [
@@ -185,7 +191,7 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
     while day < end {
         let base = day_start(day);
         // Stragglers from the previous month, emitted on day 20.
-        if day.day() == 20 {
+        if day.day() == STRAGGLER_DAY {
             for (_, line) in stragglers.drain(..) {
                 emit(line, out, &mut stats)?;
                 stats.stragglers += 1;
@@ -273,7 +279,11 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
             }
             stats.events += 1;
             if rng.random::<f64>() < cfg.straggler_rate && day.day() >= 5 {
-                stragglers.push((t, line.clone()));
+                // A distinct event of this month that only shows up after
+                // the month has rolled over.
+                let user = &users[rng.random_range(0..users.len())];
+                let late = build(user, t, 5300, vec![s(&["i", "straggler", "text"])], format!("straggler {}", stats.stragglers + stragglers.len() as u64));
+                stragglers.push((t, json(&late)));
             }
             if rng.random::<f64>() < cfg.late_rate {
                 let at = t + rng.random_range(60..=(cfg.late_max_hours.max(1) as i64 * 3600));

@@ -1,0 +1,155 @@
+//! Shared test scaffolding: every test gets its own namespace (PostgreSQL
+//! schema + Redis key prefix) against the real services, removed again
+//! when the test ends — pass or fail.
+#![allow(dead_code)]
+
+use dvmtop::cli::GlobalArgs;
+use dvmtop::clock::Policy;
+use dvmtop::config::Config;
+use dvmtop::headless::{Services, Start};
+use dvmtop::queue::{Keys, Queue};
+use dvmtop::store::Db;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| dvmtop::config::DEFAULT_DATABASE_URL.into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| dvmtop::config::DEFAULT_REDIS_URL.into())
+}
+
+/// A namespace unique to this test process and call.
+pub struct TestNs {
+    pub name: String,
+}
+
+impl TestNs {
+    pub fn new(tag: &str) -> TestNs {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect::<String>().to_lowercase();
+        TestNs { name: format!("t_{tag}_{}_{n}", std::process::id()) }
+    }
+
+    /// A config for this namespace (auto rollover, batch size 5000).
+    pub fn config(&self) -> Config {
+        let args = GlobalArgs { namespace: Some(self.name.clone()), ..Default::default() };
+        let mut cfg = Config::resolve(&args, Policy::Auto).expect("config");
+        cfg.database_url = database_url();
+        cfg.redis_url = redis_url();
+        cfg.data_dir = std::env::temp_dir().join(&self.name);
+        cfg
+    }
+
+    pub async fn open(&self, cfg: &Config) -> Services {
+        Services::open(cfg, Start::Resume, false).await.expect("open namespace")
+    }
+
+    async fn cleanup(name: String) {
+        if let Ok(db) = Db::connect(&database_url(), &name).await {
+            let _ = db.drop_namespace().await;
+        }
+        if let Ok(q) = Queue::connect(&redis_url(), Keys::new(&name, None)).await {
+            let _ = q.wipe().await;
+        }
+        let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&name));
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop cannot be async, and may run inside a runtime: clean up on
+        // a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(TestNs::cleanup(name));
+            }
+        })
+        .join();
+    }
+}
+
+/// A table's rows as sorted text, for exact comparisons across namespaces.
+pub async fn table_dump(db: &Db, table: &str, order: &str, exclude: &[&str]) -> Vec<String> {
+    let cols: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+    )
+    .bind(&db.namespace)
+    .bind(table)
+    .fetch_all(&db.pool)
+    .await
+    .expect("columns");
+    let cols: Vec<String> = cols.into_iter().filter(|c| !exclude.contains(&c.as_str())).collect();
+    assert!(!cols.is_empty(), "table {table} has no columns in {}", db.namespace);
+    let expr = cols.iter().map(|c| format!("coalesce({c}::text, '∅')")).collect::<Vec<_>>().join(" || '|' || ");
+    let sql = format!("SELECT {expr} FROM {table} ORDER BY {order}");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&db.pool).await.expect("dump")
+}
+
+/// One event line (valid id, placeholder signature).
+pub fn event_line(secret_seed: u8, created_at: i64, kind: i64, tags: Vec<Vec<&str>>, content: &str) -> String {
+    let mut ev = dvmtop::event::Event {
+        id: String::new(),
+        pubkey: format!("{secret_seed:02x}").repeat(32),
+        created_at,
+        kind,
+        tags: tags.into_iter().map(|t| t.into_iter().map(str::to_owned).collect()).collect(),
+        content: content.to_owned(),
+        sig: "0".repeat(128),
+    };
+    ev.id = dvmtop::event::compute_id(&ev);
+    serde_json::json!({"id": ev.id, "pubkey": ev.pubkey, "created_at": ev.created_at, "kind": ev.kind,
+        "tags": ev.tags, "content": ev.content, "sig": ev.sig})
+    .to_string()
+}
+
+/// Unix seconds of a UTC date and hour.
+pub fn at(y: i32, m: u32, d: u32, h: u32) -> i64 {
+    chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc().timestamp()
+}
+
+/// Validates and enqueues lines as ingest does (no resume offset).
+pub async fn push_lines(queue: &Queue, lines: &[String]) -> dvmtop::queue::ChunkOutcome {
+    let v = dvmtop::event::Validation::default();
+    let now = chrono::Utc::now().timestamp();
+    let (mut acc, mut refused) = (Vec::new(), Vec::new());
+    for l in lines {
+        match dvmtop::ingest::classify_line(l, &v, now) {
+            Ok(a) => acc.push(a),
+            Err(r) => refused.push(r),
+        }
+    }
+    queue.ingest_chunk("", 0, lines.len() as u64, &acc, &refused).await.expect("enqueue")
+}
+
+/// Steps until nothing moves (Idle or Blocked); panics if it never settles.
+pub async fn settle(p: &mut dvmtop::pipeline::Processor) -> Vec<dvmtop::pipeline::Progress> {
+    use dvmtop::pipeline::Progress;
+    let mut log = Vec::new();
+    for _ in 0..1_000_000 {
+        let step = p.step().await.expect("step");
+        let stop = matches!(step, Progress::Idle | Progress::Blocked(_));
+        log.push(step);
+        if stop {
+            return log;
+        }
+    }
+    panic!("pipeline never settled (deadlock?)");
+}
+
+/// Writes lines to a temp file in the namespace's data dir.
+pub fn write_input(cfg: &Config, name: &str, lines: &[String]) -> String {
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    let p = cfg.data_dir.join(name);
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p.display().to_string()
+}
+
+/// Runs a headless backtest in-process to the end.
+pub async fn backtest(cfg: &Config, files: &[String], start: Start) -> dvmtop::headless::Summary {
+    let (_tx, rx) = tokio::sync::mpsc::channel(4);
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    dvmtop::headless::backtest(cfg, files, start, rx, cancel, |_| {}).await.expect("backtest")
+}
