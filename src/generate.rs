@@ -58,6 +58,11 @@ impl Default for GenConfig {
 /// up to ~20 days of traffic.
 pub const STRAGGLER_DAY: u32 = 25;
 
+/// Timestamp of the generated future-dated events: 2100-01-01, so that a
+/// committed sample stays "future" for good (and the output is
+/// deterministic).
+const FUTURE_TS: i64 = 4_102_444_800;
+
 /// Job kinds besides 5300 seen in DVMDash's data.
 const OTHER_KINDS: [i64; 17] = [
     5000, 5001, 5002, 5005, 5050, 5100, 5101, 5102, 5107, 5200, 5201, 5202, 5250, 5301, 5302, 5303,
@@ -225,7 +230,7 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
             }
             // Monthly churn: DVM d is only active in some months.
             let m_index = (day.year() * 12 + day.month0() as i32) as usize;
-            if d > 6 && (d + m_index) % 3 == 0 {
+            if d > 6 && (d + m_index).is_multiple_of(3) {
                 d = (d + 1) % n_dvms;
             }
             let dvm = &dvms[d];
@@ -282,7 +287,13 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
                 // A distinct event of this month that only shows up after
                 // the month has rolled over.
                 let user = &users[rng.random_range(0..users.len())];
-                let late = build(user, t, 5300, vec![s(&["i", "straggler", "text"])], format!("straggler {}", stats.stragglers + stragglers.len() as u64));
+                let late = build(
+                    user,
+                    t,
+                    5300,
+                    vec![s(&["i", "straggler", "text"])],
+                    format!("straggler {}", stats.stragglers + stragglers.len() as u64),
+                );
                 stragglers.push((t, json(&late)));
             }
             if rng.random::<f64>() < cfg.late_rate {
@@ -306,7 +317,7 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
             if rng.random::<f64>() < cfg.future_rate {
                 let ev = build(
                     &users[0],
-                    chrono::Utc::now().timestamp() + 86_400 * 30,
+                    FUTURE_TS + rng.random_range(0..86_400),
                     5300,
                     vec![],
                     String::new(),

@@ -5,6 +5,11 @@ use common::*;
 async fn fixture_backtest_processes_everything() {
     let ns = TestNs::new("smoke");
     let cfg = ns.config();
-    let s = backtest(&cfg, &["../shared/fixtures/dvm-events-real.jsonl".into()], dvmtop::headless::Start::New).await;
+    let s = backtest(
+        &cfg,
+        &["../shared/fixtures/dvm-events-real.jsonl".into()],
+        dvmtop::headless::Start::New,
+    )
+    .await;
     assert_eq!((s.events_read, s.accepted, s.processed), (118, 118, 118));
 }

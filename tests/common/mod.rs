@@ -28,13 +28,23 @@ impl TestNs {
     pub fn new(tag: &str) -> TestNs {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
-        let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect::<String>().to_lowercase();
-        TestNs { name: format!("t_{tag}_{}_{n}", std::process::id()) }
+        let tag: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(16)
+            .collect::<String>()
+            .to_lowercase();
+        TestNs {
+            name: format!("t_{tag}_{}_{n}", std::process::id()),
+        }
     }
 
     /// A config for this namespace (auto rollover, batch size 5000).
     pub fn config(&self) -> Config {
-        let args = GlobalArgs { namespace: Some(self.name.clone()), ..Default::default() };
+        let args = GlobalArgs {
+            namespace: Some(self.name.clone()),
+            ..Default::default()
+        };
         let mut cfg = Config::resolve(&args, Policy::Auto).expect("config");
         cfg.database_url = database_url();
         cfg.redis_url = redis_url();
@@ -43,7 +53,9 @@ impl TestNs {
     }
 
     pub async fn open(&self, cfg: &Config) -> Services {
-        Services::open(cfg, Start::Resume, false).await.expect("open namespace")
+        Services::open(cfg, Start::Resume, false)
+            .await
+            .expect("open namespace")
     }
 
     async fn cleanup(name: String) {
@@ -63,7 +75,10 @@ impl Drop for TestNs {
         // Drop cannot be async, and may run inside a runtime: clean up on
         // a thread of its own.
         let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 rt.block_on(TestNs::cleanup(name));
             }
         })
@@ -81,21 +96,44 @@ pub async fn table_dump(db: &Db, table: &str, order: &str, exclude: &[&str]) -> 
     .fetch_all(&db.pool)
     .await
     .expect("columns");
-    let cols: Vec<String> = cols.into_iter().filter(|c| !exclude.contains(&c.as_str())).collect();
-    assert!(!cols.is_empty(), "table {table} has no columns in {}", db.namespace);
-    let expr = cols.iter().map(|c| format!("coalesce({c}::text, '∅')")).collect::<Vec<_>>().join(" || '|' || ");
+    let cols: Vec<String> = cols
+        .into_iter()
+        .filter(|c| !exclude.contains(&c.as_str()))
+        .collect();
+    assert!(
+        !cols.is_empty(),
+        "table {table} has no columns in {}",
+        db.namespace
+    );
+    let expr = cols
+        .iter()
+        .map(|c| format!("coalesce({c}::text, '∅')"))
+        .collect::<Vec<_>>()
+        .join(" || '|' || ");
     let sql = format!("SELECT {expr} FROM {table} ORDER BY {order}");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&db.pool).await.expect("dump")
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&db.pool)
+        .await
+        .expect("dump")
 }
 
 /// One event line (valid id, placeholder signature).
-pub fn event_line(secret_seed: u8, created_at: i64, kind: i64, tags: Vec<Vec<&str>>, content: &str) -> String {
+pub fn event_line(
+    secret_seed: u8,
+    created_at: i64,
+    kind: i64,
+    tags: Vec<Vec<&str>>,
+    content: &str,
+) -> String {
     let mut ev = dvmtop::event::Event {
         id: String::new(),
         pubkey: format!("{secret_seed:02x}").repeat(32),
         created_at,
         kind,
-        tags: tags.into_iter().map(|t| t.into_iter().map(str::to_owned).collect()).collect(),
+        tags: tags
+            .into_iter()
+            .map(|t| t.into_iter().map(str::to_owned).collect())
+            .collect(),
         content: content.to_owned(),
         sig: "0".repeat(128),
     };
@@ -107,7 +145,12 @@ pub fn event_line(secret_seed: u8, created_at: i64, kind: i64, tags: Vec<Vec<&st
 
 /// Unix seconds of a UTC date and hour.
 pub fn at(y: i32, m: u32, d: u32, h: u32) -> i64 {
-    chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(h, 0, 0).unwrap().and_utc().timestamp()
+    chrono::NaiveDate::from_ymd_opt(y, m, d)
+        .unwrap()
+        .and_hms_opt(h, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp()
 }
 
 /// Validates and enqueues lines as ingest does (no resume offset).
@@ -121,7 +164,10 @@ pub async fn push_lines(queue: &Queue, lines: &[String]) -> dvmtop::queue::Chunk
             Err(r) => refused.push(r),
         }
     }
-    queue.ingest_chunk("", 0, lines.len() as u64, &acc, &refused).await.expect("enqueue")
+    queue
+        .ingest_chunk("", 0, lines.len() as u64, &acc, &refused)
+        .await
+        .expect("enqueue")
 }
 
 /// Steps until nothing moves (Idle or Blocked); panics if it never settles.
@@ -151,5 +197,7 @@ pub fn write_input(cfg: &Config, name: &str, lines: &[String]) -> String {
 pub async fn backtest(cfg: &Config, files: &[String], start: Start) -> dvmtop::headless::Summary {
     let (_tx, rx) = tokio::sync::mpsc::channel(4);
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    dvmtop::headless::backtest(cfg, files, start, rx, cancel, |_| {}).await.expect("backtest")
+    dvmtop::headless::backtest(cfg, files, start, rx, cancel, |_| {})
+        .await
+        .expect("backtest")
 }

@@ -1,0 +1,282 @@
+//! SPEC §2: classification, every rejection reason, the real-events fixture.
+
+mod common;
+use common::*;
+use dvmtop::event::{self, Event, KindPolicy, Reject, Role, Validation};
+
+const FIXTURE: &str = "../shared/fixtures/dvm-events-real.jsonl";
+
+fn fixture_lines() -> Vec<String> {
+    std::fs::read_to_string(FIXTURE)
+        .expect("fixture")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn classify(kind: i64, tags: Vec<Vec<&str>>) -> Option<(Role, Option<u32>)> {
+    let line = event_line(1, 1_700_000_000, kind, tags, "");
+    let ev = Event::parse(&line).unwrap();
+    KindPolicy::default()
+        .classify(&ev)
+        .map(|c| (c.role, c.credited_kind))
+}
+
+#[test]
+fn classification_table() {
+    assert_eq!(classify(5000, vec![]), Some((Role::Request, Some(5000))));
+    assert_eq!(classify(5999, vec![]), Some((Role::Request, Some(5999))));
+    assert_eq!(classify(6000, vec![]), Some((Role::Response, Some(5000))));
+    // DVMDash dropped 6999 by an off-by-one; we count it.
+    assert_eq!(classify(6999, vec![]), Some((Role::Response, Some(5999))));
+    assert_eq!(
+        classify(7000, vec![vec!["k", "5300"]]),
+        Some((Role::Feedback, Some(5300)))
+    );
+    assert_eq!(classify(7000, vec![]), Some((Role::Feedback, None)));
+    assert_eq!(
+        classify(31990, vec![vec!["k", "5300"]]),
+        Some((Role::Announcement, None))
+    );
+    for excluded in [5666, 6666, 5969, 6969] {
+        assert_eq!(
+            classify(excluded, vec![]),
+            None,
+            "kind {excluded} is excluded"
+        );
+    }
+    for other in [0, 1, 4999, 7001, 30023] {
+        assert_eq!(
+            classify(other, vec![]),
+            None,
+            "kind {other} is not a DVM kind"
+        );
+    }
+    let custom = KindPolicy {
+        excluded: vec![5300],
+    };
+    let ev = Event::parse(&event_line(1, 1, 5300, vec![], "")).unwrap();
+    assert!(
+        custom.classify(&ev).is_none(),
+        "the excluded list is configurable"
+    );
+    assert!(!KindPolicy::default().subscription_kinds().contains(&6666));
+}
+
+#[test]
+fn fixture_is_accepted_with_and_without_signature_checks() {
+    let lines = fixture_lines();
+    assert_eq!(lines.len(), 118);
+    for verify in [false, true] {
+        let v = Validation {
+            verify_signatures: verify,
+            ..Validation::default()
+        };
+        for l in &lines {
+            event::validate(l, &v, chrono::Utc::now().timestamp())
+                .unwrap_or_else(|r| panic!("{r} ({verify}): {l}"));
+        }
+    }
+}
+
+/// Ingests `lines` into a fresh namespace and returns (reason counts, dead letters).
+async fn ingest(
+    lines: &[String],
+    verify: bool,
+) -> (
+    std::collections::BTreeMap<String, u64>,
+    Vec<serde_json::Value>,
+) {
+    let ns = TestNs::new("reject");
+    let mut cfg = ns.config();
+    cfg.validation.verify_signatures = verify;
+    let services = ns.open(&cfg).await;
+    let file = write_input(&cfg, "in.jsonl", lines);
+    let icfg = dvmtop::ingest::IngestConfig {
+        validation: cfg.validation.clone(),
+        ..Default::default()
+    };
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    dvmtop::ingest::ingest(
+        &services.queue,
+        &dvmtop::ingest::Source::parse(&file),
+        &icfg,
+        &cancel,
+    )
+    .await
+    .unwrap();
+    let stats = services.queue.ingest_stats().await.unwrap();
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let dead: Vec<String> = redis::cmd("LRANGE")
+        .arg(services.queue.keys.dead())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    (
+        stats,
+        dead.iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect(),
+    )
+}
+
+fn one_valid() -> String {
+    event_line(
+        3,
+        chrono::Utc::now().timestamp() - 3600,
+        5300,
+        vec![vec!["i", "x", "text"]],
+        "",
+    )
+}
+
+async fn assert_rejected(bad: &str, reason: Reject, verify: bool) {
+    // With signature checks on, the companion must carry a real signature.
+    let valid = if verify {
+        fixture_lines().remove(1)
+    } else {
+        one_valid()
+    };
+    let (stats, dead) = ingest(&[valid, bad.to_owned()], verify).await;
+    assert_eq!(stats.get("events_read"), Some(&2));
+    assert_eq!(stats.get("accepted"), Some(&1));
+    assert_eq!(
+        stats.get(&format!("rejected:{reason}")),
+        Some(&1),
+        "{stats:?}"
+    );
+    if reason != Reject::Duplicate {
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["reason"], reason.as_str());
+        assert_eq!(dead[0]["raw"], bad, "the raw line is kept verbatim");
+    } else {
+        assert!(
+            dead.is_empty(),
+            "a duplicate's original is in the queue already"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rejects_malformed() {
+    assert_rejected("{\"id\": 12", Reject::Malformed, false).await;
+    let missing_sig = one_valid().replace(",\"sig\":", ",\"nosig\":");
+    assert_rejected(&missing_sig, Reject::Malformed, false).await;
+    let typed = event_line(3, 1_700_000_000, 5300, vec![], "")
+        .replace("\"kind\":5300", "\"kind\":\"5300\"");
+    assert_rejected(&typed, Reject::Malformed, false).await;
+}
+
+#[tokio::test]
+async fn rejects_irrelevant_kind() {
+    assert_rejected(
+        &event_line(4, 1_700_000_000, 1, vec![], "hello"),
+        Reject::IrrelevantKind,
+        false,
+    )
+    .await;
+    assert_rejected(
+        &event_line(4, 1_700_000_000, 5666, vec![], "poll"),
+        Reject::IrrelevantKind,
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rejects_bad_id() {
+    let line =
+        event_line(5, 1_700_000_000, 5300, vec![], "original").replace("original", "tampered");
+    assert_rejected(&line, Reject::BadId, false).await;
+}
+
+#[tokio::test]
+async fn rejects_bad_sig_only_when_verifying() {
+    let good = fixture_lines().remove(0);
+    let ev: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let sig = ev["sig"].as_str().unwrap();
+    let flipped = format!(
+        "{}{}",
+        if sig.starts_with('0') { "1" } else { "0" },
+        &sig[1..]
+    );
+    let bad = good.replace(sig, &flipped);
+    assert_rejected(&bad, Reject::BadSig, true).await;
+    let (stats, _) = ingest(&[bad], false).await;
+    assert_eq!(
+        stats.get("accepted"),
+        Some(&1),
+        "without --verify-signatures the signature is not checked"
+    );
+}
+
+#[tokio::test]
+async fn rejects_future() {
+    let now = chrono::Utc::now().timestamp();
+    assert_rejected(
+        &event_line(6, now + 16 * 60, 5300, vec![], ""),
+        Reject::Future,
+        false,
+    )
+    .await;
+    // 14 minutes ahead is within the allowance.
+    let (stats, _) = ingest(&[event_line(6, now + 14 * 60, 5300, vec![], "")], false).await;
+    assert_eq!(stats.get("accepted"), Some(&1));
+}
+
+#[tokio::test]
+async fn rejects_duplicate() {
+    let v = one_valid();
+    assert_rejected(&v, Reject::Duplicate, false).await;
+}
+
+#[tokio::test]
+async fn json_array_gzip_and_fixture_ingest() {
+    let ns = TestNs::new("formats");
+    let cfg = ns.config();
+    let services = ns.open(&cfg).await;
+    let lines = fixture_lines();
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    // DVMDash's historical format: one JSON array.
+    let array = cfg.data_dir.join("dump.json");
+    std::fs::write(&array, format!("[{}]", lines[..60].join(",\n"))).unwrap();
+    // The rest gzipped JSONL.
+    let gz = cfg.data_dir.join("rest.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut enc, lines[60..].join("\n").as_bytes()).unwrap();
+    enc.finish().unwrap();
+    let icfg = dvmtop::ingest::IngestConfig {
+        validation: Validation {
+            verify_signatures: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for f in [&array, &gz] {
+        let src = dvmtop::ingest::Source::parse(f.to_str().unwrap());
+        dvmtop::ingest::ingest(&services.queue, &src, &icfg, &cancel)
+            .await
+            .unwrap();
+    }
+    let stats = services.queue.ingest_stats().await.unwrap();
+    assert_eq!(stats.get("accepted"), Some(&118), "{stats:?}");
+    assert_eq!(services.queue.depth().await.unwrap(), 118);
+    // Re-reading the same files resumes at their end: nothing is read twice.
+    for f in [&array, &gz] {
+        let src = dvmtop::ingest::Source::parse(f.to_str().unwrap());
+        let t = dvmtop::ingest::ingest(&services.queue, &src, &icfg, &cancel)
+            .await
+            .unwrap();
+        assert_eq!(t.read, 0);
+    }
+}
