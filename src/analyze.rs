@@ -82,8 +82,9 @@ pub struct Delta {
     pub dvm_day: HashMap<String, Counts>,
     /// kind → counts: `kind_stats_rollups` for the day.
     pub kind_day: HashMap<u32, Counts>,
-    pub users: HashMap<String, Span>,
-    pub dvms: HashMap<String, Span>,
+    /// Entity → when it was active in the slice and what it did.
+    pub users: HashMap<String, (Span, Counts)>,
+    pub dvms: HashMap<String, (Span, Counts)>,
     /// (kind, dvm) → span of responses/feedback for that kind.
     pub support: HashMap<(u32, String), Span>,
     /// dvm → latest announcement.
@@ -144,11 +145,19 @@ pub fn analyze<'a>(slice: impl IntoIterator<Item = &'a Record>, seen: &HashSet<u
             .or_default()
             .add(r.role);
         d.kind_day.entry(kind).or_default().add(r.role);
+        let entities = match who {
+            EntityRole::User => &mut d.users,
+            EntityRole::Dvm => &mut d.dvms,
+        };
+        let e = entities
+            .entry(r.pubkey.clone())
+            .or_insert_with(|| (Span::at(ts), Counts::default()));
+        e.0.widen(ts);
+        e.1.add(r.role);
         match who {
-            EntityRole::User => widen(&mut d.users, r.pubkey.clone(), ts),
+            EntityRole::User => {}
             EntityRole::Dvm => {
                 d.dvm_day.entry(r.pubkey.clone()).or_default().add(r.role);
-                widen(&mut d.dvms, r.pubkey.clone(), ts);
                 if kind != UNKNOWN_KIND {
                     widen(&mut d.support, (kind, r.pubkey.clone()), ts);
                 }
@@ -213,18 +222,26 @@ mod tests {
             }
         );
         assert_eq!(
-            d.users[&"09".repeat(32)],
+            d.users[&"09".repeat(32)].0,
             Span {
                 first: 100,
                 last: 100
             }
         );
+        let dvm = Counts {
+            requests: 0,
+            responses: 1,
+            feedback: 1,
+        };
         assert_eq!(
             d.dvms[&"08".repeat(32)],
-            Span {
-                first: 200,
-                last: 4000
-            }
+            (
+                Span {
+                    first: 200,
+                    last: 4000
+                },
+                dvm
+            )
         );
         assert_eq!(d.activity.len(), 3);
         assert_eq!(d.max_ts, Some(4000));

@@ -54,9 +54,34 @@ pub struct GlobalArgs {
     /// Check BIP-340 signatures at ingest (costly).
     #[arg(long, global = true)]
     pub verify_signatures: bool,
-    /// Where logs (and later backups) go (default: ~/.local/share/dvmtop).
+    /// Where logs and backups go (default: ~/.local/share/dvmtop).
     #[arg(long, global = true, env = "DVMTOP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where monthly_activity backups go (default: DATA_DIR/backups/NAMESPACE).
+    #[arg(long, global = true)]
+    pub backup_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// Retention thresholds (SPEC §6); defaults in parentheses.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RetentionArgs {
+    /// Delete detail/window rows older than this many days (35).
+    #[arg(long, global = true)]
+    pub activity_retention_days: Option<u32>,
+    /// Mark DVMs/users inactive after this many silent days (30).
+    #[arg(long, global = true)]
+    pub inactive_after_days: Option<u32>,
+    /// Delete inactive DVMs/users after this many silent days (60).
+    #[arg(long, global = true)]
+    pub delete_after_days: Option<u32>,
+    /// Delete cleanup_log entries older than this many days (365).
+    #[arg(long, global = true)]
+    pub cleanup_log_days: Option<u32>,
+    /// Keep cleanup_log under this many rows (100000).
+    #[arg(long, global = true)]
+    pub cleanup_log_max_rows: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +98,16 @@ pub enum Command {
     Confirm(ConfirmArgs),
     /// Write synthetic DVM events as JSONL.
     Gen(GenArgs),
+    /// Run the daily cleanup now, for the current processing day.
+    Cleanup,
+    /// Put the monthly_activity rows of a backup file back (idempotent).
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup written after a rollover (monthly_activity-YYYY-MM.json).
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]

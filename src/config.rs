@@ -4,6 +4,7 @@ use crate::cli::{GlobalArgs, RolloverArg};
 use crate::clock::{Params, Policy};
 use crate::error::{Error, Result};
 use crate::event::{KindPolicy, Validation};
+use crate::retention::RetentionConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,8 @@ pub struct FileConfig {
     pub verify_signatures: Option<bool>,
     pub excluded_kinds: Option<Vec<i64>>,
     pub data_dir: Option<PathBuf>,
+    pub backup_dir: Option<PathBuf>,
+    pub retention: Option<RetentionConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ pub struct Config {
     pub params: Params,
     pub validation: Validation,
     pub data_dir: PathBuf,
+    /// Backups of `monthly_activity` after each rollover.
+    pub backup_dir: PathBuf,
+    pub retention: RetentionConfig,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
@@ -84,7 +90,38 @@ impl Config {
                 crate::pipeline::MAX_BATCH
             )));
         }
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| home().join(".local/share/dvmtop"));
+        let backup_dir = args
+            .backup_dir
+            .clone()
+            .or(file.backup_dir)
+            .unwrap_or_else(|| data_dir.join("backups").join(&namespace));
+        let mut retention = file.retention.unwrap_or_default();
+        let r = &args.retention;
+        for (flag, slot) in [
+            (r.activity_retention_days, &mut retention.activity_days),
+            (r.inactive_after_days, &mut retention.inactive_after_days),
+            (r.delete_after_days, &mut retention.delete_after_days),
+            (r.cleanup_log_days, &mut retention.cleanup_log_days),
+            (r.cleanup_log_max_rows, &mut retention.cleanup_log_max_rows),
+        ] {
+            if let Some(v) = flag {
+                *slot = v;
+            }
+        }
+        if retention.delete_after_days < retention.inactive_after_days {
+            return Err(Error::Config(format!(
+                "--delete-after-days ({}) must not be less than --inactive-after-days ({})",
+                retention.delete_after_days, retention.inactive_after_days
+            )));
+        }
         Ok(Config {
+            backup_dir,
+            retention,
             namespace,
             database_url: args
                 .database_url
@@ -114,11 +151,7 @@ impl Config {
                     || file.verify_signatures.unwrap_or(false),
                 ..Validation::default()
             },
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| home().join(".local/share/dvmtop")),
+            data_dir,
         })
     }
 }

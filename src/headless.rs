@@ -71,6 +71,8 @@ impl Services {
             batch_size: cfg.batch_size,
             params: cfg.params,
             validation: cfg.validation.clone(),
+            retention: cfg.retention,
+            backup_dir: Some(cfg.backup_dir.clone()),
         }
     }
 }
@@ -185,13 +187,46 @@ impl<F: FnMut(Value)> Reporter<F> {
                 row,
                 performed,
                 millis,
-            } => (self.out)(
-                json!({"event": "rollover", "month": row.year_month, "performed": performed, "millis": millis, "row": row}),
+                backup,
+            } => {
+                let (path, error) = match backup {
+                    Some(Ok(p)) => (Some(p.as_str()), None),
+                    Some(Err(e)) => (None, Some(e.as_str())),
+                    None => (None, None),
+                };
+                (self.out)(
+                    json!({"event": "rollover", "month": row.year_month, "performed": performed, "millis": millis,
+                    "backup": path, "backup_error": error, "row": row}),
+                )
+            }
+            Progress::Cleanup(run) => (self.out)(json!({"event": "cleanup", "run": run})),
+            Progress::Confirmed { month, accepted } => (self.out)(
+                json!({"event": "confirmed", "month": month.to_string(), "accepted": accepted}),
             ),
+            Progress::Retrying { error, millis } => {
+                (self.out)(json!({"event": "retrying", "error": error, "in_ms": millis}))
+            }
+            Progress::Paused(p) => {
+                (self.out)(json!({"event": if *p { "paused" } else { "resumed" }}))
+            }
             Progress::Init(m) => {
                 (self.out)(json!({"event": "month_opened", "month": m.to_string()}))
             }
-            Progress::DayAdvanced(_) => {}
+            Progress::DayAdvanced { cleanup, .. } => {
+                // Lifecycle changes are news; routine trimming is not.
+                let lifecycle = [
+                    "users_deactivated",
+                    "users_deleted",
+                    "dvms_deactivated",
+                    "dvms_deleted",
+                ];
+                if lifecycle
+                    .iter()
+                    .any(|k| cleanup.rows.get(*k).is_some_and(|n| *n > 0))
+                {
+                    (self.out)(json!({"event": "cleanup", "run": cleanup}));
+                }
+            }
             Progress::Blocked(a) => {
                 if !self.blocked {
                     self.blocked = true;
@@ -368,6 +403,14 @@ pub async fn status(cfg: &Config) -> Result<Value> {
         json!(snap.dead_letters as u64 + services.queue.dead_letters().await?),
     );
     o.insert("windows".into(), json!(windows));
+    o.insert(
+        "retention".into(),
+        json!(services.db.retention_figures().await?),
+    );
+    o.insert(
+        "cleanup_history".into(),
+        json!(services.db.job_runs(None, 10, None).await?),
+    );
     Ok(v)
 }
 
@@ -395,4 +438,17 @@ pub async fn confirm(cfg: &Config, month: Option<&str>) -> Result<String> {
             open.map_or("none".into(), |m| m.to_string())
         )))
     }
+}
+
+/// `dvmtop cleanup`: the daily cleanup for the current processing day, now.
+pub async fn cleanup_now(cfg: &Config) -> Result<crate::retention::CleanupRun> {
+    let services = Services::open(cfg, Start::Resume, false).await?;
+    let st = services.db.load_state().await?;
+    let day = st.clock.day.ok_or_else(|| {
+        Error::Namespace(format!(
+            "namespace {} has processed nothing yet: no current day to clean up for",
+            cfg.namespace
+        ))
+    })?;
+    crate::retention::daily_cleanup(&services.db, day, st.clock.month, &cfg.retention).await
 }

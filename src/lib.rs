@@ -14,4 +14,5 @@ pub mod ingest;
 pub mod pipeline;
 pub mod queue;
 pub mod record;
+pub mod retention;
 pub mod store;

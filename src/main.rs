@@ -257,6 +257,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cleanup => {
+            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let _guard = init_logging(&cfg);
+            let run = headless::cleanup_now(&cfg).await?;
+            print_line(serde_json::json!({"event": "cleanup", "run": run}));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(a) => {
+            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let _guard = init_logging(&cfg);
+            let services = headless::Services::open(&cfg, Start::Resume, false).await?;
+            let r = dvmtop::retention::restore(&services.db, &a.file).await?;
+            print_line(
+                serde_json::json!({"event": "restored", "file": a.file.display().to_string(), "result": r}),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Confirm(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Manual)?;
             println!("{}", headless::confirm(&cfg, a.month.as_deref()).await?);

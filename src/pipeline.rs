@@ -24,8 +24,18 @@ pub const MAX_BATCH: usize = 1 << 20;
 pub enum Control {
     Pause,
     Resume,
-    /// While paused: run exactly one batch.
+    /// Run exactly one batch, then pause.
     StepBatch,
+    /// Run until the clock reaches the next day (its cleanup done, none of
+    /// its events processed yet), then pause.
+    StepDay,
+    /// Run until the next rollover happens or waits for confirmation, then
+    /// pause.
+    RunToRollover,
+    /// Pause this long after each batch (backtest throttle; zero = full speed).
+    SetDelay(Duration),
+    /// Run the daily cleanup now, for the current day.
+    CleanupNow,
     /// Confirm the due rollover of this month (manual policy).
     Confirm(YearMonth),
     /// Finish the in-flight step and stop.
@@ -44,9 +54,30 @@ pub enum Progress {
         row: MonthRow,
         performed: bool,
         millis: u64,
+        /// Where the backup went, or why it failed (retried next rollover).
+        backup: Option<std::result::Result<String, String>>,
     },
-    DayAdvanced(NaiveDate),
+    /// The clock moved to a new day and its daily cleanup ran.
+    DayAdvanced {
+        day: NaiveDate,
+        cleanup: crate::retention::CleanupRun,
+    },
     Batch(BatchReport),
+    /// The operator's confirmation was recorded (`accepted`: it named the
+    /// open month).
+    Confirmed {
+        month: YearMonth,
+        accepted: bool,
+    },
+    /// A cleanup run finished (daily, or on request).
+    Cleanup(crate::retention::CleanupRun),
+    /// The loop paused (after a stepping command) or resumed.
+    Paused(bool),
+    /// A transient error; the step is retried after `millis`.
+    Retrying {
+        error: String,
+        millis: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -69,6 +100,9 @@ pub struct Settings {
     pub batch_size: usize,
     pub params: Params,
     pub validation: Validation,
+    pub retention: crate::retention::RetentionConfig,
+    /// Where a backup of `monthly_activity` goes after each rollover.
+    pub backup_dir: Option<std::path::PathBuf>,
 }
 
 struct Pending {
@@ -100,6 +134,13 @@ impl Processor {
             )));
         }
         let st = db.load_state().await?;
+        let interrupted = db.mark_interrupted_jobs().await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "job runs interrupted by an earlier stop are marked so"
+            );
+        }
         match queue.acked().await? {
             None if st.last_seq == 0 => queue.set_acked(0).await?,
             None => {
@@ -204,21 +245,10 @@ impl Processor {
                 self.state.month = Some(m);
                 return Ok(Progress::Init(m));
             }
-            Plan::Rollover(m) => {
-                let out = self.db.rollover(m).await?;
-                self.state = clock::after_rollover(&self.state, m);
-                if let Err(e) = self.queue.forget_seen_before(m.end()).await {
-                    tracing::warn!(error = %e, "could not drop the ingest dedup sets of {m}");
-                }
-                return Ok(Progress::Rolled {
-                    row: out.row,
-                    performed: out.performed,
-                    millis: out.duration.as_millis() as u64,
-                });
-            }
+            Plan::Rollover(m) => return self.rollover(m).await,
             Plan::AdvanceDay(d) => {
-                self.advance_day(d).await?;
-                return Ok(Progress::DayAdvanced(d));
+                let cleanup = self.advance_day(d).await?;
+                return Ok(Progress::DayAdvanced { day: d, cleanup });
             }
             Plan::Batch(b) => b,
         };
@@ -328,15 +358,79 @@ impl Processor {
         }))
     }
 
-    /// The clock moves to a new day: daily jobs with reference time = the
-    /// day's start, then the day becomes current (SPEC §4).
-    async fn advance_day(&mut self, d: NaiveDate) -> Result<()> {
+    /// The clock moves to a new day: window snapshot and daily cleanup
+    /// with reference time = the day's start, then the day becomes current
+    /// (SPEC §4). A crash in between repeats the (idempotent) cleanup.
+    async fn advance_day(&mut self, d: NaiveDate) -> Result<crate::retention::CleanupRun> {
         if let Some(t) = self.state.clock {
             self.db.snapshot_windows(t).await?;
         }
+        let run = crate::retention::daily_cleanup(
+            &self.db,
+            d,
+            self.state.month,
+            &self.settings.retention,
+        )
+        .await?;
         self.db.set_day(d).await?;
         self.state.day = Some(d);
-        Ok(())
+        Ok(run)
+    }
+
+    /// The operator's "cleanup now": the daily cleanup for the current day.
+    pub async fn cleanup_now(&mut self) -> Result<crate::retention::CleanupRun> {
+        let day = self.state.day.ok_or_else(|| {
+            Error::Namespace(
+                "nothing has been processed yet: there is no current day to clean up for".into(),
+            )
+        })?;
+        crate::retention::daily_cleanup(&self.db, day, self.state.month, &self.settings.retention)
+            .await
+    }
+
+    /// Rolls `m` over, audits it, then writes the backup. A failed backup
+    /// is reported and logged loudly but never stops processing; the next
+    /// rollover's backup contains every row again.
+    async fn rollover(&mut self, m: YearMonth) -> Result<Progress> {
+        let out = self.db.rollover(m).await?;
+        let millis = out.duration.as_millis() as u64;
+        self.state = clock::after_rollover(&self.state, m);
+        self.db.audit_rollover(m, millis, out.performed).await?;
+        if let Err(e) = self.queue.forget_seen_before(m.end()).await {
+            tracing::warn!(error = %e, "could not drop the ingest dedup sets of {m}");
+        }
+        let backup = match &self.settings.backup_dir {
+            None => None,
+            Some(dir) => {
+                let id = self.db.job_started("backup", None).await?;
+                let result = crate::retention::write_backup(&self.db, dir, m).await;
+                let (outcome, detail) = match &result {
+                    Ok(p) => ("ok", p.display().to_string()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "BACKUP FAILED after the rollover of {m}; retried at the next rollover");
+                        ("failed", e.to_string())
+                    }
+                };
+                let rows = std::collections::BTreeMap::from([(
+                    "monthly_activity".to_owned(),
+                    i64::from(result.is_ok()),
+                )]);
+                self.db
+                    .job_finished(id, &rows, outcome, 1, Some(&detail))
+                    .await?;
+                Some(
+                    result
+                        .map(|p| p.display().to_string())
+                        .map_err(|e| e.to_string()),
+                )
+            }
+        };
+        Ok(Progress::Rolled {
+            row: out.row,
+            performed: out.performed,
+            millis,
+            backup,
+        })
     }
 
     /// Whether queue and overflow are both empty.
@@ -353,6 +447,52 @@ pub enum RunEnd {
     Shutdown,
 }
 
+/// Where a stepping command stops again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Batch,
+    Day,
+    Rollover,
+}
+
+/// The run loop's operator state.
+struct Driver {
+    paused: bool,
+    until: Option<Until>,
+    /// Pause between batches (backtest throttle).
+    delay: Duration,
+}
+
+impl Driver {
+    /// Whether the loop may take a step now.
+    fn may_step(&self) -> bool {
+        !self.paused || self.until.is_some()
+    }
+
+    /// After a step: does it complete the stepping command?
+    fn reached(&mut self, p: &Progress) -> bool {
+        let done = match (self.until, p) {
+            (Some(Until::Batch), Progress::Batch(_)) => true,
+            (Some(Until::Day), Progress::DayAdvanced { .. }) => true,
+            (
+                Some(Until::Rollover),
+                Progress::Rolled {
+                    performed: true, ..
+                }
+                | Progress::Blocked(_),
+            ) => true,
+            (Some(Until::Rollover), Progress::Batch(b)) => b.awaiting.is_some(),
+            (Some(_), Progress::Idle) => true,
+            _ => false,
+        };
+        if done {
+            self.until = None;
+            self.paused = true;
+        }
+        done
+    }
+}
+
 /// Drives a processor until shutdown or, when `input_done` says the input
 /// is finished, until queue and overflow are empty. Transient errors are
 /// retried with backoff and reported; others end the run.
@@ -362,25 +502,20 @@ pub async fn run(
     input_done: impl Fn() -> bool,
     mut report: impl FnMut(&Progress),
 ) -> Result<RunEnd> {
-    let mut paused = false;
-    let mut steps_allowed = 0u32;
+    let mut d = Driver {
+        paused: false,
+        until: None,
+        delay: Duration::ZERO,
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         while let Ok(c) = ctl.try_recv() {
-            if apply_control(p, c, &mut paused, &mut steps_allowed).await? {
+            if apply_control(p, c, &mut d, &mut report).await? {
                 return Ok(RunEnd::Shutdown);
             }
         }
-        if paused && steps_allowed == 0 {
-            if wait_for(
-                ctl,
-                p,
-                &mut paused,
-                &mut steps_allowed,
-                Duration::from_millis(500),
-            )
-            .await?
-            {
+        if !d.may_step() {
+            if wait_for(ctl, p, &mut d, &mut report, Duration::from_millis(500)).await? {
                 return Ok(RunEnd::Shutdown);
             }
             continue;
@@ -392,7 +527,10 @@ pub async fn run(
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "transient error; retrying in {backoff:?}");
-                report(&Progress::Idle);
+                report(&Progress::Retrying {
+                    error: e.to_string(),
+                    millis: backoff.as_millis() as u64,
+                });
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
@@ -400,39 +538,25 @@ pub async fn run(
             Err(e) => return Err(e),
         };
         report(&progress);
-        match progress {
-            Progress::Batch(_) => steps_allowed = steps_allowed.saturating_sub(1),
+        if d.reached(&progress) {
+            report(&Progress::Paused(true));
+        }
+        let pause = match progress {
+            Progress::Batch(_) => d.delay,
             Progress::Idle => {
                 if input_done() && p.drained().await? {
                     return Ok(RunEnd::Drained);
                 }
-                if wait_for(
-                    ctl,
-                    p,
-                    &mut paused,
-                    &mut steps_allowed,
-                    Duration::from_millis(50),
-                )
-                .await?
-                {
-                    return Ok(RunEnd::Shutdown);
-                }
+                Duration::from_millis(50)
             }
             Progress::Blocked(_) => {
                 p.refresh_confirmation().await?;
-                if wait_for(
-                    ctl,
-                    p,
-                    &mut paused,
-                    &mut steps_allowed,
-                    Duration::from_millis(250),
-                )
-                .await?
-                {
-                    return Ok(RunEnd::Shutdown);
-                }
+                Duration::from_millis(250)
             }
-            _ => {}
+            _ => Duration::ZERO,
+        };
+        if !pause.is_zero() && wait_for(ctl, p, &mut d, &mut report, pause).await? {
+            return Ok(RunEnd::Shutdown);
         }
     }
 }
@@ -441,35 +565,60 @@ pub async fn run(
 async fn apply_control(
     p: &mut Processor,
     c: Control,
-    paused: &mut bool,
-    steps: &mut u32,
+    d: &mut Driver,
+    report: &mut impl FnMut(&Progress),
 ) -> Result<bool> {
+    let was_paused = d.paused;
     match c {
-        Control::Pause => *paused = true,
-        Control::Resume => *paused = false,
-        Control::StepBatch => *steps += 1,
+        Control::Pause => {
+            d.paused = true;
+            d.until = None;
+        }
+        Control::Resume => {
+            d.paused = false;
+            d.until = None;
+        }
+        Control::StepBatch => d.until = Some(Until::Batch),
+        Control::StepDay => d.until = Some(Until::Day),
+        Control::RunToRollover => d.until = Some(Until::Rollover),
+        Control::SetDelay(delay) => d.delay = delay,
         Control::Confirm(m) => {
-            p.confirm(m).await?;
+            let ok = p.confirm(m).await?;
+            report(&Progress::Confirmed {
+                month: m,
+                accepted: ok,
+            });
+        }
+        Control::CleanupNow => {
+            let run = p.cleanup_now().await?;
+            report(&Progress::Cleanup(run));
         }
         Control::Shutdown => return Ok(true),
+    }
+    // A stepping command runs from a paused state and pauses again.
+    if d.until.is_some() {
+        d.paused = true;
+    }
+    if d.paused != was_paused {
+        report(&Progress::Paused(d.paused));
     }
     Ok(false)
 }
 
-/// Sleeps up to `d`, waking early on a control message. Returns true on
+/// Sleeps up to `wait`, waking early on a control message. Returns true on
 /// shutdown.
 async fn wait_for(
     ctl: &mut mpsc::Receiver<Control>,
     p: &mut Processor,
-    paused: &mut bool,
-    steps: &mut u32,
-    d: Duration,
+    d: &mut Driver,
+    report: &mut impl FnMut(&Progress),
+    wait: Duration,
 ) -> Result<bool> {
-    match tokio::time::timeout(d, ctl.recv()).await {
-        Ok(Some(c)) => apply_control(p, c, paused, steps).await,
+    match tokio::time::timeout(wait, ctl.recv()).await {
+        Ok(Some(c)) => apply_control(p, c, d, report).await,
         // Nobody can send controls any more: just wait.
         Ok(None) => {
-            tokio::time::sleep(d).await;
+            tokio::time::sleep(wait).await;
             Ok(false)
         }
         Err(_) => Ok(false),

@@ -144,25 +144,56 @@ async fn write_delta(tx: &mut Transaction<'_, Postgres>, day: NaiveDate, d: &Del
     .execute(&mut **tx)
     .await?;
 
-    // users and dvms: first/last seen widen; activity reactivates.
-    for (table, spans) in [("users", &d.users), ("dvms", &d.dvms)] {
-        let mut v = (Vec::new(), Vec::new(), Vec::new());
-        for (id, s) in spans {
+    // users and dvms: first/last seen widen, activity adds up and
+    // reactivates.
+    for (table, spans, count_cols) in [
+        ("users", &d.users, "requests"),
+        ("dvms", &d.dvms, "responses, feedback"),
+    ] {
+        let mut v = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for (id, (s, c)) in spans {
             v.0.push(id.as_str());
             v.1.push(ts(s.first));
             v.2.push(ts(s.last));
+            v.3.push(c.requests);
+            v.4.push(c.responses);
+            v.5.push(c.feedback);
         }
+        let (values, updates) = if table == "users" {
+            (
+                "rq",
+                format!("requests = {table}.requests + EXCLUDED.requests"),
+            )
+        } else {
+            (
+                "rs, fb",
+                format!(
+                    "responses = {table}.responses + EXCLUDED.responses, feedback = {table}.feedback + EXCLUDED.feedback"
+                ),
+            )
+        };
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} (id, first_seen, last_seen, is_active)
-             SELECT id, f, l, true FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[]) AS u(id, f, l)
+            "INSERT INTO {table} (id, first_seen, last_seen, is_active, {count_cols})
+             SELECT id, f, l, true, {values}
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int8[], $5::int8[], $6::int8[]) AS u(id, f, l, rq, rs, fb)
              ON CONFLICT (id) DO UPDATE SET
                first_seen = LEAST({table}.first_seen, EXCLUDED.first_seen),
                last_seen = GREATEST({table}.last_seen, EXCLUDED.last_seen),
-               is_active = true, deactivated_at = NULL"
+               is_active = true, deactivated_at = NULL, {updates}"
         )))
         .bind(v.0)
         .bind(v.1)
         .bind(v.2)
+        .bind(v.3)
+        .bind(v.4)
+        .bind(v.5)
         .execute(&mut **tx)
         .await?;
     }

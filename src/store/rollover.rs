@@ -53,6 +53,7 @@ fn row_of(m: YearMonth, r: &sqlx::postgres::PgRow) -> Result<MonthRow> {
         most_popular_kind: r.try_get("most_popular_kind")?,
         dvm_activity: r.try_get("dvm_activity")?,
         kind_activity: r.try_get("kind_activity")?,
+        created_at: r.try_get("created_at").ok(),
     })
 }
 

@@ -22,6 +22,9 @@ pub struct MonthRow {
     pub most_popular_kind: Option<i32>,
     pub dvm_activity: serde_json::Value,
     pub kind_activity: serde_json::Value,
+    /// When the row was written (wall clock); absent in a preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,0 +1,663 @@
+//! Retention (SPEC §6) and backups (SPEC §8), always on the queue's clock.
+//!
+//! The daily cleanup runs when the processing day advances, with reference
+//! time R = start of the new day: detail rows older than the grace period go
+//! (never those of a month not yet rolled up), entities silent for 30 days
+//! are deactivated and for 60 days deleted into `cleanup_log`. Every
+//! statement touches a bounded batch in its own transaction and is retried
+//! on transient errors; every run is audited in `job_runs`.
+
+use crate::clock::{YearMonth, day_start};
+use crate::error::{Error, Result};
+use crate::store::{Db, MonthRow};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Thresholds (days unless named otherwise); defaults as in SPEC §6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Detail and window-stat rows older than this are deleted.
+    pub activity_days: u32,
+    /// Active entities silent longer than this become inactive.
+    pub inactive_after_days: u32,
+    /// Inactive entities silent longer than this are deleted.
+    pub delete_after_days: u32,
+    /// `cleanup_log` entries older than this are deleted.
+    pub cleanup_log_days: u32,
+    /// `cleanup_log` is trimmed to at most this many rows (oldest first).
+    pub cleanup_log_max_rows: u32,
+    /// Rows per cleanup statement (one transaction each).
+    pub batch_rows: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            activity_days: 35,
+            inactive_after_days: 30,
+            delete_after_days: 60,
+            cleanup_log_days: 365,
+            cleanup_log_max_rows: 100_000,
+            batch_rows: 10_000,
+        }
+    }
+}
+
+/// The cut-off instants of one cleanup (pure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Detail rows strictly before this go.
+    pub detail: NaiveDate,
+    pub inactive: DateTime<Utc>,
+    pub delete: DateTime<Utc>,
+    pub cleanup_log: DateTime<Utc>,
+}
+
+fn at(d: NaiveDate) -> DateTime<Utc> {
+    DateTime::from_timestamp(day_start(d), 0).expect("in range")
+}
+
+/// Cut-offs for reference day `r`. Detail rows are kept for the grace
+/// period, and never deleted from `open` (the month not yet rolled up) on.
+pub fn cutoffs(r: NaiveDate, open: Option<YearMonth>, c: &RetentionConfig) -> Cutoffs {
+    let back = |days: u32| {
+        r.checked_sub_days(Days::new(days.into()))
+            .unwrap_or(NaiveDate::MIN)
+    };
+    let grace = back(c.activity_days);
+    Cutoffs {
+        detail: open.map_or(grace, |m| grace.min(m.start())),
+        inactive: at(back(c.inactive_after_days)),
+        delete: at(back(c.delete_after_days)),
+        cleanup_log: at(back(c.cleanup_log_days)),
+    }
+}
+
+/// One audited job run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CleanupRun {
+    pub id: i64,
+    pub job: String,
+    pub reference_time: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub rows: BTreeMap<String, i64>,
+    pub outcome: String,
+    pub attempts: i32,
+    pub detail: Option<String>,
+}
+
+impl CleanupRun {
+    pub fn millis(&self) -> Option<i64> {
+        self.finished_at
+            .map(|f| (f - self.started_at).num_milliseconds())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    job: String,
+    reference_time: Option<DateTime<Utc>>,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    rows_affected: sqlx::types::Json<BTreeMap<String, i64>>,
+    outcome: String,
+    attempts: i32,
+    detail: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SizeRow {
+    bytes: i64,
+    months: i64,
+    first: Option<String>,
+    last: Option<String>,
+    log_rows: i64,
+    dvm_ratio: Option<f64>,
+    user_ratio: Option<f64>,
+}
+
+/// Runs `f` until it succeeds, retrying transient errors with backoff.
+async fn retry<T, F, Fut>(attempts: &mut i32, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Err(e) if e.is_transient() && *attempts < 5 => {
+                *attempts += 1;
+                tracing::warn!(error = %e, "cleanup statement failed; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Repeats a bounded statement (`$1` cut-off, `$2` batch size) until it
+/// affects fewer rows than a batch; each round is its own transaction.
+async fn drain<T>(
+    db: &Db,
+    sql: &'static str,
+    cutoff: T,
+    limit: i64,
+    attempts: &mut i32,
+) -> Result<i64>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + Send
+        + Clone
+        + 'static,
+{
+    let mut total = 0;
+    loop {
+        let n = retry(attempts, || {
+            let q = sqlx::query(sql).bind(cutoff.clone()).bind(limit);
+            async move { Ok(q.execute(&db.pool).await?.rows_affected() as i64) }
+        })
+        .await?;
+        total += n;
+        if n < limit {
+            return Ok(total);
+        }
+    }
+}
+
+impl Db {
+    pub(crate) async fn job_started(
+        &self,
+        job: &str,
+        reference: Option<DateTime<Utc>>,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar("INSERT INTO job_runs (job, reference_time, outcome) VALUES ($1, $2, 'running') RETURNING id")
+            .bind(job)
+            .bind(reference)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub(crate) async fn job_finished(
+        &self,
+        id: i64,
+        rows: &BTreeMap<String, i64>,
+        outcome: &str,
+        attempts: i32,
+        detail: Option<&str>,
+    ) -> Result<CleanupRun> {
+        sqlx::query(
+            "UPDATE job_runs SET finished_at = clock_timestamp(), rows_affected = $2, outcome = $3, attempts = $4, detail = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(sqlx::types::Json(rows))
+        .bind(outcome)
+        .bind(attempts)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .job_runs(None, 1, Some(id))
+            .await?
+            .into_iter()
+            .next()
+            .expect("the run just written"))
+    }
+
+    /// Runs interrupted by a crash are marked so, not left "running".
+    pub async fn mark_interrupted_jobs(&self) -> Result<u64> {
+        Ok(sqlx::query("UPDATE job_runs SET outcome = 'interrupted', finished_at = now() WHERE outcome = 'running'")
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// The newest audited runs (of one job, or all), newest first.
+    pub async fn job_runs(
+        &self,
+        job: Option<&str>,
+        limit: i64,
+        id: Option<i64>,
+    ) -> Result<Vec<CleanupRun>> {
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT id, job, reference_time, started_at, finished_at, rows_affected, outcome, attempts, detail
+             FROM job_runs WHERE ($1::text IS NULL OR job = $1) AND ($3::int8 IS NULL OR id = $3)
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(job)
+        .bind(limit)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CleanupRun {
+                id: r.id,
+                job: r.job,
+                reference_time: r.reference_time,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                rows: r.rows_affected.0,
+                outcome: r.outcome,
+                attempts: r.attempts,
+                detail: r.detail,
+            })
+            .collect())
+    }
+
+    /// Records a finished rollover in the audit.
+    pub async fn audit_rollover(&self, m: YearMonth, millis: u64, performed: bool) -> Result<()> {
+        let id = self
+            .job_started("monthly_rollover", Some(at(m.end())))
+            .await?;
+        sqlx::query(
+            "UPDATE job_runs SET started_at = now() - make_interval(secs => $2::float8 / 1000), finished_at = now(),
+               rows_affected = $3, outcome = 'ok', detail = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(millis as f64)
+        .bind(sqlx::types::Json(BTreeMap::from([("monthly_activity".to_owned(), i64::from(performed))])))
+        .bind(format!("rolled up {m}"))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+const DELETE_ENTITY: &str = "
+WITH victims AS (
+  SELECT id FROM {t} WHERE NOT is_active AND last_seen < $1 ORDER BY id LIMIT $2),
+gone AS (
+  DELETE FROM {t} e USING victims v WHERE e.id = v.id RETURNING e.*),
+logged AS (
+  INSERT INTO cleanup_log (entity, entity_type, first_seen, last_seen, deactivated_at, deleted_at, details)
+  SELECT id, '{kind}', first_seen, last_seen, deactivated_at, $1::timestamptz + ($3 || ' days')::interval, {details} FROM gone
+  RETURNING 1)
+SELECT (SELECT count(*) FROM logged), {support}";
+
+/// The daily cleanup with reference day `r`; `open` is the month not yet
+/// rolled up. Audited in `job_runs` whatever happens.
+pub async fn daily_cleanup(
+    db: &Db,
+    r: NaiveDate,
+    open: Option<YearMonth>,
+    c: &RetentionConfig,
+) -> Result<CleanupRun> {
+    let reference = at(r);
+    let id = db.job_started("daily_cleanup", Some(reference)).await?;
+    let mut attempts = 1;
+    let mut rows = BTreeMap::new();
+    let result = run_cleanup(db, r, open, c, &mut rows, &mut attempts).await;
+    match result {
+        Ok(()) => db.job_finished(id, &rows, "ok", attempts, None).await,
+        Err(e) => {
+            let _ = db
+                .job_finished(id, &rows, "failed", attempts, Some(&e.to_string()))
+                .await;
+            Err(e)
+        }
+    }
+}
+
+async fn run_cleanup(
+    db: &Db,
+    r: NaiveDate,
+    open: Option<YearMonth>,
+    c: &RetentionConfig,
+    rows: &mut BTreeMap<String, i64>,
+    attempts: &mut i32,
+) -> Result<()> {
+    let cut = cutoffs(r, open, c);
+    let limit = i64::from(c.batch_rows.max(1));
+    let detail_at = at(cut.detail);
+    // Detail and window stats: whole rows older than the cut-off.
+    let n = drain(db, "DELETE FROM entity_activity WHERE ctid IN (SELECT ctid FROM entity_activity WHERE hour < $1 LIMIT $2)", detail_at, limit, attempts).await?;
+    rows.insert("entity_activity".into(), n);
+    for table in ["dvm_stats_rollups", "kind_stats_rollups"] {
+        let sql: &'static str = if table == "dvm_stats_rollups" {
+            "DELETE FROM dvm_stats_rollups WHERE ctid IN (SELECT ctid FROM dvm_stats_rollups WHERE day < $1 LIMIT $2)"
+        } else {
+            "DELETE FROM kind_stats_rollups WHERE ctid IN (SELECT ctid FROM kind_stats_rollups WHERE day < $1 LIMIT $2)"
+        };
+        let n = drain(db, sql, cut.detail, limit, attempts).await?;
+        rows.insert(table.into(), n);
+    }
+    let n = drain(db, "DELETE FROM time_window_stats WHERE ctid IN (SELECT ctid FROM time_window_stats WHERE as_of < $1 LIMIT $2)", detail_at, limit, attempts).await?;
+    rows.insert("time_window_stats".into(), n);
+
+    // Phase 1: deactivate. The reference time is the deactivation time.
+    for (table, sql) in [
+        (
+            "users",
+            "UPDATE users SET is_active = false, deactivated_at = $1 WHERE id IN (SELECT id FROM users WHERE is_active AND last_seen < $3 LIMIT $2)",
+        ),
+        (
+            "dvms",
+            "UPDATE dvms SET is_active = false, deactivated_at = $1 WHERE id IN (SELECT id FROM dvms WHERE is_active AND last_seen < $3 LIMIT $2)",
+        ),
+    ] {
+        let reference = at(r);
+        let inactive = cut.inactive;
+        let mut total = 0;
+        loop {
+            let n = retry(attempts, || async {
+                Ok(sqlx::query(sql)
+                    .bind(reference)
+                    .bind(limit)
+                    .bind(inactive)
+                    .execute(&db.pool)
+                    .await?
+                    .rows_affected() as i64)
+            })
+            .await?;
+            total += n;
+            if n < limit {
+                break;
+            }
+        }
+        rows.insert(format!("{table}_deactivated"), total);
+    }
+
+    // Phase 2: delete into cleanup_log (kind_dvm_support goes with its DVM).
+    let delete_after = c.delete_after_days.to_string();
+    for (table, kind, details, support) in [
+        ("users", "user", "jsonb_build_object('requests', requests)", "0::int8"),
+        (
+            "dvms",
+            "dvm",
+            "jsonb_build_object('responses', responses, 'feedback', feedback, 'kinds',
+               (SELECT coalesce(jsonb_agg(k.kind ORDER BY k.kind), '[]') FROM kind_dvm_support k WHERE k.dvm = gone.id))",
+            "(SELECT count(*) FROM kind_dvm_support k JOIN victims v ON k.dvm = v.id)",
+        ),
+    ] {
+        let sql = DELETE_ENTITY.replace("{t}", table).replace("{kind}", kind).replace("{details}", details).replace("{support}", support);
+        let (mut deleted, mut support_rows) = (0i64, 0i64);
+        loop {
+            let (n, s): (i64, i64) = retry(attempts, || {
+                let sql = sql.clone();
+                let delete_after = delete_after.clone();
+                async move {
+                    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(cut.delete)
+                        .bind(limit)
+                        .bind(delete_after)
+                        .fetch_one(&db.pool)
+                        .await?)
+                }
+            })
+            .await?;
+            deleted += n;
+            support_rows += s;
+            if n < limit {
+                break;
+            }
+        }
+        rows.insert(format!("{table}_deleted"), deleted);
+        if table == "dvms" {
+            rows.insert("kind_dvm_support".into(), support_rows);
+        }
+    }
+
+    // cleanup_log: by age, then by size.
+    let n = drain(db, "DELETE FROM cleanup_log WHERE id IN (SELECT id FROM cleanup_log WHERE deleted_at < $1 LIMIT $2)", cut.cleanup_log, limit, attempts).await?;
+    let max_rows = i64::from(c.cleanup_log_max_rows);
+    let over = drain(db, "DELETE FROM cleanup_log WHERE id IN (SELECT id FROM cleanup_log ORDER BY id DESC OFFSET $1 LIMIT $2)", max_rows, limit, attempts).await?;
+    rows.insert("cleanup_log".into(), n + over);
+    Ok(())
+}
+
+/// Name of the backup written after the rollover of `m`.
+pub fn backup_name(m: YearMonth) -> String {
+    format!("monthly_activity-{m}.json")
+}
+
+/// The backup file: every `monthly_activity` row at the time of writing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    pub format: String,
+    pub namespace: String,
+    pub rolled_up: String,
+    pub written_at: DateTime<Utc>,
+    pub rows: Vec<MonthRow>,
+}
+
+/// Writes all `monthly_activity` rows atomically (temp file, fsync,
+/// rename) into `dir`, named after the month just rolled up.
+pub async fn write_backup(db: &Db, dir: &Path, m: YearMonth) -> Result<PathBuf> {
+    let rows = db.monthly_rows().await?;
+    let backup = Backup {
+        format: "dvmtop-monthly-activity-v1".into(),
+        namespace: db.namespace.clone(),
+        rolled_up: m.to_string(),
+        written_at: Utc::now(),
+        rows,
+    };
+    let dir = dir.to_owned();
+    let path = dir.join(backup_name(m));
+    let text = serde_json::to_vec_pretty(&backup).map_err(|e| Error::Config(e.to_string()))?;
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(
+            ".{}.tmp",
+            target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("backup")
+        ));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .map_err(|e| Error::Config(format!("backup task: {e}")))?
+    .map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Restored {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// Puts a backup's rows back. Idempotent: restoring twice changes nothing.
+pub async fn restore(db: &Db, file: &Path) -> Result<Restored> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let backup: Backup = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{} is not a dvmtop backup: {e}", file.display())))?;
+    let mut out = Restored::default();
+    let mut tx = db.pool.begin().await?;
+    for row in &backup.rows {
+        row.year_month.parse::<YearMonth>().map_err(Error::Config)?;
+        let existing = sqlx::query_scalar::<_, bool>(
+            "SELECT (total_requests, total_responses, total_feedback, unique_dvms, unique_users, unique_kinds,
+                     most_popular_dvm, most_popular_kind, dvm_activity, kind_activity)
+                  IS NOT DISTINCT FROM ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             FROM monthly_activity WHERE year_month = $1",
+        )
+        .bind(&row.year_month)
+        .bind(row.total_requests)
+        .bind(row.total_responses)
+        .bind(row.total_feedback)
+        .bind(row.unique_dvms)
+        .bind(row.unique_users)
+        .bind(row.unique_kinds)
+        .bind(&row.most_popular_dvm)
+        .bind(row.most_popular_kind)
+        .bind(&row.dvm_activity)
+        .bind(&row.kind_activity)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match existing {
+            Some(true) => {
+                out.unchanged += 1;
+                continue;
+            }
+            Some(false) => out.updated += 1,
+            None => out.inserted += 1,
+        }
+        sqlx::query(
+            "INSERT INTO monthly_activity (year_month, total_requests, total_responses, total_feedback, unique_dvms,
+               unique_users, unique_kinds, most_popular_dvm, most_popular_kind, dvm_activity, kind_activity, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()))
+             ON CONFLICT (year_month) DO UPDATE SET total_requests = EXCLUDED.total_requests,
+               total_responses = EXCLUDED.total_responses, total_feedback = EXCLUDED.total_feedback,
+               unique_dvms = EXCLUDED.unique_dvms, unique_users = EXCLUDED.unique_users,
+               unique_kinds = EXCLUDED.unique_kinds, most_popular_dvm = EXCLUDED.most_popular_dvm,
+               most_popular_kind = EXCLUDED.most_popular_kind, dvm_activity = EXCLUDED.dvm_activity,
+               kind_activity = EXCLUDED.kind_activity, created_at = EXCLUDED.created_at",
+        )
+        .bind(&row.year_month)
+        .bind(row.total_requests)
+        .bind(row.total_responses)
+        .bind(row.total_feedback)
+        .bind(row.unique_dvms)
+        .bind(row.unique_users)
+        .bind(row.unique_kinds)
+        .bind(&row.most_popular_dvm)
+        .bind(row.most_popular_kind)
+        .bind(&row.dvm_activity)
+        .bind(&row.kind_activity)
+        .bind(row.created_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn cutoffs_follow_the_reference_day() {
+        let c = RetentionConfig::default();
+        let cut = cutoffs(d(2025, 3, 15), YearMonth::new(2025, 3), &c);
+        assert_eq!(cut.detail, d(2025, 2, 8), "35 days back");
+        assert_eq!(cut.inactive, at(d(2025, 2, 13)));
+        assert_eq!(cut.delete, at(d(2025, 1, 14)));
+        // A month not rolled up keeps all its rows, however long it waits.
+        let waiting = cutoffs(d(2025, 3, 15), YearMonth::new(2025, 1), &c);
+        assert_eq!(waiting.detail, d(2025, 1, 1));
+    }
+}
+
+/// Monitoring figures (the FAQ's list) for `dvmtop status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub entity_activity_rows: i64,
+    pub entity_activity_bytes: i64,
+    /// Rows of every bounded table, for growth checks.
+    pub table_rows: BTreeMap<String, i64>,
+    pub dvms_active_ratio: Option<f64>,
+    pub users_active_ratio: Option<f64>,
+    pub monthly_activity_rows: i64,
+    pub first_month: Option<String>,
+    pub last_month: Option<String>,
+    pub last_rollover_ms: Option<i64>,
+    pub last_rollover_month: Option<String>,
+    pub last_cleanup_ms: Option<i64>,
+    pub last_cleanup_reference: Option<DateTime<Utc>>,
+    pub last_cleanup_outcome: Option<String>,
+    pub last_backup_outcome: Option<String>,
+    pub cleanup_log_rows: i64,
+}
+
+/// Tables whose size retention bounds.
+pub const BOUNDED_TABLES: [&str; 9] = [
+    "entity_activity",
+    "dvm_stats_rollups",
+    "kind_stats_rollups",
+    "time_window_stats",
+    "dvms",
+    "users",
+    "kind_dvm_support",
+    "seen_ids",
+    "overflow",
+];
+
+impl Db {
+    pub async fn table_rows(&self) -> Result<BTreeMap<String, i64>> {
+        let mut out = BTreeMap::new();
+        for t in BOUNDED_TABLES {
+            let n: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+                    .fetch_one(&self.pool)
+                    .await?;
+            out.insert(t.to_owned(), n);
+        }
+        Ok(out)
+    }
+
+    pub async fn retention_figures(&self) -> Result<Figures> {
+        let table_rows = self.table_rows().await?;
+        let z: SizeRow = sqlx::query_as(
+            "SELECT pg_total_relation_size('entity_activity') AS bytes,
+               (SELECT count(*) FROM monthly_activity) AS months, (SELECT min(year_month) FROM monthly_activity) AS first,
+               (SELECT max(year_month) FROM monthly_activity) AS last, (SELECT count(*) FROM cleanup_log) AS log_rows,
+               (SELECT avg(is_active::int)::float8 FROM dvms) AS dvm_ratio,
+               (SELECT avg(is_active::int)::float8 FROM users) AS user_ratio",
+        )
+        .fetch_one(&self.pool)
+            .await?;
+        let rollover = self
+            .job_runs(Some("monthly_rollover"), 1, None)
+            .await?
+            .into_iter()
+            .next();
+        let cleanup = self
+            .job_runs(Some("daily_cleanup"), 1, None)
+            .await?
+            .into_iter()
+            .next();
+        let backup = self
+            .job_runs(Some("backup"), 1, None)
+            .await?
+            .into_iter()
+            .next();
+        Ok(Figures {
+            entity_activity_rows: table_rows["entity_activity"],
+            entity_activity_bytes: z.bytes,
+            table_rows,
+            dvms_active_ratio: z.dvm_ratio,
+            users_active_ratio: z.user_ratio,
+            monthly_activity_rows: z.months,
+            first_month: z.first,
+            last_month: z.last,
+            last_rollover_ms: rollover.as_ref().and_then(CleanupRun::millis),
+            last_rollover_month: rollover.and_then(|r| {
+                r.detail
+                    .map(|d| d.trim_start_matches("rolled up ").to_owned())
+            }),
+            last_cleanup_ms: cleanup.as_ref().and_then(CleanupRun::millis),
+            last_cleanup_reference: cleanup.as_ref().and_then(|c| c.reference_time),
+            last_cleanup_outcome: cleanup.map(|c| c.outcome),
+            last_backup_outcome: backup.map(|b| b.outcome),
+            cleanup_log_rows: z.log_rows,
+        })
+    }
+}
