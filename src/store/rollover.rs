@@ -105,8 +105,8 @@ impl Db {
                 duration: started.elapsed(),
             });
         }
-        let row = month_summary(&mut *tx, m).await?;
-        sqlx::query(
+        let mut row = month_summary(&mut *tx, m).await?;
+        row.created_at = sqlx::query_scalar(
             "INSERT INTO monthly_activity (year_month, total_requests, total_responses, total_feedback,
                unique_dvms, unique_users, unique_kinds, most_popular_dvm, most_popular_kind, dvm_activity, kind_activity)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -115,7 +115,8 @@ impl Db {
                unique_dvms = EXCLUDED.unique_dvms, unique_users = EXCLUDED.unique_users,
                unique_kinds = EXCLUDED.unique_kinds, most_popular_dvm = EXCLUDED.most_popular_dvm,
                most_popular_kind = EXCLUDED.most_popular_kind, dvm_activity = EXCLUDED.dvm_activity,
-               kind_activity = EXCLUDED.kind_activity",
+               kind_activity = EXCLUDED.kind_activity
+             RETURNING created_at",
         )
         .bind(&row.year_month)
         .bind(row.total_requests)
@@ -128,7 +129,7 @@ impl Db {
         .bind(row.most_popular_kind)
         .bind(&row.dvm_activity)
         .bind(&row.kind_activity)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         sqlx::query("UPDATE pipeline_state SET current_month = $1, confirmed_month = NULL, updated_at = now()")
             .bind(m.next().to_string())
