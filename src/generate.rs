@@ -63,6 +63,10 @@ pub const STRAGGLER_DAY: u32 = 25;
 /// deterministic).
 const FUTURE_TS: i64 = 4_102_444_800;
 
+/// Events one job produces on average: the request, a response 80 % of the
+/// time, feedback 35 % of the time.
+const EVENTS_PER_JOB: f64 = 1.0 + 0.8 + 0.35;
+
 /// Job kinds besides 5300 seen in DVMDash's data.
 const OTHER_KINDS: [i64; 17] = [
     5000, 5001, 5002, 5005, 5050, 5100, 5101, 5102, 5107, 5200, 5201, 5202, 5250, 5301, 5302, 5303,
@@ -206,7 +210,7 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
         let day_w: f64 = (0..24).map(|h| rhythm(weekday, h)).sum::<f64>() / 24.0;
         let mut day_lines: Vec<(i64, String, bool)> = Vec::new();
         let jobs =
-            (cfg.events_per_day as f64 / 1.8 * day_w * rng.random_range(0.85..1.15)) as usize;
+            (cfg.events_per_day as f64 / EVENTS_PER_JOB * day_w * rng.random_range(0.85..1.15)) as usize;
         for _ in 0..jobs {
             // Time of day weighted by the rhythm (rejection sampling).
             let t = loop {

@@ -119,6 +119,9 @@ pub struct Processor {
     last_seq: i64,
     overflow: Vec<Pending>,
     seen: HashSet<u128>,
+    /// The last peek found the queue shorter than asked: we are live, not
+    /// working through a backlog.
+    caught_up: bool,
 }
 
 fn now_unix() -> i64 {
@@ -187,6 +190,7 @@ impl Processor {
             last_seq: st.last_seq,
             overflow,
             seen,
+            caught_up: false,
         })
     }
 
@@ -223,6 +227,7 @@ impl Processor {
         let started = Instant::now();
         let room = self.settings.batch_size.saturating_sub(self.overflow.len());
         let raw = self.queue.peek(room).await?;
+        self.caught_up = raw.len() < room;
         let now = now_unix();
         let mut fresh = Vec::with_capacity(raw.len());
         let mut rejected: Vec<(usize, &'static str)> = Vec::new();
@@ -306,7 +311,9 @@ impl Processor {
                 .map(|(i, why)| (*why, raw[*i].as_str()))
                 .collect(),
         };
+        let t_apply = Instant::now();
         let applied = self.db.apply_batch(&write).await?;
+        let apply_ms = t_apply.elapsed().as_secs_f64() * 1000.0;
         if !applied {
             return Err(Error::Namespace(format!(
                 "batch {seq} was already applied by another process: is a second dvmtop running on namespace {}?",
@@ -351,6 +358,15 @@ impl Processor {
             }
         }
         self.overflow = next;
+        tracing::debug!(
+            seq,
+            consumed = report.consumed,
+            processed = report.processed,
+            parked = report.parked,
+            apply_ms,
+            total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "batch"
+        );
         Ok(Progress::Batch(BatchReport {
             overflow: self.overflow.len(),
             millis: started.elapsed().as_secs_f64() * 1000.0,
@@ -362,9 +378,14 @@ impl Processor {
     /// with reference time = the day's start, then the day becomes current
     /// (SPEC §4). A crash in between repeats the (idempotent) cleanup.
     async fn advance_day(&mut self, d: NaiveDate) -> Result<crate::retention::CleanupRun> {
-        if let Some(t) = self.state.clock {
-            self.db.snapshot_windows(t).await?;
+        let t0 = Instant::now();
+        // Window snapshots scan up to 30 days of detail: worth it once a day
+        // when live, pointless (and the main cost) while working through a
+        // backfill. Status and the TUI compute windows live either way.
+        if self.caught_up {
+            self.snapshot_windows().await?;
         }
+        let t1 = Instant::now();
         let run = crate::retention::daily_cleanup(
             &self.db,
             d,
@@ -372,9 +393,23 @@ impl Processor {
             &self.settings.retention,
         )
         .await?;
+        tracing::debug!(
+            day = %d,
+            windows_ms = (t1 - t0).as_millis() as u64,
+            cleanup_ms = t1.elapsed().as_millis() as u64,
+            "day advanced"
+        );
         self.db.set_day(d).await?;
         self.state.day = Some(d);
         Ok(run)
+    }
+
+    /// Stores the window stats at the processing clock in `time_window_stats`.
+    pub async fn snapshot_windows(&self) -> Result<()> {
+        match self.state.clock {
+            Some(t) => self.db.snapshot_windows(t).await,
+            None => Ok(()),
+        }
     }
 
     /// The operator's "cleanup now": the daily cleanup for the current day.
@@ -545,6 +580,7 @@ pub async fn run(
             Progress::Batch(_) => d.delay,
             Progress::Idle => {
                 if input_done() && p.drained().await? {
+                    p.snapshot_windows().await?;
                     return Ok(RunEnd::Drained);
                 }
                 Duration::from_millis(50)
