@@ -209,8 +209,9 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
         let weekday = day.weekday().num_days_from_monday();
         let day_w: f64 = (0..24).map(|h| rhythm(weekday, h)).sum::<f64>() / 24.0;
         let mut day_lines: Vec<(i64, String, bool)> = Vec::new();
-        let jobs =
-            (cfg.events_per_day as f64 / EVENTS_PER_JOB * day_w * rng.random_range(0.85..1.15)) as usize;
+        let jobs = (cfg.events_per_day as f64 / EVENTS_PER_JOB
+            * day_w
+            * rng.random_range(0.85..1.15)) as usize;
         for _ in 0..jobs {
             // Time of day weighted by the rhythm (rejection sampling).
             let t = loop {

@@ -122,6 +122,8 @@ pub struct Processor {
     /// The last peek found the queue shorter than asked: we are live, not
     /// working through a backlog.
     caught_up: bool,
+    /// When windows were last snapshotted (wall clock; rate limit).
+    last_snapshot: Option<Instant>,
 }
 
 fn now_unix() -> i64 {
@@ -191,6 +193,7 @@ impl Processor {
             overflow,
             seen,
             caught_up: false,
+            last_snapshot: None,
         })
     }
 
@@ -381,9 +384,15 @@ impl Processor {
         let t0 = Instant::now();
         // Window snapshots scan up to 30 days of detail: worth it once a day
         // when live, pointless (and the main cost) while working through a
-        // backfill. Status and the TUI compute windows live either way.
-        if self.caught_up {
+        // backfill — so only when caught up, and at most once a minute.
+        // Status and the TUI compute windows live either way.
+        if self.caught_up
+            && self
+                .last_snapshot
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
             self.snapshot_windows().await?;
+            self.last_snapshot = Some(Instant::now());
         }
         let t1 = Instant::now();
         let run = crate::retention::daily_cleanup(

@@ -146,6 +146,7 @@ async fn write_delta(tx: &mut Transaction<'_, Postgres>, day: NaiveDate, d: &Del
 
     // users and dvms: first/last seen widen, activity adds up and
     // reactivates.
+    let mut new_entities: Vec<(i16, String)> = Vec::new();
     for (table, spans, count_cols) in [
         ("users", &d.users, "requests"),
         ("dvms", &d.dvms, "responses, feedback"),
@@ -179,14 +180,16 @@ async fn write_delta(tx: &mut Transaction<'_, Postgres>, day: NaiveDate, d: &Del
                 ),
             )
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} (id, first_seen, last_seen, is_active, {count_cols})
+        let fresh: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "WITH up AS (INSERT INTO {table} (id, first_seen, last_seen, is_active, {count_cols})
              SELECT id, f, l, true, {values}
              FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int8[], $5::int8[], $6::int8[]) AS u(id, f, l, rq, rs, fb)
              ON CONFLICT (id) DO UPDATE SET
                first_seen = LEAST({table}.first_seen, EXCLUDED.first_seen),
                last_seen = GREATEST({table}.last_seen, EXCLUDED.last_seen),
-               is_active = true, deactivated_at = NULL, {updates}"
+               is_active = true, deactivated_at = NULL, {updates}
+             RETURNING id, xmax = 0 AS fresh)
+             SELECT id FROM up WHERE fresh"
         )))
         .bind(v.0)
         .bind(v.1)
@@ -194,8 +197,16 @@ async fn write_delta(tx: &mut Transaction<'_, Postgres>, day: NaiveDate, d: &Del
         .bind(v.3)
         .bind(v.4)
         .bind(v.5)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await?;
+        // Only entities new to the table can be new to ever_seen: this keeps
+        // the all-time unique count off the per-batch hot path.
+        let role = if table == "users" {
+            EntityRole::User
+        } else {
+            EntityRole::Dvm
+        };
+        new_entities.extend(fresh.into_iter().map(|id| (role as i16, id)));
     }
 
     // kind_dvm_support (after dvms: it references them)
@@ -240,15 +251,7 @@ async fn write_delta(tx: &mut Transaction<'_, Postgres>, day: NaiveDate, d: &Del
     }
 
     // ever_seen + global running totals in one statement.
-    let mut e = (Vec::new(), Vec::new());
-    for id in d.users.keys() {
-        e.0.push(EntityRole::User as i16);
-        e.1.push(id.clone());
-    }
-    for id in d.dvms.keys() {
-        e.0.push(EntityRole::Dvm as i16);
-        e.1.push(id.clone());
-    }
+    let mut e: (Vec<i16>, Vec<String>) = new_entities.into_iter().unzip();
     for kind in d
         .kind_day
         .iter()
