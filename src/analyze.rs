@@ -65,8 +65,7 @@ fn widen<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Span>, k: K, ts: i64) {
         .or_insert_with(|| Span::at(ts));
 }
 
-/// Kind 0 stands for "job kind unknown" (feedback without a `k` tag whose
-/// request is not in the slice).
+/// Kind 0 stands for "job kind unknown" (feedback without a `k` tag).
 pub const UNKNOWN_KIND: u32 = 0;
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -107,24 +106,13 @@ pub fn analyze<'a>(slice: impl IntoIterator<Item = &'a Record>, seen: &HashSet<u
         d.new_ids.push(k);
         accepted.push(r);
     }
-    // Feedback without a `k` tag is credited to its request's kind when the
-    // request is in the same slice.
-    let request_kinds: HashMap<&str, u32> = accepted
-        .iter()
-        .filter(|r| r.role == Role::Request)
-        .filter_map(|r| Some((r.id.as_str(), r.credited_kind?)))
-        .collect();
     for r in accepted {
         let ts = r.created_at;
         d.max_ts = d.max_ts.max(Some(ts));
-        let kind = r
-            .credited_kind
-            .or_else(|| {
-                r.request_ref
-                    .as_deref()
-                    .and_then(|e| request_kinds.get(e).copied())
-            })
-            .unwrap_or(UNKNOWN_KIND);
+        // Feedback without a `k` tag stays "unknown". Crediting it to its
+        // request's kind would depend on whether the request happened to
+        // be in the same slice, i.e. on batch boundaries (SPEC §3).
+        let kind = r.credited_kind.unwrap_or(UNKNOWN_KIND);
         let who = match r.role {
             Role::Announcement => {
                 if let Some(p) = &r.profile {
@@ -188,7 +176,6 @@ mod tests {
                 Role::Response => Some(kind as u32 - 1000),
                 _ => None,
             },
-            request_ref: (role == Role::Feedback).then(|| "01".repeat(32)),
             profile: None,
         }
     }
@@ -218,6 +205,15 @@ mod tests {
             Counts {
                 requests: 1,
                 responses: 1,
+                feedback: 0
+            }
+        );
+        // Feedback without a `k` tag is never credited through its request.
+        assert_eq!(
+            d.kind_day[&UNKNOWN_KIND],
+            Counts {
+                requests: 0,
+                responses: 0,
                 feedback: 1
             }
         );

@@ -102,6 +102,25 @@ pub enum Command {
     Cleanup,
     /// Put the monthly_activity rows of a backup file back (idempotent).
     Restore(RestoreArgs),
+    /// Generate a backfill and measure ingest, Redis, processing and more.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Months of data (DVMDash's real volume is ~600 k events a month).
+    #[arg(long, default_value_t = 12)]
+    pub months: u32,
+    #[arg(long, default_value_t = 20_000)]
+    pub events_per_day: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Skip the end-to-end backtest (halves the run time).
+    #[arg(long)]
+    pub no_e2e: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -199,9 +199,15 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
     let end = month.start();
     while day < end {
         let base = day_start(day);
-        // Stragglers from the previous month, emitted on day 20.
+        // Stragglers from the previous month, emitted on day `STRAGGLER_DAY`.
         if day.day() == STRAGGLER_DAY {
-            for (_, line) in stragglers.drain(..) {
+            // Only the previous month's: this month's wait for next month.
+            let this_month = YearMonth::of(day);
+            let (due, keep): (Vec<_>, Vec<_>) = stragglers
+                .drain(..)
+                .partition(|(t, _)| YearMonth::of(crate::clock::day_of(*t)) < this_month);
+            stragglers = keep;
+            for (_, line) in due {
                 emit(line, out, &mut stats)?;
                 stats.stragglers += 1;
             }

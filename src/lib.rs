@@ -3,6 +3,7 @@
 //! crash-safe and batch-size independent. See README.md for the picture.
 
 pub mod analyze;
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod config;

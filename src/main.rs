@@ -274,6 +274,30 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(a) => {
+            let mut args = cli.global.clone();
+            if args.namespace.is_none() {
+                args.namespace = Some("dvmtop_bench".into());
+            }
+            let cfg = Config::resolve(&args, Policy::Auto)?;
+            let _guard = init_logging(&cfg);
+            let b = dvmtop::bench::BenchConfig {
+                months: a.months,
+                events_per_day: a.events_per_day,
+                seed: a.seed,
+                end_to_end: !a.no_e2e,
+            };
+            let report =
+                dvmtop::bench::run(&cfg, &b, |phase| eprintln!("dvmtop bench: {phase}")).await?;
+            if a.json {
+                print_line(
+                    serde_json::to_value(&report).map_err(|e| Error::Config(e.to_string()))?,
+                );
+            } else {
+                print!("{}", dvmtop::bench::render(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Confirm(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Manual)?;
             println!("{}", headless::confirm(&cfg, a.month.as_deref()).await?);

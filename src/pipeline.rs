@@ -10,13 +10,13 @@ use crate::error::{Error, Result};
 use crate::event::Validation;
 use crate::queue::Queue;
 use crate::record::Record;
-use crate::store::{BatchWrite, Db, MonthRow, Parked};
+use crate::store::{BatchWrite, Db, MonthRow};
 use chrono::NaiveDate;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Largest batch: overflow positions are `seq << 20 | index`.
+/// Largest batch (a sanity bound: a batch and its overflow live in memory).
 pub const MAX_BATCH: usize = 1 << 20;
 
 /// Operator commands (TUI keys, headless signals, tests).
@@ -106,8 +106,8 @@ pub struct Settings {
 }
 
 struct Pending {
-    /// Overflow position, when it came from the overflow.
-    pos: Option<i64>,
+    /// The queue element as it arrived (what the overflow stores).
+    payload: String,
     record: Record,
 }
 
@@ -118,6 +118,10 @@ pub struct Processor {
     state: ClockState,
     last_seq: i64,
     overflow: Vec<Pending>,
+    /// Overflow elements that no longer decode under the current policy
+    /// (e.g. a newly excluded kind): refused, counted and dead-lettered by
+    /// the next batch, never dropped silently.
+    stale: Vec<(&'static str, String)>,
     seen: HashSet<u128>,
     /// The last peek found the queue shorter than asked: we are live, not
     /// working through a backlog.
@@ -172,15 +176,13 @@ impl Processor {
             Some(_) => {}
         }
         let v = &settings.validation;
-        let mut overflow = Vec::new();
-        for Parked { pos, payload } in db.load_overflow().await? {
-            // Parked payloads were valid when parked; a policy change since
-            // (e.g. a newly excluded kind) is dropped at the next batch.
-            if let Ok(record) = Record::decode(&payload, v, i64::MAX / 2) {
-                overflow.push(Pending {
-                    pos: Some(pos),
-                    record,
-                });
+        let (mut overflow, mut stale) = (Vec::new(), Vec::new());
+        for payload in db.load_overflow().await? {
+            // Parked payloads were valid when parked (no future check: the
+            // wall clock has only moved on since).
+            match Record::decode(&payload, v, i64::MAX / 2) {
+                Ok(record) => overflow.push(Pending { payload, record }),
+                Err(why) => stale.push((why.as_str(), payload)),
             }
         }
         let seen = db.load_seen().await?;
@@ -191,6 +193,7 @@ impl Processor {
             state: st.clock,
             last_seq: st.last_seq,
             overflow,
+            stale,
             seen,
             caught_up: false,
             last_snapshot: None,
@@ -232,12 +235,16 @@ impl Processor {
         let raw = self.queue.peek(room).await?;
         self.caught_up = raw.len() < room;
         let now = now_unix();
-        let mut fresh = Vec::with_capacity(raw.len());
-        let mut rejected: Vec<(usize, &'static str)> = Vec::new();
+        let mut fresh: Vec<(usize, Record)> = Vec::with_capacity(raw.len());
+        let mut rejected: Vec<(&'static str, &str)> = self
+            .stale
+            .iter()
+            .map(|(why, p)| (*why, p.as_str()))
+            .collect();
         for (i, payload) in raw.iter().enumerate() {
             match Record::decode(payload, &self.settings.validation, now) {
                 Ok(record) => fresh.push((i, record)),
-                Err(reason) => rejected.push((i, reason.as_str())),
+                Err(reason) => rejected.push((reason.as_str(), payload.as_str())),
             }
         }
         let ts: Vec<i64> = self
@@ -260,7 +267,8 @@ impl Processor {
             }
             Plan::Batch(b) => b,
         };
-        if raw.is_empty() && batch.take.is_empty() && batch.ignore.is_empty() {
+        if raw.is_empty() && rejected.is_empty() && batch.take.is_empty() && batch.ignore.is_empty()
+        {
             return Ok(match batch.awaiting {
                 Some(a) if a.blocked => Progress::Blocked(a),
                 _ => Progress::Idle,
@@ -280,39 +288,25 @@ impl Processor {
             .day
             .map(|_| analyze::analyze(batch.take.iter().map(|&i| record_at(i)), &self.seen));
         let seq = self.last_seq + 1;
-        let mut unpark = Vec::new();
-        for &i in batch.take.iter().chain(&batch.ignore) {
+        // The new overflow: parked elements in pending (FIFO) order.
+        let parked_fresh = batch.park.iter().filter(|&&i| i >= n_over).count();
+        let overflow_changed =
+            parked_fresh > 0 || batch.park.len() != n_over || !self.stale.is_empty();
+        let payload_at = |i: usize| -> &str {
             if i < n_over {
-                unpark.push(
-                    self.overflow[i]
-                        .pos
-                        .expect("overflow elements have a position"),
-                );
+                &self.overflow[i].payload
+            } else {
+                &raw[fresh[i - n_over].0]
             }
-        }
-        let mut park = Vec::new();
-        for &i in &batch.park {
-            if i >= n_over {
-                let (qi, r) = &fresh[i - n_over];
-                park.push((
-                    (seq << 20) | *qi as i64,
-                    clock::day_of(r.created_at),
-                    raw[*qi].as_str(),
-                ));
-            }
-        }
+        };
         let write = BatchWrite {
             seq,
             consumed: raw.len() as i32,
             day: batch.day,
             delta: delta.as_ref(),
-            unpark,
-            park,
+            overflow: overflow_changed.then(|| batch.park.iter().map(|&i| payload_at(i)).collect()),
             ignored_prior_month: batch.ignore.len() as i64,
-            rejected: rejected
-                .iter()
-                .map(|(i, why)| (*why, raw[*i].as_str()))
-                .collect(),
+            rejected,
         };
         let t_apply = Instant::now();
         let applied = self.db.apply_batch(&write).await?;
@@ -323,25 +317,13 @@ impl Processor {
                 self.db.namespace
             )));
         }
+        let n_rejected = write.rejected.len();
+        drop(write);
         self.queue.ack(seq, raw.len() as i64).await?;
         self.last_seq = seq;
+        self.stale.clear();
 
         // Mirror the commit in memory.
-        let report = BatchReport {
-            seq,
-            day: batch.day,
-            consumed: raw.len(),
-            processed: delta.as_ref().map_or(0, |d| d.new_ids.len()),
-            duplicates: delta.as_ref().map_or(0, |d| d.duplicates),
-            ignored: batch.ignore.len(),
-            parked: write.park.len(),
-            rejected: rejected.len(),
-            overflow: 0,
-            awaiting: batch.awaiting,
-            millis: 0.0,
-        };
-        let parked_pos: Vec<i64> = write.park.iter().map(|p| p.0).collect();
-        drop(write);
         if let Some(d) = &delta {
             self.seen.extend(d.new_ids.iter().copied());
             self.state = clock::after_batch(&self.state, d.max_ts);
@@ -353,28 +335,38 @@ impl Processor {
                 next.push(p);
             }
         }
-        let mut parked_iter = parked_pos.into_iter();
-        for (i, (_, record)) in fresh.into_iter().enumerate() {
+        for (i, (qi, record)) in fresh.into_iter().enumerate() {
             if keep.contains(&(i + n_over)) {
-                let pos = parked_iter.next();
-                next.push(Pending { pos, record });
+                next.push(Pending {
+                    payload: raw[qi].clone(),
+                    record,
+                });
             }
         }
         self.overflow = next;
+        let report = BatchReport {
+            seq,
+            day: batch.day,
+            consumed: raw.len(),
+            processed: delta.as_ref().map_or(0, |d| d.new_ids.len()),
+            duplicates: delta.as_ref().map_or(0, |d| d.duplicates),
+            ignored: batch.ignore.len(),
+            parked: parked_fresh,
+            rejected: n_rejected,
+            overflow: self.overflow.len(),
+            awaiting: batch.awaiting,
+            millis: started.elapsed().as_secs_f64() * 1000.0,
+        };
         tracing::debug!(
             seq,
             consumed = report.consumed,
             processed = report.processed,
             parked = report.parked,
             apply_ms,
-            total_ms = started.elapsed().as_secs_f64() * 1000.0,
+            total_ms = report.millis,
             "batch"
         );
-        Ok(Progress::Batch(BatchReport {
-            overflow: self.overflow.len(),
-            millis: started.elapsed().as_secs_f64() * 1000.0,
-            ..report
-        }))
+        Ok(Progress::Batch(report))
     }
 
     /// The clock moves to a new day: window snapshot and daily cleanup

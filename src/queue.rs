@@ -211,6 +211,16 @@ impl Queue {
             .await?)
     }
 
+    /// `n` elements from position `start`, without removing them.
+    pub async fn range(&self, start: i64, n: usize) -> Result<Vec<String>> {
+        Ok(redis::cmd("LRANGE")
+            .arg(&self.keys.queue)
+            .arg(start)
+            .arg(start + n as i64 - 1)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
     /// Removes the `count` head elements consumed by batch `seq` (once).
     pub async fn ack(&self, seq: i64, count: i64) -> Result<bool> {
         let done: i64 = self

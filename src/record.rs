@@ -32,8 +32,6 @@ pub struct Record {
     pub kind: i64,
     pub role: Role,
     pub credited_kind: Option<u32>,
-    /// For feedback: the request it refers to (`e` tag).
-    pub request_ref: Option<String>,
     pub profile: Option<Profile>,
 }
 
@@ -59,10 +57,6 @@ fn profile_of(ev: &Event) -> Profile {
 
 impl Record {
     pub fn from_event(ev: Event, class: event::Classification) -> Record {
-        let request_ref = match class.role {
-            Role::Feedback => ev.tag_value("e").map(str::to_owned),
-            _ => None,
-        };
         let profile = (class.role == Role::Announcement).then(|| profile_of(&ev));
         Record {
             id: ev.id,
@@ -71,7 +65,6 @@ impl Record {
             kind: ev.kind,
             role: class.role,
             credited_kind: class.credited_kind,
-            request_ref,
             profile,
         }
     }
@@ -81,13 +74,12 @@ impl Record {
     pub fn encode(&self) -> String {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         format!(
-            "{TAG}{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{TAG}{}\t{}\t{}\t{}\t{}\t{}",
             self.id,
             self.pubkey,
             self.created_at,
             self.kind,
             opt(self.credited_kind.map(|k| k.to_string())),
-            opt(self.request_ref.clone()),
             opt(self
                 .profile
                 .as_ref()
@@ -96,7 +88,7 @@ impl Record {
     }
 
     fn decode_compact(body: &str, v: &Validation) -> Option<Record> {
-        let mut f = body.splitn(7, '\t');
+        let mut f = body.splitn(6, '\t');
         let id = f.next()?.to_owned();
         let pubkey = f.next()?.to_owned();
         let created_at = f.next()?.parse().ok()?;
@@ -104,10 +96,6 @@ impl Record {
         let credited_kind = match f.next()? {
             "-" => None,
             k => Some(k.parse().ok()?),
-        };
-        let request_ref = match f.next()? {
-            "-" => None,
-            r => Some(r.to_owned()),
         };
         let profile = match f.next()? {
             "-" => None,
@@ -132,7 +120,6 @@ impl Record {
             kind,
             role,
             credited_kind,
-            request_ref,
             profile,
         })
     }
@@ -163,7 +150,6 @@ mod tests {
             kind: 31990,
             role: Role::Announcement,
             credited_kind: None,
-            request_ref: None,
             profile: Some(Profile {
                 name: Some("x\ty\n".into()),
                 about: None,
@@ -177,7 +163,6 @@ mod tests {
             kind: 7000,
             role: Role::Feedback,
             credited_kind: Some(5300),
-            request_ref: Some("c".repeat(64)),
             profile: None,
             ..r
         };

@@ -601,6 +601,18 @@ pub const BOUNDED_TABLES: [&str; 9] = [
 ];
 
 impl Db {
+    /// On-disk size (with indexes and TOAST) of every table of the namespace.
+    pub async fn table_bytes(&self) -> Result<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+        )
+        .bind(&self.namespace)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn table_rows(&self) -> Result<BTreeMap<String, i64>> {
         let mut out = BTreeMap::new();
         for t in BOUNDED_TABLES {

@@ -8,13 +8,6 @@ use crate::error::Result;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Postgres, Transaction};
 
-/// An element waiting in the overflow buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parked {
-    pub pos: i64,
-    pub payload: String,
-}
-
 /// Everything one batch commits.
 #[derive(Debug, Default)]
 pub struct BatchWrite<'a> {
@@ -23,10 +16,8 @@ pub struct BatchWrite<'a> {
     pub consumed: i32,
     pub day: Option<NaiveDate>,
     pub delta: Option<&'a Delta>,
-    /// Overflow positions this batch used up (processed, ignored, refused).
-    pub unpark: Vec<i64>,
-    /// Queue elements parked into the overflow: (pos, day, payload).
-    pub park: Vec<(i64, NaiveDate, &'a str)>,
+    /// The overflow buffer after this batch, when it changed (FIFO).
+    pub overflow: Option<Vec<&'a str>>,
     pub ignored_prior_month: i64,
     /// Refused elements: (reason, raw).
     pub rejected: Vec<(&'static str, &'a str)>,
@@ -309,19 +300,9 @@ impl Db {
         if let (Some(day), Some(d)) = (w.day, w.delta) {
             write_delta(&mut tx, day, d).await?;
         }
-        if !w.unpark.is_empty() {
-            sqlx::query("DELETE FROM overflow WHERE pos = ANY($1)")
-                .bind(&w.unpark)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !w.park.is_empty() {
-            let (pos, (day, payload)): (Vec<i64>, (Vec<NaiveDate>, Vec<&str>)) =
-                w.park.iter().map(|(p, d, s)| (*p, (*d, *s))).unzip();
-            sqlx::query("INSERT INTO overflow (pos, day, payload) SELECT * FROM UNNEST($1::int8[], $2::date[], $3::text[])")
-                .bind(pos)
-                .bind(day)
-                .bind(payload)
+        if let Some(payloads) = &w.overflow {
+            sqlx::query("UPDATE overflow SET payloads = $1")
+                .bind(payloads)
                 .execute(&mut *tx)
                 .await?;
         }

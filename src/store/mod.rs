@@ -5,7 +5,7 @@ mod batch;
 mod rollover;
 mod status;
 
-pub use batch::{BatchWrite, Parked};
+pub use batch::BatchWrite;
 pub use rollover::{RolloverOutcome, month_summary};
 pub use status::{MonthRow, Snapshot, WindowStats, windows};
 
@@ -224,19 +224,11 @@ impl Db {
         })
     }
 
-    /// The overflow buffer in FIFO order.
-    pub async fn load_overflow(&self) -> Result<Vec<Parked>> {
-        let rows = sqlx::query("SELECT pos, payload FROM overflow ORDER BY pos")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Parked {
-                    pos: r.try_get("pos")?,
-                    payload: r.try_get("payload")?,
-                })
-            })
-            .collect()
+    /// The overflow buffer's payloads in FIFO order.
+    pub async fn load_overflow(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT payloads FROM overflow")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Id keys applied in the open window (for processing-side dedup).

@@ -132,7 +132,7 @@ impl Db {
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let s = sqlx::query(
             "SELECT p.current_month, p.current_day, p.clock, p.confirmed_month,
-               (SELECT count(*) FROM overflow) AS overflow_size,
+               (SELECT coalesce(cardinality(payloads), 0)::int8 FROM overflow) AS overflow_size,
                (SELECT count(*) FILTER (WHERE is_active) FROM dvms) AS dvms_active,
                (SELECT count(*) FILTER (WHERE NOT is_active) FROM dvms) AS dvms_inactive,
                (SELECT count(*) FILTER (WHERE is_active) FROM users) AS users_active,

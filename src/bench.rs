@@ -1,0 +1,317 @@
+//! `dvmtop bench`: one reproducible run on this machine that generates a
+//! realistic backfill and measures ingest, the Redis ceiling, processing
+//! (overall and per month of data), an end-to-end backtest, peak RSS and
+//! table sizes.
+
+use crate::clock::YearMonth;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::generate::{GenConfig, generate};
+use crate::headless::{self, Services, Start};
+use crate::ingest::{self, IngestConfig, Source};
+use crate::pipeline::{self, Processor, Progress};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub months: u32,
+    pub events_per_day: u32,
+    pub seed: u64,
+    /// Also run a full concurrent backtest into a second namespace.
+    pub end_to_end: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthRate {
+    pub month: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub events_generated: u64,
+    pub lines: u64,
+    pub file_bytes: u64,
+    pub batch_size: usize,
+    pub ingest_events_per_s: f64,
+    pub redis_ceiling_events_per_s: f64,
+    pub processing_events_per_s: f64,
+    pub processing_over_redis_ceiling: f64,
+    pub end_to_end_events_per_s: Option<f64>,
+    pub per_month: Vec<MonthRate>,
+    pub last_over_first_month: Option<f64>,
+    pub peak_rss_mib: f64,
+    pub table_bytes: BTreeMap<String, i64>,
+    pub processed: u64,
+    pub rollovers: u64,
+}
+
+fn rate(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        (n as f64 / secs).round()
+    } else {
+        0.0
+    }
+}
+
+/// Peak resident set size of this process (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| (kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// Reads the whole queue in batch-sized chunks without processing: what
+/// Redis alone allows.
+async fn redis_ceiling(services: &Services, batch: usize) -> Result<(u64, f64)> {
+    let started = Instant::now();
+    let depth = services.queue.depth().await?;
+    let mut read = 0u64;
+    let mut bytes = 0usize;
+    while read < depth {
+        let chunk = services.queue.range(read as i64, batch).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        read += chunk.len() as u64;
+        bytes += chunk.iter().map(String::len).sum::<usize>();
+    }
+    tracing::debug!(read, bytes, "redis ceiling pass");
+    Ok((read, started.elapsed().as_secs_f64()))
+}
+
+pub async fn run(
+    cfg: &Config,
+    b: &BenchConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<BenchReport> {
+    let dir = cfg.data_dir.join("bench");
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let file = dir.join(format!(
+        "backfill-{}m-{}d-{}.jsonl",
+        b.months, b.events_per_day, b.seed
+    ));
+    let io = |source| Error::Io {
+        path: file.display().to_string(),
+        source,
+    };
+    progress(&format!(
+        "generating {} months at ~{} events/day into {}",
+        b.months,
+        b.events_per_day,
+        file.display()
+    ));
+    let input = GenConfig {
+        seed: b.seed,
+        start: YearMonth {
+            year: 2024,
+            month: 1,
+        },
+        months: b.months,
+        events_per_day: b.events_per_day,
+        late_rate: 0.01,
+        dup_rate: 0.005,
+        malformed_rate: 0.0002,
+        ..GenConfig::default()
+    };
+    let stats = {
+        let mut out =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file).map_err(io)?);
+        let s = generate(&input, &mut out).map_err(io)?;
+        std::io::Write::flush(&mut out).map_err(io)?;
+        s
+    };
+    let file_bytes = std::fs::metadata(&file).map_err(io)?.len();
+    let path = file.display().to_string();
+
+    // 1. Ingest alone: file → queue.
+    progress("ingest (file → Redis queue)");
+    let services = Services::open(cfg, Start::Fresh, true).await?;
+    let icfg = IngestConfig {
+        validation: cfg.validation.clone(),
+        high_water: u64::MAX,
+        ..IngestConfig::default()
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let t = Instant::now();
+    let totals = ingest::ingest(&services.queue, &Source::parse(&path), &icfg, &cancel).await?;
+    let ingest_rate = rate(totals.read, t.elapsed().as_secs_f64());
+
+    // 2. The Redis ceiling on the same queued payloads.
+    progress("Redis ceiling (read the queue without processing)");
+    let (read, secs) = redis_ceiling(&services, cfg.batch_size).await?;
+    let ceiling = rate(read, secs);
+
+    // 3. Processing: queue → committed rollups, timed per month of data.
+    progress("processing (queue → PostgreSQL)");
+    let mut proc = Processor::open(
+        services.db.clone(),
+        services.queue.clone(),
+        Services::settings(cfg),
+    )
+    .await?;
+    let (_tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let mut months: Vec<(YearMonth, Instant, u64)> = Vec::new();
+    let mut processed = 0u64;
+    let t = Instant::now();
+    pipeline::run(
+        &mut proc,
+        &mut rx,
+        || true,
+        |p| {
+            if let Progress::Batch(r) = p {
+                processed += r.processed as u64;
+                if let Some(day) = r.day {
+                    let m = YearMonth::of(day);
+                    if months.last().is_none_or(|(last, _, _)| m > *last) {
+                        months.push((m, Instant::now(), processed - r.processed as u64));
+                    }
+                }
+            }
+        },
+    )
+    .await?;
+    let end = Instant::now();
+    let processing_secs = t.elapsed().as_secs_f64();
+    let processing_rate = rate(processed, processing_secs);
+    let per_month: Vec<MonthRate> = months
+        .iter()
+        .enumerate()
+        .map(|(i, (m, start, before))| {
+            let (stop, after) = months
+                .get(i + 1)
+                .map_or((end, processed), |(_, s, b)| (*s, *b));
+            let secs = (stop - *start).as_secs_f64();
+            MonthRate {
+                month: m.to_string(),
+                events: after - before,
+                seconds: (secs * 100.0).round() / 100.0,
+                events_per_s: rate(after - before, secs),
+            }
+        })
+        .collect();
+    // The last month of a backfill is cut short by the end of the data and
+    // pays the final flush; compare complete months.
+    let complete: Vec<&MonthRate> = per_month.iter().filter(|m| m.events > 0).collect();
+    let last_over_first = match (complete.first(), complete.iter().rev().nth(1)) {
+        (Some(f), Some(l)) if f.events_per_s > 0.0 => {
+            Some((l.events_per_s / f.events_per_s * 1000.0).round() / 1000.0)
+        }
+        _ => None,
+    };
+    let snap = services.db.snapshot().await?;
+    let table_bytes = services.db.table_bytes().await?;
+
+    // 4. End to end: a concurrent backtest in its own namespace.
+    let end_to_end = if b.end_to_end {
+        progress("end-to-end backtest (ingest and processing together)");
+        let mut e2e = cfg.clone();
+        e2e.namespace = format!("{}_e2e", cfg.namespace);
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
+        let s = headless::backtest(
+            &e2e,
+            std::slice::from_ref(&path),
+            Start::Fresh,
+            rx,
+            Arc::new(AtomicBool::new(false)),
+            |_| {},
+        )
+        .await?;
+        Some(rate(s.events_read, s.elapsed_s))
+    } else {
+        None
+    };
+    Ok(BenchReport {
+        events_generated: stats.events,
+        lines: stats.lines,
+        file_bytes,
+        batch_size: cfg.batch_size,
+        ingest_events_per_s: ingest_rate,
+        redis_ceiling_events_per_s: ceiling,
+        processing_events_per_s: processing_rate,
+        processing_over_redis_ceiling: if ceiling > 0.0 {
+            (processing_rate / ceiling * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        },
+        end_to_end_events_per_s: end_to_end,
+        per_month,
+        last_over_first_month: last_over_first,
+        peak_rss_mib: peak_rss_mib(),
+        table_bytes,
+        processed: snap.counters.get("processed").copied().unwrap_or(0) as u64,
+        rollovers: snap.monthly_rows as u64,
+    })
+}
+
+/// The report as a table for people.
+pub fn render(r: &BenchReport) -> String {
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<40} {v}\n"));
+    line(
+        "events generated (lines)",
+        format!("{} ({})", r.events_generated, r.lines),
+    );
+    line(
+        "input size",
+        format!("{:.1} MiB", r.file_bytes as f64 / 1048576.0),
+    );
+    line("batch size", r.batch_size.to_string());
+    line(
+        "ingest, file → queue",
+        format!("{} events/s", r.ingest_events_per_s),
+    );
+    line(
+        "Redis ceiling (read queue, no processing)",
+        format!("{} events/s", r.redis_ceiling_events_per_s),
+    );
+    line(
+        "processing, queue → committed rollups",
+        format!("{} events/s", r.processing_events_per_s),
+    );
+    line(
+        "processing / Redis ceiling",
+        format!("{:.3}", r.processing_over_redis_ceiling),
+    );
+    line(
+        "end-to-end backtest",
+        r.end_to_end_events_per_s
+            .map_or("not run (--no-e2e)".into(), |v| format!("{v} events/s")),
+    );
+    line(
+        "last / first complete month",
+        r.last_over_first_month
+            .map_or("n/a".into(), |v| format!("{v:.3}")),
+    );
+    line("peak RSS (dvmtop)", format!("{} MiB", r.peak_rss_mib));
+    line(
+        "processed, rollovers",
+        format!("{}, {}", r.processed, r.rollovers),
+    );
+    s.push_str("\nper month of data:\n");
+    for m in &r.per_month {
+        s.push_str(&format!(
+            "  {}  {:>9} events  {:>8.2} s  {:>8} events/s\n",
+            m.month, m.events, m.seconds, m.events_per_s
+        ));
+    }
+    s.push_str("\nPostgreSQL table sizes:\n");
+    for (t, b) in &r.table_bytes {
+        s.push_str(&format!("  {t:<24} {:>10.1} MiB\n", *b as f64 / 1048576.0));
+    }
+    s
+}
