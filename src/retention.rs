@@ -485,61 +485,29 @@ pub async fn restore(db: &Db, file: &Path) -> Result<Restored> {
     let backup: Backup = serde_json::from_str(&text)
         .map_err(|e| Error::Config(format!("{} is not a dvmtop backup: {e}", file.display())))?;
     let mut out = Restored::default();
+    let existing: BTreeMap<String, MonthRow> = db
+        .monthly_rows()
+        .await?
+        .into_iter()
+        .map(|r| (r.year_month.clone(), r))
+        .collect();
     let mut tx = db.pool.begin().await?;
     for row in &backup.rows {
         row.year_month.parse::<YearMonth>().map_err(Error::Config)?;
-        let existing = sqlx::query_scalar::<_, bool>(
-            "SELECT (total_requests, total_responses, total_feedback, unique_dvms, unique_users, unique_kinds,
-                     most_popular_dvm, most_popular_kind, dvm_activity, kind_activity)
-                  IS NOT DISTINCT FROM ($2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             FROM monthly_activity WHERE year_month = $1",
-        )
-        .bind(&row.year_month)
-        .bind(row.total_requests)
-        .bind(row.total_responses)
-        .bind(row.total_feedback)
-        .bind(row.unique_dvms)
-        .bind(row.unique_users)
-        .bind(row.unique_kinds)
-        .bind(&row.most_popular_dvm)
-        .bind(row.most_popular_kind)
-        .bind(&row.dvm_activity)
-        .bind(&row.kind_activity)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match existing {
-            Some(true) => {
+        match existing.get(&row.year_month) {
+            Some(old)
+                if MonthRow {
+                    created_at: row.created_at,
+                    ..old.clone()
+                } == *row =>
+            {
                 out.unchanged += 1;
                 continue;
             }
-            Some(false) => out.updated += 1,
+            Some(_) => out.updated += 1,
             None => out.inserted += 1,
         }
-        sqlx::query(
-            "INSERT INTO monthly_activity (year_month, total_requests, total_responses, total_feedback, unique_dvms,
-               unique_users, unique_kinds, most_popular_dvm, most_popular_kind, dvm_activity, kind_activity, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()))
-             ON CONFLICT (year_month) DO UPDATE SET total_requests = EXCLUDED.total_requests,
-               total_responses = EXCLUDED.total_responses, total_feedback = EXCLUDED.total_feedback,
-               unique_dvms = EXCLUDED.unique_dvms, unique_users = EXCLUDED.unique_users,
-               unique_kinds = EXCLUDED.unique_kinds, most_popular_dvm = EXCLUDED.most_popular_dvm,
-               most_popular_kind = EXCLUDED.most_popular_kind, dvm_activity = EXCLUDED.dvm_activity,
-               kind_activity = EXCLUDED.kind_activity, created_at = EXCLUDED.created_at",
-        )
-        .bind(&row.year_month)
-        .bind(row.total_requests)
-        .bind(row.total_responses)
-        .bind(row.total_feedback)
-        .bind(row.unique_dvms)
-        .bind(row.unique_users)
-        .bind(row.unique_kinds)
-        .bind(&row.most_popular_dvm)
-        .bind(row.most_popular_kind)
-        .bind(&row.dvm_activity)
-        .bind(&row.kind_activity)
-        .bind(row.created_at)
-        .execute(&mut *tx)
-        .await?;
+        crate::store::upsert_month(&mut tx, row).await?;
     }
     tx.commit().await?;
     Ok(out)

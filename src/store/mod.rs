@@ -6,6 +6,7 @@ mod rollover;
 mod status;
 
 pub use batch::BatchWrite;
+pub(crate) use rollover::upsert_month;
 pub use rollover::{RolloverOutcome, month_summary};
 pub use status::{MonthRow, Snapshot, WindowStats, windows};
 

@@ -74,6 +74,42 @@ pub async fn month_summary<'e>(
     row_of(m, &r)
 }
 
+/// Writes one `monthly_activity` row (insert or replace). `created_at`
+/// comes from the row when it has one (a restore), else stays or is now.
+pub(crate) async fn upsert_month(
+    conn: &mut sqlx::PgConnection,
+    row: &MonthRow,
+) -> Result<chrono::DateTime<chrono::Utc>> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO monthly_activity (year_month, total_requests, total_responses, total_feedback,
+           unique_dvms, unique_users, unique_kinds, most_popular_dvm, most_popular_kind, dvm_activity, kind_activity,
+           created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()))
+         ON CONFLICT (year_month) DO UPDATE SET total_requests = EXCLUDED.total_requests,
+           total_responses = EXCLUDED.total_responses, total_feedback = EXCLUDED.total_feedback,
+           unique_dvms = EXCLUDED.unique_dvms, unique_users = EXCLUDED.unique_users,
+           unique_kinds = EXCLUDED.unique_kinds, most_popular_dvm = EXCLUDED.most_popular_dvm,
+           most_popular_kind = EXCLUDED.most_popular_kind, dvm_activity = EXCLUDED.dvm_activity,
+           kind_activity = EXCLUDED.kind_activity,
+           created_at = coalesce($12, monthly_activity.created_at)
+         RETURNING created_at",
+    )
+    .bind(&row.year_month)
+    .bind(row.total_requests)
+    .bind(row.total_responses)
+    .bind(row.total_feedback)
+    .bind(row.unique_dvms)
+    .bind(row.unique_users)
+    .bind(row.unique_kinds)
+    .bind(&row.most_popular_dvm)
+    .bind(row.most_popular_kind)
+    .bind(&row.dvm_activity)
+    .bind(&row.kind_activity)
+    .bind(row.created_at)
+    .fetch_one(conn)
+    .await?)
+}
+
 #[derive(Debug, Clone)]
 pub struct RolloverOutcome {
     pub row: MonthRow,
@@ -106,31 +142,7 @@ impl Db {
             });
         }
         let mut row = month_summary(&mut *tx, m).await?;
-        row.created_at = sqlx::query_scalar(
-            "INSERT INTO monthly_activity (year_month, total_requests, total_responses, total_feedback,
-               unique_dvms, unique_users, unique_kinds, most_popular_dvm, most_popular_kind, dvm_activity, kind_activity)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (year_month) DO UPDATE SET total_requests = EXCLUDED.total_requests,
-               total_responses = EXCLUDED.total_responses, total_feedback = EXCLUDED.total_feedback,
-               unique_dvms = EXCLUDED.unique_dvms, unique_users = EXCLUDED.unique_users,
-               unique_kinds = EXCLUDED.unique_kinds, most_popular_dvm = EXCLUDED.most_popular_dvm,
-               most_popular_kind = EXCLUDED.most_popular_kind, dvm_activity = EXCLUDED.dvm_activity,
-               kind_activity = EXCLUDED.kind_activity
-             RETURNING created_at",
-        )
-        .bind(&row.year_month)
-        .bind(row.total_requests)
-        .bind(row.total_responses)
-        .bind(row.total_feedback)
-        .bind(row.unique_dvms)
-        .bind(row.unique_users)
-        .bind(row.unique_kinds)
-        .bind(&row.most_popular_dvm)
-        .bind(row.most_popular_kind)
-        .bind(&row.dvm_activity)
-        .bind(&row.kind_activity)
-        .fetch_one(&mut *tx)
-        .await?;
+        row.created_at = Some(upsert_month(&mut tx, &row).await?);
         sqlx::query("UPDATE pipeline_state SET current_month = $1, confirmed_month = NULL, updated_at = now()")
             .bind(m.next().to_string())
             .execute(&mut *tx)
