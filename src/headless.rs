@@ -430,7 +430,9 @@ pub async fn confirm(cfg: &Config, month: Option<&str>) -> Result<String> {
         }
     };
     if services.db.confirm(m).await? {
-        Ok(format!("confirmed the rollover of {m}"))
+        Ok(format!(
+            "confirmed the rollover of {m}: it runs as soon as it is due (a waiting pipeline picks it up within a second)"
+        ))
     } else {
         Err(Error::Namespace(format!(
             "{m} is not the open month of namespace {} (open: {}); nothing to confirm",
