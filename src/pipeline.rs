@@ -431,6 +431,9 @@ impl Processor {
         let out = self.db.rollover(m).await?;
         let millis = out.duration.as_millis() as u64;
         self.state = clock::after_rollover(&self.state, m);
+        // The closed month's ids left `seen_ids` with the rollover: reload
+        // the (small) rest so memory stays bounded by the open window.
+        self.seen = self.db.load_seen().await?;
         self.db.audit_rollover(m, millis, out.performed).await?;
         if let Err(e) = self.queue.forget_seen_before(m.end()).await {
             tracing::warn!(error = %e, "could not drop the ingest dedup sets of {m}");
