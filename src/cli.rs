@@ -14,8 +14,27 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    #[command(flatten)]
+    pub tui: TuiArgs,
+    /// Without a subcommand: files to ingest while the TUI runs the service.
+    pub files: Vec<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Terminal UI options (`dvmtop`, `dvmtop backtest` without --headless).
+#[derive(Debug, Clone, Args, Default)]
+pub struct TuiArgs {
+    /// No colours (also when NO_COLOR is set); meaning stays in words and glyphs.
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Capture the mouse (wheel switches views); off by default so the
+    /// terminal's own selection keeps working.
+    #[arg(long, global = true)]
+    pub mouse: bool,
+    /// Watch only: confirming rollovers and running cleanups are disabled.
+    #[arg(long, global = true)]
+    pub readonly: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -258,17 +258,28 @@ pub async fn ingest_all(
     Ok(())
 }
 
-/// A headless backtest: ingest `files` while processing, until everything
-/// is processed (or a shutdown arrives). `out` receives the JSON lines; the
-/// summary is returned (and not printed).
-pub async fn backtest(
+/// What every run — headless or in the TUI — starts with: the namespace
+/// opened (`start` applied, migrated, locked), the ingest of `files`
+/// running in a task of its own, and the processor ready.
+pub struct Launched {
+    pub services: Services,
+    pub processor: Processor,
+    /// Ingest of the input files; stops early on `cancel`.
+    pub ingest: tokio::task::JoinHandle<Result<()>>,
+    /// Set once every input file has been ingested (or ingest failed).
+    pub input_done: Arc<AtomicBool>,
+    /// The namespace's `processed` counter when the run started.
+    pub processed_before: u64,
+    pub started: Instant,
+}
+
+/// Opens the namespace, starts ingesting `files` and opens the processor.
+pub async fn launch(
     cfg: &Config,
     files: &[String],
     start: Start,
-    mut ctl: mpsc::Receiver<Control>,
-    cancel: Arc<AtomicBool>,
-    out: impl FnMut(Value),
-) -> Result<Summary> {
+    cancel: &Arc<AtomicBool>,
+) -> Result<Launched> {
     let started = Instant::now();
     let services = Services::open(cfg, start, true).await?;
     let processed_before = services
@@ -283,12 +294,12 @@ pub async fn backtest(
         validation: cfg.validation.clone(),
         ..IngestConfig::default()
     };
-    let done = Arc::new(AtomicBool::new(false));
-    let ingest_task = {
+    let input_done = Arc::new(AtomicBool::new(false));
+    let ingest = {
         let (queue, files, done, cancel) = (
             services.queue.clone(),
             files.to_vec(),
-            done.clone(),
+            input_done.clone(),
             cancel.clone(),
         );
         tokio::spawn(async move {
@@ -297,12 +308,49 @@ pub async fn backtest(
             r
         })
     };
-    let mut proc = Processor::open(
+    let processor = match Processor::open(
         services.db.clone(),
         services.queue.clone(),
         Services::settings(cfg),
     )
-    .await?;
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            cancel.store(true, Ordering::SeqCst);
+            let _ = ingest.await;
+            return Err(e);
+        }
+    };
+    Ok(Launched {
+        services,
+        processor,
+        ingest,
+        input_done,
+        processed_before,
+        started,
+    })
+}
+
+/// A headless backtest: ingest `files` while processing, until everything
+/// is processed (or a shutdown arrives). `out` receives the JSON lines; the
+/// summary is returned (and not printed).
+pub async fn backtest(
+    cfg: &Config,
+    files: &[String],
+    start: Start,
+    mut ctl: mpsc::Receiver<Control>,
+    cancel: Arc<AtomicBool>,
+    out: impl FnMut(Value),
+) -> Result<Summary> {
+    let Launched {
+        services,
+        processor: mut proc,
+        ingest: ingest_task,
+        input_done: done,
+        processed_before,
+        started,
+    } = launch(cfg, files, start, &cancel).await?;
     let mut reporter = Reporter::new(out);
     let end = {
         let overflow = std::cell::Cell::new(0usize);
@@ -351,30 +399,14 @@ pub async fn serve(
     cancel: Arc<AtomicBool>,
     out: impl FnMut(Value),
 ) -> Result<Summary> {
-    let started = Instant::now();
-    let services = Services::open(cfg, Start::Resume, true).await?;
-    let processed_before = services
-        .db
-        .snapshot()
-        .await?
-        .counters
-        .get("processed")
-        .copied()
-        .unwrap_or(0) as u64;
-    let ingest_cfg = IngestConfig {
-        validation: cfg.validation.clone(),
-        ..IngestConfig::default()
-    };
-    let ingest_task = {
-        let (queue, files, cancel) = (services.queue.clone(), files.to_vec(), cancel.clone());
-        tokio::spawn(async move { ingest_all(&queue, &files, &ingest_cfg, &cancel).await })
-    };
-    let mut proc = Processor::open(
-        services.db.clone(),
-        services.queue.clone(),
-        Services::settings(cfg),
-    )
-    .await?;
+    let Launched {
+        services,
+        processor: mut proc,
+        ingest: ingest_task,
+        processed_before,
+        started,
+        ..
+    } = launch(cfg, files, Start::Resume, &cancel).await?;
     let mut reporter = Reporter::new(out);
     let end = pipeline::run(&mut proc, &mut ctl, || false, |p| reporter.progress(p, 0)).await;
     cancel.store(true, Ordering::SeqCst);

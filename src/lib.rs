@@ -17,3 +17,4 @@ pub mod queue;
 pub mod record;
 pub mod retention;
 pub mod store;
+pub mod tui;

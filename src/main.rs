@@ -2,13 +2,14 @@
 //! failure into one line on stderr and a non-zero exit code.
 
 use clap::Parser;
-use dvmtop::cli::{Cli, Command};
+use dvmtop::cli::{Cli, Command, TuiArgs};
 use dvmtop::clock::Policy;
 use dvmtop::config::Config;
 use dvmtop::error::Error;
 use dvmtop::generate::{GenConfig, generate};
 use dvmtop::headless::{self, Start};
 use dvmtop::pipeline::Control;
+use dvmtop::tui::{self, Mode, theme::Palette};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -54,7 +55,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("dvmtop: {e}");
+            // Not eprintln!: it panics when stderr is gone (SSH hang-up).
+            let _ = writeln!(std::io::stderr(), "dvmtop: {e}");
             ExitCode::FAILURE
         }
     }
@@ -107,11 +109,40 @@ fn print_line(v: serde_json::Value) {
     let _ = out.flush();
 }
 
+/// The terminal UI; its summary line is printed once the terminal is back.
+async fn run_tui(
+    cfg: &Config,
+    args: &TuiArgs,
+    mode: Mode,
+    files: Vec<String>,
+    start: Start,
+) -> Result<ExitCode, Error> {
+    let opts = tui::Options {
+        mode,
+        files,
+        start,
+        readonly: args.readonly,
+        mouse: args.mouse,
+        palette: Palette::detect(args.no_color),
+    };
+    let outcome = tui::run(cfg, opts).await?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", outcome.summary);
+    let _ = out.flush();
+    Ok(if outcome.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let Some(command) = cli.command else {
-        return Err(Error::Config(
-            "the terminal UI is not part of this build yet: use a subcommand (dvmtop --help), e.g. `dvmtop backtest FILE --headless`".into(),
-        ));
+        // No subcommand: the TUI over the service, on the configured
+        // namespace (opened like `serve`), manual rollovers by default.
+        let cfg = Config::resolve(&cli.global, Policy::Manual)?;
+        let _guard = init_logging(&cfg);
+        return run_tui(&cfg, &cli.tui, Mode::Serve, cli.files, Start::Resume).await;
     };
     match command {
         Command::Gen(a) => {
@@ -188,11 +219,6 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 },
             )?;
             let _guard = init_logging(&cfg);
-            if !a.headless {
-                return Err(Error::Config(
-                    "the terminal UI is not part of this build yet: add --headless".into(),
-                ));
-            }
             let start = if a.fresh {
                 Start::Fresh
             } else if a.resume {
@@ -200,6 +226,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             } else {
                 Start::New
             };
+            if !a.headless {
+                return run_tui(&cfg, &cli.tui, Mode::Backtest, a.files, start).await;
+            }
             let (tx, rx) = mpsc::channel(16);
             let cancel = Arc::new(AtomicBool::new(false));
             on_signals(tx.clone(), cancel.clone());

@@ -488,10 +488,31 @@ pub enum RunEnd {
 
 /// Where a stepping command stops again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Until {
+pub enum Until {
     Batch,
     Day,
     Rollover,
+}
+
+impl Until {
+    /// Whether progress `p` completes a step of this kind (the run loop
+    /// pauses again; the TUI shows the same).
+    pub fn reached_by(self, p: &Progress) -> bool {
+        match (self, p) {
+            (Until::Batch, Progress::Batch(_)) => true,
+            (Until::Day, Progress::DayAdvanced { .. }) => true,
+            (
+                Until::Rollover,
+                Progress::Rolled {
+                    performed: true, ..
+                }
+                | Progress::Blocked(_),
+            ) => true,
+            (Until::Rollover, Progress::Batch(b)) => b.awaiting.is_some(),
+            (_, Progress::Idle) => true,
+            _ => false,
+        }
+    }
 }
 
 /// The run loop's operator state.
@@ -510,20 +531,7 @@ impl Driver {
 
     /// After a step: does it complete the stepping command?
     fn reached(&mut self, p: &Progress) -> bool {
-        let done = match (self.until, p) {
-            (Some(Until::Batch), Progress::Batch(_)) => true,
-            (Some(Until::Day), Progress::DayAdvanced { .. }) => true,
-            (
-                Some(Until::Rollover),
-                Progress::Rolled {
-                    performed: true, ..
-                }
-                | Progress::Blocked(_),
-            ) => true,
-            (Some(Until::Rollover), Progress::Batch(b)) => b.awaiting.is_some(),
-            (Some(_), Progress::Idle) => true,
-            _ => false,
-        };
+        let done = self.until.is_some_and(|u| u.reached_by(p));
         if done {
             self.until = None;
             self.paused = true;

@@ -210,3 +210,14 @@ impl Db {
         Ok(())
     }
 }
+
+impl Db {
+    /// The overflow buffer by UTC day (it holds at most one batch).
+    pub async fn overflow_by_day(&self) -> Result<Vec<(NaiveDate, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT day, count(*) FROM overflow GROUP BY day ORDER BY day")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

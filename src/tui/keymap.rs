@@ -1,0 +1,392 @@
+//! The key map is data: [`BINDINGS`] drives key handling, the `?` help
+//! overlay and the footer hints, so the three cannot drift apart.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+/// Where a binding applies. Global bindings apply everywhere, after the
+/// context of the topmost layer (help overlay, dialog, main screen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ctx {
+    Global,
+    Main,
+    Dialog,
+    Help,
+}
+
+impl Ctx {
+    pub fn title(self) -> &'static str {
+        match self {
+            Ctx::Global => "everywhere",
+            Ctx::Main => "main screen",
+            Ctx::Dialog => "rollover dialog",
+            Ctx::Help => "this help",
+        }
+    }
+}
+
+/// What a key asks for. `update` turns actions into state changes and
+/// commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    CloseHelp,
+    Redraw,
+    TogglePause,
+    StepBatch,
+    StepDay,
+    RunToRollover,
+    /// Open the rollover dialog for the due month (after "not yet").
+    ReviewRollover,
+    CleanupNow,
+    Faster,
+    Slower,
+    NextView,
+    PrevView,
+    /// Go to the view numbered by the key's digit (1-based).
+    GoToView,
+    /// Dialog: roll the month over now.
+    Confirm,
+    /// Dialog: not yet.
+    Defer,
+    /// Dialog: move between the buttons.
+    ToggleChoice,
+    /// Dialog: press the selected button.
+    Choose,
+}
+
+impl Action {
+    /// Actions that change data; `--readonly` refuses them.
+    pub fn mutates(self) -> bool {
+        matches!(self, Action::Confirm | Action::CleanupNow)
+    }
+}
+
+/// One key: a code and the modifiers that must be held (Shift is ignored
+/// for characters, which carry it in the character itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub code: KeyCode,
+    pub mods: KeyModifiers,
+}
+
+const fn ch(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        mods: KeyModifiers::NONE,
+    }
+}
+
+const fn ctrl(c: char) -> Key {
+    Key {
+        code: KeyCode::Char(c),
+        mods: KeyModifiers::CONTROL,
+    }
+}
+
+const fn code(code: KeyCode) -> Key {
+    Key {
+        code,
+        mods: KeyModifiers::NONE,
+    }
+}
+
+impl Key {
+    pub fn matches(&self, ev: &KeyEvent) -> bool {
+        if ev.kind == KeyEventKind::Release {
+            return false;
+        }
+        let held = ev.modifiers - KeyModifiers::SHIFT;
+        let want = self.mods - KeyModifiers::SHIFT;
+        match (self.code, ev.code) {
+            (KeyCode::Char(a), KeyCode::Char(b)) => a == b && held == want,
+            (a, b) => a == b && ev.modifiers == self.mods,
+        }
+    }
+
+    /// How the key is written in help and hints.
+    pub fn label(&self) -> String {
+        let base = match self.code {
+            KeyCode::Char(' ') => "space".to_owned(),
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::Esc => "Esc".into(),
+            KeyCode::Enter => "Enter".into(),
+            KeyCode::Tab => "Tab".into(),
+            KeyCode::BackTab => "S-Tab".into(),
+            KeyCode::Left => "←".into(),
+            KeyCode::Right => "→".into(),
+            KeyCode::F(n) => format!("F{n}"),
+            other => format!("{other:?}"),
+        };
+        if self.mods.contains(KeyModifiers::CONTROL) {
+            format!("^{}", base.to_uppercase())
+        } else {
+            base
+        }
+    }
+}
+
+pub struct Binding {
+    pub ctx: Ctx,
+    pub keys: &'static [Key],
+    pub action: Action,
+    /// Short word for the footer; empty: not in the footer.
+    pub hint: &'static str,
+    /// One line for the help overlay.
+    pub help: &'static str,
+}
+
+impl Binding {
+    pub fn keys_label(&self) -> String {
+        self.keys
+            .iter()
+            .map(Key::label)
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+/// Every key dvmtop's TUI understands. `?`, `q`, `y` and `n`/Esc are
+/// relied on by other tools (and the end-to-end test): keep them.
+pub const BINDINGS: &[Binding] = &[
+    Binding {
+        ctx: Ctx::Global,
+        keys: &[ch('?'), code(KeyCode::F(1))],
+        action: Action::ToggleHelp,
+        hint: "help",
+        help: "show or hide this help",
+    },
+    Binding {
+        ctx: Ctx::Global,
+        keys: &[ch('q'), ctrl('c')],
+        action: Action::Quit,
+        hint: "quit",
+        help: "quit: finish the batch in flight, commit, restore the terminal",
+    },
+    Binding {
+        ctx: Ctx::Global,
+        keys: &[ctrl('l')],
+        action: Action::Redraw,
+        hint: "",
+        help: "redraw the whole screen",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch(' '), ch('p')],
+        action: Action::TogglePause,
+        hint: "pause",
+        help: "pause or resume processing (the view keeps updating)",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('s')],
+        action: Action::StepBatch,
+        hint: "step",
+        help: "process one batch, then pause",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('d')],
+        action: Action::StepDay,
+        hint: "day",
+        help: "run until the clock reaches the next day, then pause",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('r')],
+        action: Action::RunToRollover,
+        hint: "to rollover",
+        help: "run until the next month rollover happens or waits, then pause",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('c')],
+        action: Action::ReviewRollover,
+        hint: "rollover",
+        help: "open the due rollover's dialog again (after \"not yet\")",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('x')],
+        action: Action::CleanupNow,
+        hint: "cleanup",
+        help: "run the daily cleanup now, for the current day",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('+'), ch('=')],
+        action: Action::Faster,
+        hint: "faster",
+        help: "backtest speed up (shorter pause after each batch)",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('-')],
+        action: Action::Slower,
+        hint: "slower",
+        help: "backtest slow down (longer pause after each batch)",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[code(KeyCode::Tab)],
+        action: Action::NextView,
+        hint: "view",
+        help: "next view (overview, history, ingest)",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[code(KeyCode::BackTab)],
+        action: Action::PrevView,
+        hint: "",
+        help: "previous view",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[ch('1'), ch('2'), ch('3')],
+        action: Action::GoToView,
+        hint: "",
+        help: "go to view 1 overview, 2 history, 3 ingest",
+    },
+    Binding {
+        ctx: Ctx::Dialog,
+        keys: &[ch('y')],
+        action: Action::Confirm,
+        hint: "roll over",
+        help: "confirm: roll the month over now",
+    },
+    Binding {
+        ctx: Ctx::Dialog,
+        keys: &[ch('n'), code(KeyCode::Esc)],
+        action: Action::Defer,
+        hint: "not yet",
+        help: "not yet: hide until the next day or month it is due",
+    },
+    Binding {
+        ctx: Ctx::Dialog,
+        keys: &[
+            code(KeyCode::Left),
+            code(KeyCode::Right),
+            code(KeyCode::Tab),
+        ],
+        action: Action::ToggleChoice,
+        hint: "",
+        help: "move between the buttons",
+    },
+    Binding {
+        ctx: Ctx::Dialog,
+        keys: &[code(KeyCode::Enter)],
+        action: Action::Choose,
+        hint: "",
+        help: "press the selected button (\"not yet\" unless moved)",
+    },
+    Binding {
+        ctx: Ctx::Help,
+        keys: &[code(KeyCode::Esc)],
+        action: Action::CloseHelp,
+        hint: "close",
+        help: "close this help",
+    },
+];
+
+/// The action for a key in context `ctx` (then the global bindings).
+pub fn lookup(ctx: Ctx, ev: &KeyEvent) -> Option<Action> {
+    let find = |c: Ctx| {
+        BINDINGS
+            .iter()
+            .filter(|b| b.ctx == c)
+            .find(|b| b.keys.iter().any(|k| k.matches(ev)))
+            .map(|b| b.action)
+    };
+    find(ctx).or_else(|| find(Ctx::Global))
+}
+
+/// A key label and its footer word.
+pub type Hint = (String, &'static str);
+
+/// Footer hints: the context's own bindings, then the global ones (which
+/// the footer always keeps); read-only hides the actions it refuses.
+pub fn hints(ctx: Ctx, readonly: bool) -> (Vec<Hint>, Vec<Hint>) {
+    let of = |c: Ctx| {
+        BINDINGS
+            .iter()
+            .filter(|b| b.ctx == c)
+            .filter(|b| !(b.hint.is_empty() || readonly && b.action.mutates()))
+            .map(|b| {
+                let key = b.keys.first().map(Key::label).unwrap_or_default();
+                (key, b.hint)
+            })
+            .collect::<Vec<_>>()
+    };
+    (of(ctx), of(Ctx::Global))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: KeyCode, m: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(c, m)
+    }
+
+    #[test]
+    fn lookups() {
+        let q = key(KeyCode::Char('q'), KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Main, &q), Some(Action::Quit));
+        assert_eq!(lookup(Ctx::Dialog, &q), Some(Action::Quit));
+        let help = key(KeyCode::Char('?'), KeyModifiers::SHIFT);
+        assert_eq!(lookup(Ctx::Main, &help), Some(Action::ToggleHelp));
+        let y = key(KeyCode::Char('y'), KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Dialog, &y), Some(Action::Confirm));
+        assert_eq!(lookup(Ctx::Main, &y), None, "y only means yes in a dialog");
+        let esc = key(KeyCode::Esc, KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Dialog, &esc), Some(Action::Defer));
+        assert_eq!(lookup(Ctx::Help, &esc), Some(Action::CloseHelp));
+        let ctrl_l = key(KeyCode::Char('l'), KeyModifiers::CONTROL);
+        assert_eq!(lookup(Ctx::Main, &ctrl_l), Some(Action::Redraw));
+        let l = key(KeyCode::Char('l'), KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Main, &l), None);
+        let ctrl_c = key(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(lookup(Ctx::Main, &ctrl_c), Some(Action::Quit));
+        let two = key(KeyCode::Char('2'), KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Main, &two), Some(Action::GoToView));
+        let c = key(KeyCode::Char('c'), KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Main, &c), Some(Action::ReviewRollover));
+    }
+
+    #[test]
+    fn no_key_is_bound_twice_in_a_context() {
+        for a in BINDINGS {
+            for b in BINDINGS {
+                if std::ptr::eq(a, b) {
+                    continue;
+                }
+                let overlap = a.ctx == b.ctx || a.ctx == Ctx::Global || b.ctx == Ctx::Global;
+                if overlap {
+                    for k in a.keys {
+                        assert!(
+                            !b.keys.contains(k),
+                            "{} is bound to {:?} and {:?}",
+                            k.label(),
+                            a.action,
+                            b.action
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn readonly_hints_hide_mutations() {
+        let (all, global) = hints(Ctx::Main, false);
+        let (ro, _) = hints(Ctx::Main, true);
+        assert!(all.iter().any(|(_, h)| *h == "cleanup"));
+        assert!(!ro.iter().any(|(_, h)| *h == "cleanup"));
+        let (dialog_ro, _) = hints(Ctx::Dialog, true);
+        assert!(!dialog_ro.iter().any(|(_, h)| *h == "roll over"));
+        assert_eq!(
+            global,
+            vec![("?".to_owned(), "help"), ("q".to_owned(), "quit")]
+        );
+    }
+}

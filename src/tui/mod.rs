@@ -1,0 +1,307 @@
+//! The terminal UI: live panes over the same pipeline headless mode runs,
+//! driven by the same [`Control`] messages.
+//!
+//! Elm architecture: one [`App`] owned by this task, one [`Msg`] enum, a
+//! pure [`update`] returning [`Command`]s; workers (pipeline, poller,
+//! previews) send messages over bounded channels. The screen is redrawn
+//! only when an update says something visible changed, at most every
+//! [`MIN_FRAME`].
+
+pub mod app;
+pub mod dialog;
+pub mod keymap;
+pub mod panes;
+pub mod render;
+pub mod terminal;
+pub mod theme;
+pub mod workers;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::headless::{self, Launched, Start};
+use crate::pipeline::{Control, RunEnd};
+pub use app::{App, Command, Info, Mode, Msg, update};
+use crossterm::event::Event;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use theme::{Palette, Theme};
+use tokio::sync::mpsc;
+
+/// Redraws are coalesced to at most one per this interval.
+pub const MIN_FRAME: Duration = Duration::from_millis(50);
+
+/// How long a shutdown waits for the batch in flight.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub files: Vec<String>,
+    pub start: Start,
+    pub readonly: bool,
+    pub mouse: bool,
+    pub palette: Palette,
+}
+
+/// How the TUI ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// A signal (not `q`) stopped it.
+    pub interrupted: bool,
+    /// One line for the operator, printed after the terminal is restored.
+    pub summary: String,
+}
+
+/// Reads the terminal on a thread of its own (blocking reads; crossterm's
+/// async stream lost wake-ups under quick key sequences in tmux) and turns
+/// events into messages. It ends with the UI or the terminal.
+fn spawn_input(tx: mpsc::Sender<Msg>) {
+    let spawned = std::thread::Builder::new()
+        .name("tui-input".into())
+        .spawn(move || {
+            loop {
+                let msg = match crossterm::event::read() {
+                    Ok(Event::Key(k)) => Msg::Key(k),
+                    Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                    Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
+                    Ok(_) => continue,
+                    // The terminal went away (e.g. the SSH session dropped).
+                    Err(e) => {
+                        tracing::warn!(error = %e, "terminal input ended");
+                        let _ = tx.blocking_send(Msg::Signal("terminal closed"));
+                        return;
+                    }
+                };
+                if tx.blocking_send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the input thread");
+    }
+}
+
+/// Opens the namespace, starts ingest and the pipeline, and runs the UI
+/// until the operator quits or a signal arrives.
+pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
+    if !std::io::stdout().is_terminal() {
+        return Err(Error::Config(
+            "stdout is not a terminal, and the TUI needs one: add --headless (backtest) or use `dvmtop serve`".into(),
+        ));
+    }
+    for f in &opts.files {
+        if f == "-" {
+            return Err(Error::Config(
+                "the TUI reads the keyboard, so it cannot ingest stdin: add --headless, or pass files".into(),
+            ));
+        }
+        if !std::path::Path::new(f).exists() {
+            return Err(Error::Io {
+                path: f.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    // Before the terminal is taken over, so errors print as one plain line.
+    let Launched {
+        services,
+        processor,
+        ingest,
+        input_done,
+        ..
+    } = headless::launch(cfg, &opts.files, opts.start, &cancel).await?;
+    let (tx, mut rx) = mpsc::channel::<Msg>(256);
+    // Ingest errors are shown, not just logged.
+    let ingest = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let r = match ingest.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::Config(format!("ingest task failed: {e}"))),
+            };
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "ingest stopped");
+                let _ = tx
+                    .send(Msg::Notice(
+                        app::Level::Error,
+                        format!("ingest stopped: {e}"),
+                    ))
+                    .await;
+            }
+            r
+        })
+    };
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(32);
+    let mut pipeline = match opts.mode {
+        Mode::Backtest => {
+            let done = input_done.clone();
+            workers::spawn_pipeline(
+                processor,
+                ctl_rx,
+                move || done.load(Ordering::SeqCst),
+                tx.clone(),
+            )
+        }
+        Mode::Serve => workers::spawn_pipeline(processor, ctl_rx, || false, tx.clone()),
+    };
+    let poller = workers::spawn_poller(
+        services.db.clone(),
+        services.queue.clone(),
+        tx.clone(),
+        workers::PollTiming::default(),
+    );
+    use tokio::signal::unix::{SignalKind, signal};
+    let sig =
+        |k| signal(k).map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")));
+    let (mut int, mut term, mut hup) = (
+        sig(SignalKind::interrupt())?,
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::hangup())?,
+    );
+
+    let mut terminal = match terminal::enter(opts.mouse) {
+        Ok(t) => t,
+        Err(e) => {
+            terminal::restore(opts.mouse);
+            cancel.store(true, Ordering::SeqCst);
+            let _ = ctl_tx.send(Control::Shutdown).await;
+            let _ = pipeline.await;
+            return Err(Error::Config(format!("cannot set up the terminal: {e}")));
+        }
+    };
+    let theme = Theme::new(opts.palette);
+    let mut app = App::new(Info {
+        namespace: cfg.namespace.clone(),
+        mode: opts.mode,
+        batch_size: cfg.batch_size,
+        policy: cfg.params.policy,
+        buffer_days: cfg.params.buffer_days,
+        readonly: opts.readonly,
+        mouse: opts.mouse,
+    });
+    spawn_input(tx.clone());
+    let mut dirty = true;
+    let mut last_draw: Option<Instant> = None;
+    let mut interrupted = false;
+    let mut quit_at: Option<Instant> = None;
+    let mut ended = None;
+
+    loop {
+        let due = last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME);
+        if dirty && due {
+            // A failed draw (terminal gone after a hang-up) must not stop
+            // the shutdown path.
+            let _ = terminal.draw(|f| render::render(f, &app, &theme, chrono::Utc::now()));
+            dirty = false;
+            last_draw = Some(Instant::now());
+        }
+        if ended.is_some() && quit_at.is_some() {
+            break;
+        }
+        let frame_wait = if dirty {
+            MIN_FRAME.saturating_sub(last_draw.map_or(Duration::ZERO, |t| t.elapsed()))
+        } else {
+            Duration::from_secs(3600)
+        };
+        let give_up = quit_at.map(|t| SHUTDOWN_WAIT.saturating_sub(t.elapsed()));
+        let msg = tokio::select! {
+            // Keys, resizes, reports, polls: everything comes as a message.
+            m = rx.recv() => m,
+            r = &mut pipeline, if ended.is_none() => {
+                let r = r.unwrap_or_else(|e| Err(Error::Config(format!("pipeline task failed: {e}"))));
+                // Its last messages are already in the channel; the end
+                // itself is recorded here, so a quit can finish.
+                ended = Some(r);
+                None
+            }
+            _ = int.recv() => { interrupted = true; Some(Msg::Signal("SIGINT")) }
+            _ = term.recv() => { interrupted = true; Some(Msg::Signal("SIGTERM")) }
+            _ = hup.recv() => { interrupted = true; Some(Msg::Signal("SIGHUP")) }
+            _ = tokio::time::sleep(frame_wait), if dirty => None,
+            _ = tokio::time::sleep(give_up.unwrap_or_default()), if give_up.is_some() => {
+                tracing::warn!("the pipeline did not stop within {SHUTDOWN_WAIT:?}; leaving anyway (nothing uncommitted is acknowledged)");
+                break;
+            }
+        };
+        let Some(msg) = msg else { continue };
+        if let Msg::Signal(name) = &msg {
+            tracing::info!("{name}: shutting down");
+        }
+        for c in update(&mut app, msg) {
+            match c {
+                Command::Send(c) => {
+                    if ended.is_some() {
+                        continue;
+                    }
+                    if let Err(e) = ctl_tx.try_send(c) {
+                        let why = match e {
+                            mpsc::error::TrySendError::Full(_) => "the pipeline is busy: try again",
+                            mpsc::error::TrySendError::Closed(_) => "the pipeline has stopped",
+                        };
+                        for c in update(&mut app, Msg::Notice(app::Level::Warn, why.into())) {
+                            dirty |= c == Command::Redraw;
+                        }
+                    }
+                }
+                Command::FetchPreview(m) => {
+                    workers::spawn_preview(services.db.clone(), m, tx.clone());
+                }
+                Command::Redraw => dirty = true,
+                Command::ClearScreen => {
+                    let _ = terminal::repaint(&mut terminal);
+                    dirty = true;
+                    last_draw = None;
+                }
+                Command::Quit => {
+                    if quit_at.is_none() {
+                        quit_at = Some(Instant::now());
+                        cancel.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    }
+
+    poller.abort();
+    terminal::leave(terminal, opts.mouse);
+    match &ended {
+        Some(Ok(end)) => tracing::info!(?end, "TUI stopped; the pipeline ended cleanly"),
+        Some(Err(e)) => tracing::error!(error = %e, "TUI stopped; the pipeline had failed"),
+        None => tracing::warn!("TUI stopped; the pipeline did not stop in time"),
+    }
+    cancel.store(true, Ordering::SeqCst);
+    if tokio::time::timeout(Duration::from_secs(10), ingest)
+        .await
+        .is_err()
+    {
+        tracing::warn!("ingest did not stop within 10 s");
+    }
+    let processed = app.run.processed;
+    let month = app.current_month().map_or("none".into(), |m| m.to_string());
+    match ended {
+        Some(Err(e)) => Err(e),
+        None => Err(Error::Config(format!(
+            "the pipeline did not stop within {} s; nothing uncommitted was acknowledged, so a restart continues where it was",
+            SHUTDOWN_WAIT.as_secs()
+        ))),
+        Some(Ok(end)) => Ok(Outcome {
+            interrupted,
+            summary: format!(
+                "dvmtop: {} · {} events processed this session · open month {month}{}",
+                cfg.namespace,
+                app::group(processed as i64),
+                if end == RunEnd::Drained {
+                    " · input fully processed"
+                } else {
+                    ""
+                }
+            ),
+        }),
+    }
+}
+#[cfg(test)]
+mod tests;

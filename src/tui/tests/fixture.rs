@@ -1,0 +1,253 @@
+//! Fixed data for update and render tests: no wall clock, no services.
+
+use crate::clock::{Awaiting, Policy, YearMonth};
+use crate::pipeline::BatchReport;
+use crate::retention::CleanupRun;
+use crate::store::{MonthRow, WindowStats};
+use crate::tui::app::{App, DbPoll, DbView, Info, Mode, Msg, Poll, RedisView, update};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use std::collections::BTreeMap;
+
+pub fn ym(y: i32, m: u32) -> YearMonth {
+    YearMonth::new(y, m).unwrap()
+}
+
+pub fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+pub fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+}
+
+/// The wall clock the render tests pass in.
+pub fn now() -> DateTime<Utc> {
+    at(2025, 6, 1, 12, 0, 0)
+}
+
+pub fn info() -> Info {
+    Info {
+        namespace: "sample".into(),
+        mode: Mode::Backtest,
+        batch_size: 5000,
+        policy: Policy::Manual,
+        buffer_days: 3,
+        readonly: false,
+        mouse: false,
+    }
+}
+
+pub fn dvm(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+pub fn month_row(m: &str, requests: i64) -> MonthRow {
+    MonthRow {
+        year_month: m.into(),
+        total_requests: requests,
+        total_responses: requests * 9 / 10,
+        total_feedback: requests / 5,
+        unique_dvms: 61,
+        unique_users: 1_234 + requests / 100,
+        unique_kinds: 17,
+        most_popular_dvm: Some(dvm(0xab)),
+        most_popular_kind: Some(5300),
+        dvm_activity: serde_json::json!({}),
+        kind_activity: serde_json::json!({}),
+        created_at: None,
+    }
+}
+
+fn window(name: &'static str, scale: i64) -> WindowStats {
+    WindowStats {
+        window: name,
+        requests: 410 * scale,
+        responses: 371 * scale,
+        feedback: 52 * scale,
+        completion: Some(371.0 / 410.0),
+        unique_users: 37 * scale.min(40),
+        unique_dvms: 12 + scale.min(40),
+        unique_kinds: 9 + scale.min(8),
+        popular_dvm: Some(dvm(0x5c)),
+        popular_kind: Some(5300),
+        competitive_kind: Some(5050),
+    }
+}
+
+fn job(
+    id: i64,
+    job: &str,
+    reference: NaiveDate,
+    started: DateTime<Utc>,
+    ms: i64,
+    rows: &[(&str, i64)],
+) -> CleanupRun {
+    CleanupRun {
+        id,
+        job: job.into(),
+        reference_time: Some(reference.and_hms_opt(0, 0, 0).unwrap().and_utc()),
+        started_at: started,
+        finished_at: Some(started + chrono::Duration::milliseconds(ms)),
+        rows: rows.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        outcome: "ok".into(),
+        attempts: 1,
+        detail: None,
+    }
+}
+
+pub fn db_view() -> DbView {
+    let t0 = at(2025, 6, 1, 11, 58, 0);
+    DbView {
+        current_month: Some("2024-03".into()),
+        current_day: Some(day(2024, 3, 14)),
+        clock: Some(at(2024, 3, 14, 17, 42, 9).timestamp()),
+        overflow_size: 1_250,
+        overflow_days: vec![(day(2024, 3, 15), 1_190), (day(2024, 3, 16), 60)],
+        dvms_active: 58,
+        dvms_inactive: 7,
+        users_active: 2_911,
+        users_inactive: 340,
+        monthly_rows: 2,
+        confirmed_month: None,
+        counters: BTreeMap::from([
+            ("processed".into(), 812_345),
+            ("duplicate".into(), 120),
+            ("ignored_prior_month".into(), 33),
+            ("rejected:malformed".into(), 2),
+        ]),
+        dead_letters: 2,
+        jobs: vec![
+            job(
+                9,
+                "daily_cleanup",
+                day(2024, 3, 14),
+                t0,
+                41,
+                &[("entity_activity", 1_872), ("users_deactivated", 12)],
+            ),
+            job(
+                8,
+                "daily_cleanup",
+                day(2024, 3, 13),
+                t0 - chrono::Duration::seconds(9),
+                38,
+                &[("entity_activity", 1_790)],
+            ),
+            job(
+                7,
+                "backup",
+                day(2024, 3, 1),
+                t0 - chrono::Duration::seconds(70),
+                12,
+                &[("monthly_activity", 1)],
+            ),
+            job(
+                6,
+                "monthly_rollover",
+                day(2024, 3, 1),
+                t0 - chrono::Duration::seconds(71),
+                230,
+                &[("monthly_activity", 1)],
+            ),
+            job(
+                5,
+                "daily_cleanup",
+                day(2024, 3, 12),
+                t0 - chrono::Duration::seconds(80),
+                35,
+                &[],
+            ),
+        ],
+    }
+}
+
+pub fn redis_view() -> RedisView {
+    RedisView {
+        depth: 48_211,
+        ingest: BTreeMap::from([
+            ("events_read".into(), 901_777),
+            ("accepted".into(), 899_120),
+            ("rejected:malformed".into(), 1_204),
+            ("rejected:future".into(), 311),
+            ("rejected:duplicate".into(), 1_142),
+        ]),
+        dead_letters: 1_515,
+    }
+}
+
+pub fn poll(at: DateTime<Utc>, depth: u64, accepted: u64, processed: i64) -> Poll {
+    let mut view = db_view();
+    view.counters.insert("processed".into(), processed);
+    let mut redis = redis_view();
+    redis.depth = depth;
+    redis.ingest.insert("accepted".into(), accepted);
+    Poll {
+        at,
+        db: Ok(DbPoll {
+            view,
+            windows: Some(vec![
+                window("1h", 1),
+                window("24h", 24),
+                window("7d", 160),
+                window("30d", 700),
+            ]),
+            months: Some(vec![
+                month_row("2024-01", 281_455),
+                month_row("2024-02", 302_118),
+            ]),
+        }),
+        redis: Ok(redis),
+    }
+}
+
+pub fn batch(day: NaiveDate, processed: usize, awaiting: Option<Awaiting>) -> BatchReport {
+    BatchReport {
+        seq: 412,
+        day: Some(day),
+        consumed: processed,
+        processed,
+        overflow: 1_250,
+        awaiting,
+        millis: 38.4,
+        ..Default::default()
+    }
+}
+
+/// A running backtest mid-March 2024 with two months rolled up.
+pub fn busy_app() -> App {
+    let mut app = App::new(info());
+    // Polls a few seconds apart give rates and a depth history.
+    let base = at(2025, 6, 1, 11, 59, 0);
+    let depths = [
+        52_000u64, 51_200, 50_900, 50_100, 49_800, 49_000, 48_700, 48_211,
+    ];
+    for (i, d) in depths.iter().enumerate() {
+        let i = i as i64;
+        update(
+            &mut app,
+            Msg::Polled(Box::new(poll(
+                base + chrono::Duration::seconds(i * 2),
+                *d,
+                890_000 + i as u64 * 1_300,
+                800_000 + i * 1_763,
+            ))),
+        );
+    }
+    for ms in [31.0, 44.0, 38.4] {
+        update(
+            &mut app,
+            Msg::Batches {
+                report: BatchReport {
+                    millis: ms,
+                    ..batch(day(2024, 3, 14), 4_800, None)
+                },
+                count: 1,
+                max_ms: ms,
+                total_ms: ms,
+            },
+        );
+    }
+    app.run.month = Some(ym(2024, 3));
+    app.note = None;
+    app
+}

@@ -1,0 +1,157 @@
+//! Whole-screen snapshots (ratatui TestBackend + insta) at 80×24 and
+//! 120×40, from fixed data and a fixed "now", plus the too-small screen.
+//! The `.snap` files are committed; a mismatch fails (CI never writes).
+
+use super::fixture::*;
+use crate::clock::Awaiting;
+use crate::pipeline::Progress;
+use crate::tui::app::{App, Msg, update};
+use crate::tui::render::render;
+use crate::tui::theme::{Palette, Theme};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| render(f, app, &Theme::new(Palette::Indexed), now()))
+        .unwrap();
+    t
+}
+
+fn snap(name: &str, app: &App, w: u16, h: u16) {
+    let t = draw(app, w, h);
+    insta::with_settings!({
+        snapshot_path => "snapshots",
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), t.backend());
+    });
+}
+
+fn with_dialog() -> App {
+    let mut app = busy_app();
+    // February is still open while March is processed; April waits.
+    app.run.month = Some(ym(2024, 2));
+    app.months.pop();
+    if let Some(d) = &mut app.db.data {
+        d.current_month = Some("2024-02".into());
+    }
+    let a = Awaiting {
+        month: ym(2024, 2),
+        blocked: true,
+    };
+    update(&mut app, Msg::Progress(Progress::Blocked(a)));
+    update(
+        &mut app,
+        Msg::Preview {
+            month: ym(2024, 2),
+            result: Ok(month_row("2024-02", 302_118)),
+        },
+    );
+    app
+}
+
+fn with_help() -> App {
+    let mut app = busy_app();
+    update(
+        &mut app,
+        Msg::Key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE)),
+    );
+    app
+}
+
+#[test]
+fn main_screen() {
+    snap("main", &busy_app(), 80, 24);
+    snap("main", &busy_app(), 120, 40);
+}
+
+#[test]
+fn help_overlay() {
+    snap("help", &with_help(), 80, 24);
+    snap("help", &with_help(), 120, 40);
+}
+
+#[test]
+fn rollover_dialog() {
+    snap("dialog", &with_dialog(), 80, 24);
+    snap("dialog", &with_dialog(), 120, 40);
+}
+
+#[test]
+fn other_views() {
+    let mut app = busy_app();
+    app.view = 1;
+    snap("history", &app, 80, 24);
+    app.view = 2;
+    snap("ingest", &app, 80, 24);
+}
+
+#[test]
+fn too_small() {
+    snap("too_small", &busy_app(), 60, 20);
+    // One column short is already too small.
+    let t = draw(&busy_app(), 79, 24);
+    let text = format!("{}", t.backend());
+    assert!(text.contains("terminal too small"), "{text}");
+    assert!(text.contains("79×24, need 80×24"));
+}
+
+#[test]
+fn starting_screen_without_data() {
+    snap("empty", &App::new(info()), 80, 24);
+}
+
+#[test]
+fn stale_data_is_marked() {
+    let mut app = busy_app();
+    let mut p = poll(at(2025, 6, 1, 11, 59, 30), 48_211, 899_120, 812_345);
+    p.db = Err("PostgreSQL did not answer within 3 s".into());
+    update(&mut app, Msg::Polled(Box::new(p)));
+    let text = format!("{}", draw(&app, 80, 24).backend());
+    assert!(text.contains("stale since 11:59:30"), "{text}");
+    // The figures are still there.
+    assert!(text.contains("2024-03-14"));
+}
+
+#[test]
+fn monochrome_keeps_the_words() {
+    let app = with_dialog();
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| render(f, &app, &Theme::new(Palette::Mono), now()))
+        .unwrap();
+    let buf = t.backend().buffer();
+    let text = format!("{}", t.backend());
+    assert!(text.contains("WAITING") && text.contains("Not yet (n)"));
+    for cell in buf.content() {
+        assert!(
+            matches!(cell.fg, ratatui::style::Color::Reset)
+                && matches!(cell.bg, ratatui::style::Color::Reset),
+            "NO_COLOR must not paint colours: {cell:?}"
+        );
+    }
+}
+
+/// Render cost of one full frame at 120×40 (the figure in README.md comes
+/// from `cargo nextest run --release render_time -- --nocapture`).
+#[test]
+fn render_time_per_frame() {
+    let mut app = with_dialog();
+    let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let theme = Theme::new(Palette::Indexed);
+    let n = 200;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        // Alternate views so every frame repaints most cells.
+        app.view = i % 3;
+        t.draw(|f| render(f, &app, &theme, now())).unwrap();
+    }
+    let per = start.elapsed() / n as u32;
+    println!("render_time_per_frame: {per:?} at 120x40 ({n} frames)");
+    assert!(
+        per < std::time::Duration::from_millis(50),
+        "{per:?} per frame"
+    );
+}

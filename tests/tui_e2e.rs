@@ -1,0 +1,299 @@
+//! End-to-end runs of the real binary's TUI inside tmux: poll the screen
+//! for text (no blind sleeps), press keys, check PostgreSQL, check the
+//! process exits cleanly and gives the terminal back.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dvmtop");
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn start(tag: &str, width: u16, height: u16, shell_cmd: &str) -> Tmux {
+        let t = Tmux {
+            socket: format!("dvmtop_{tag}_{}", std::process::id()),
+            session: "e2e".into(),
+        };
+        let out = t.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            &t.session,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            shell_cmd,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed (is tmux installed?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn screen(&self) -> String {
+        let out = self.run(&["capture-pane", "-p", "-t", &self.session]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        let out = self.run(&["send-keys", "-t", &self.session, keys]);
+        assert!(out.status.success());
+    }
+
+    fn display(&self, format: &str) -> String {
+        let out = self.run(&["display", "-p", "-t", &self.session, format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Polls the screen until `pred` holds; fails with the last screen.
+    fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if start.elapsed() > limit {
+                panic!("timed out after {limit:?} waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn wait_file(path: &Path, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.trim().is_empty()
+        {
+            return s.trim().to_owned();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{} did not appear within {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `dvmtop gen --months 3 --events-per-day 200` into the data dir; returns
+/// the file and its number of events.
+fn generate(dir: &Path) -> (PathBuf, u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("g3.jsonl");
+    let out = Command::new(BIN)
+        .args(["gen", "--months", "3", "--events-per-day", "200", "-o"])
+        .arg(&file)
+        .output()
+        .expect("dvmtop gen runs");
+    assert!(out.status.success(), "{out:?}");
+    // "dvmtop gen: N lines (M events, ...)"
+    let err = String::from_utf8_lossy(&out.stderr);
+    let events: u64 = err
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected gen output: {err}"));
+    (file, events)
+}
+
+/// The services' URLs, passed explicitly into tmux's shell.
+fn env_prefix() -> String {
+    format!(
+        "env DATABASE_URL='{}' REDIS_URL='{}' DVMTOP_LOG=info",
+        database_url(),
+        redis_url()
+    )
+}
+
+async fn month_rows(ns: &str, month: &str) -> i64 {
+    let db = dvmtop::store::Db::connect(&database_url(), ns)
+        .await
+        .expect("connect");
+    sqlx::query_scalar("SELECT count(*) FROM monthly_activity WHERE year_month = $1")
+        .bind(month)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backtest_tui_confirm_help_quit() {
+    let ns = TestNs::new("tuie2e");
+    let dir = std::env::temp_dir().join(&ns.name);
+    let (file, _) = generate(&dir);
+    let exit_file = dir.join("exit");
+    let cmd = format!(
+        "{} '{BIN}' backtest '{}' --fresh --namespace {} --rollover manual --data-dir '{}'; echo EXIT=$? > '{}'; exec sleep 600",
+        env_prefix(),
+        file.display(),
+        ns.name,
+        dir.display(),
+        exit_file.display()
+    );
+    let tmux = Tmux::start("bt", 100, 30, &cmd);
+
+    // The manual policy stops at January's rollover; the dialog names the
+    // month and, once the worker is back, its summary.
+    let screen = tmux.wait_for("the rollover dialog", Duration::from_secs(120), |s| {
+        s.contains("Month rollover due: 2024-01") && s.contains("completion")
+    });
+    assert!(screen.contains("Not yet (n)"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .contains("waiting for confirmation"),
+        "the state line says it waits:\n{screen}"
+    );
+    assert_eq!(month_rows(&ns.name, "2024-01").await, 0, "not before y");
+
+    tmux.keys("y");
+    let start = Instant::now();
+    while month_rows(&ns.name, "2024-01").await != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no monthly_activity row for 2024-01 after y; screen:\n{}",
+            tmux.screen()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Shrunk below 80×24 it says so; grown back it draws the panes again.
+    let out = tmux.run(&["resize-window", "-t", &tmux.session, "-x", "70", "-y", "20"]);
+    assert!(out.status.success(), "{out:?}");
+    tmux.wait_for("the too-small screen", Duration::from_secs(10), |s| {
+        s.contains("terminal too small") && s.contains("70×20, need 80×24")
+    });
+    tmux.run(&[
+        "resize-window",
+        "-t",
+        &tmux.session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+    ]);
+    tmux.wait_for("the panes again", Duration::from_secs(10), |s| {
+        s.contains("Queue") && !s.contains("terminal too small")
+    });
+
+    tmux.keys("?");
+    tmux.wait_for("the help overlay", Duration::from_secs(10), |s| {
+        s.contains("Keys") && s.contains("show or hide this help")
+    });
+
+    tmux.keys("q");
+    let exit = wait_file(&exit_file, Duration::from_secs(90));
+    assert_eq!(exit, "EXIT=0", "screen:\n{}", tmux.screen());
+    assert_eq!(
+        tmux.display("#{alternate_on}"),
+        "0",
+        "left the alternate screen"
+    );
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("events processed this session"),
+        "the shell shows the exit summary, not the TUI:\n{screen}"
+    );
+    assert!(!screen.contains("Queue"), "{screen}");
+}
+
+/// `dvmtop FILE` (the service with the TUI) loses nothing when its SSH
+/// session drops: the pane closes (SIGHUP), dvmtop commits and exits, and a
+/// headless resume ends with every event processed exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn hangup_loses_nothing() {
+    let ns = TestNs::new("tuihup");
+    let dir = std::env::temp_dir().join(&ns.name);
+    let (file, events) = generate(&dir);
+    let pid_file = dir.join("pid");
+    let cmd = format!(
+        "sh -c 'echo $$ > {}; exec {} {BIN} {} --namespace {} --rollover manual --data-dir {}'",
+        pid_file.display(),
+        env_prefix().replace('\'', ""),
+        file.display(),
+        ns.name,
+        dir.display(),
+    );
+    let tmux = Tmux::start("hup", 100, 30, &cmd);
+    tmux.wait_for("the service TUI", Duration::from_secs(120), |s| {
+        s.contains("service · manual rollover") && s.contains("Month rollover due: 2024-01")
+    });
+    let pid = wait_file(&pid_file, Duration::from_secs(5));
+    // The terminal goes away, as when an SSH connection drops.
+    let _ = tmux.run(&["kill-server"]);
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "dvmtop (pid {pid}) still running 60 s after the hang-up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // It shut down, not just died: the log says the pipeline ended cleanly.
+    let log: String = std::fs::read_dir(dir.join("logs"))
+        .expect("a log directory")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .collect();
+    assert!(
+        log.contains("SIGHUP: shutting down") || log.contains("terminal closed: shutting down"),
+        "{log}"
+    );
+    assert!(log.contains("the pipeline ended cleanly"), "{log}");
+    // Resume headless (auto rollover): everything is processed once.
+    let out = Command::new(BIN)
+        .args([
+            "backtest",
+            "--headless",
+            "--resume",
+            "--namespace",
+            &ns.name,
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .arg(&file)
+        .env("DATABASE_URL", database_url())
+        .env("REDIS_URL", redis_url())
+        .output()
+        .expect("resume runs");
+    assert!(out.status.success(), "resume failed: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a summary line")).unwrap();
+    assert_eq!(summary["processed"], events, "{summary}");
+    assert_eq!(summary["accepted"], events, "{summary}");
+    assert_eq!(summary["rejected"]["duplicate"], 0, "{summary}");
+    assert_eq!(summary["queue_depth"], 0, "{summary}");
+    assert_eq!(month_rows(&ns.name, "2024-01").await, 1);
+}
