@@ -1,16 +1,22 @@
--- dvmtop core schema. Every table lives in the namespace's own schema (the
+-- dvmtop schema. Every table lives in the namespace's own schema (the
 -- connection's search_path), so namespaces never see each other.
+--
+-- The processor aggregates in memory and commits a group of batches at a
+-- time; the tables below are what one commit writes. Write volume is kept
+-- proportional to distinct entities and days, never to events (see
+-- README, "Architecture").
 
 -- The committed state of the clock and the queue position.
 CREATE TABLE pipeline_state (
-    id              smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
-    current_month   text,                 -- open month, YYYY-MM
-    current_day     date,                 -- day the clock has advanced to
-    clock           bigint,               -- largest created_at processed
-    confirmed_month text,                 -- manual rollover confirmed for this month
-    last_seq        bigint  NOT NULL DEFAULT 0, -- last applied queue batch
-    last_count      integer NOT NULL DEFAULT 0, -- elements that batch consumed
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    id                smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    current_month     text,                 -- open month, YYYY-MM
+    current_day       date,                 -- day the clock has advanced to
+    clock             bigint,               -- largest created_at processed
+    confirmed_month   text,                 -- manual rollover confirmed for this month
+    cleanup_requested boolean NOT NULL DEFAULT false, -- `dvmtop cleanup` while a pipeline runs
+    last_seq          bigint  NOT NULL DEFAULT 0, -- last committed queue group
+    last_count        bigint  NOT NULL DEFAULT 0, -- queue elements that group consumed
+    updated_at        timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO pipeline_state DEFAULT VALUES;
 
@@ -20,12 +26,15 @@ CREATE TABLE counters (
     value bigint NOT NULL
 );
 
--- Read-ahead events of later days (SPEC §4). pos orders them FIFO.
+-- The overflow buffer (SPEC §4): read-ahead events of later days, in FIFO
+-- order, with the UTC day of each. One row, rewritten by the commit that
+-- changes it; at most one batch large.
 CREATE TABLE overflow (
-    pos     bigint PRIMARY KEY,
-    day     date NOT NULL,
-    payload text NOT NULL
+    id       smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    payloads text[] NOT NULL DEFAULT '{}',
+    days     date[] NOT NULL DEFAULT '{}'
 );
+INSERT INTO overflow DEFAULT VALUES;
 
 -- Queue elements the processor refused (DVMDash-list input), with reason.
 CREATE TABLE dead_letters (
@@ -35,8 +44,8 @@ CREATE TABLE dead_letters (
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
 
--- Ids applied in the open window, one row per applied slice: 16-byte id
--- prefixes concatenated. Loaded at start-up for deduplication; a closed
+-- Ids applied in the open window: 16-byte id prefixes concatenated, one row
+-- per day and commit. Loaded at start-up for deduplication; a closed
 -- month's rows are dropped at its rollover.
 CREATE TABLE seen_ids (
     day date  NOT NULL,
@@ -44,18 +53,33 @@ CREATE TABLE seen_ids (
 );
 CREATE INDEX seen_ids_day ON seen_ids (day);
 
--- Hourly activity per entity and credited kind (role 0 = user, 1 = DVM).
+-- Detail data: what every entity did, by UTC hour and credited kind. One
+-- row per (day, role) holding parallel arrays sorted by (hour, entity,
+-- kind) — the same row whatever the batch size or commit points — so a day
+-- costs two rows, not one per request. role 0 = user (requests), 1 = DVM
+-- (responses, feedback). `entity_activity_hourly` shows it as plain rows.
 CREATE TABLE entity_activity (
-    hour      timestamptz NOT NULL,
-    role      smallint    NOT NULL,
-    entity    text        NOT NULL,
-    kind      integer     NOT NULL,
-    requests  integer     NOT NULL DEFAULT 0,
-    responses integer     NOT NULL DEFAULT 0,
-    feedback  integer     NOT NULL DEFAULT 0,
-    PRIMARY KEY (hour, role, entity, kind)
+    day       date     NOT NULL,
+    role      smallint NOT NULL,
+    hour      int2[]   COMPRESSION lz4 NOT NULL,  -- 0..23, UTC hour of the day
+    entity    bytea[]  NOT NULL,                  -- public key (32 bytes)
+    kind      int4[]   COMPRESSION lz4 NOT NULL,  -- 0: feedback whose job kind is unknown
+    requests  int4[]   COMPRESSION lz4 NOT NULL,
+    responses int4[]   COMPRESSION lz4 NOT NULL,
+    feedback  int4[]   COMPRESSION lz4 NOT NULL,
+    PRIMARY KEY (day, role)
 );
+-- Public keys do not compress: store them without trying.
+ALTER TABLE entity_activity ALTER COLUMN entity SET STORAGE EXTERNAL;
 
+CREATE VIEW entity_activity_hourly AS
+SELECT a.day, (a.day + make_interval(hours => u.hour)) AT TIME ZONE 'UTC' AS hour, a.role,
+       encode(u.entity, 'hex') AS entity, u.kind, u.requests, u.responses, u.feedback
+FROM entity_activity a,
+     unnest(a.hour, a.entity, a.kind, a.requests, a.responses, a.feedback)
+       AS u(hour, entity, kind, requests, responses, feedback);
+
+-- Daily rollups per DVM and per credited kind.
 CREATE TABLE dvm_stats_rollups (
     day       date   NOT NULL,
     dvm       text   NOT NULL,
@@ -110,23 +134,27 @@ CREATE TABLE ever_seen (
     PRIMARY KEY (role, id)
 );
 
+-- Entities and their lifecycle (SPEC §6). No index on last_seen: the
+-- processor keeps these tables in memory and decides the lifecycle there,
+-- so commits are HOT updates.
 CREATE TABLE dvms (
     id             text PRIMARY KEY,
     first_seen     timestamptz NOT NULL,
     last_seen      timestamptz NOT NULL,
     is_active      boolean     NOT NULL DEFAULT true,
-    deactivated_at timestamptz
-);
+    deactivated_at timestamptz,
+    responses      bigint      NOT NULL DEFAULT 0,
+    feedback       bigint      NOT NULL DEFAULT 0
+) WITH (fillfactor = 80);
 
 CREATE TABLE users (
     id             text PRIMARY KEY,
     first_seen     timestamptz NOT NULL,
     last_seen      timestamptz NOT NULL,
     is_active      boolean     NOT NULL DEFAULT true,
-    deactivated_at timestamptz
-);
-CREATE INDEX users_last_seen ON users (last_seen);
-CREATE INDEX dvms_last_seen ON dvms (last_seen);
+    deactivated_at timestamptz,
+    requests       bigint      NOT NULL DEFAULT 0
+) WITH (fillfactor = 80);
 
 -- NIP-89 profile of a DVM (announcements are not activity).
 CREATE TABLE dvm_profiles (
@@ -161,3 +189,45 @@ CREATE TABLE monthly_activity (
     kind_activity     jsonb NOT NULL DEFAULT '{}',  -- kind → {requests, responses}
     created_at        timestamptz NOT NULL DEFAULT now()
 );
+
+-- One row per deleted DVM or user (phase 2 of the lifecycle).
+CREATE TABLE cleanup_log (
+    id             bigserial PRIMARY KEY,
+    entity         text        NOT NULL,
+    entity_type    text        NOT NULL CHECK (entity_type IN ('dvm', 'user')),
+    first_seen     timestamptz NOT NULL,
+    last_seen      timestamptz NOT NULL,
+    deactivated_at timestamptz,
+    deleted_at     timestamptz NOT NULL,
+    details        jsonb       NOT NULL DEFAULT '{}'
+);
+CREATE INDEX cleanup_log_deleted_at ON cleanup_log (deleted_at);
+
+-- Audit of every daily cleanup, rollover and backup: the TUI's cleanup
+-- history and the monitoring figures in `dvmtop status`.
+CREATE TABLE job_runs (
+    id             bigserial PRIMARY KEY,
+    job            text        NOT NULL,   -- daily_cleanup | monthly_rollover | backup
+    reference_time timestamptz,
+    started_at     timestamptz NOT NULL DEFAULT now(),
+    finished_at    timestamptz,
+    rows_affected  jsonb       NOT NULL DEFAULT '{}',
+    outcome        text        NOT NULL,   -- running | ok | failed | interrupted
+    attempts       integer     NOT NULL DEFAULT 1,
+    detail         text
+);
+CREATE INDEX job_runs_job ON job_runs (job, id);
+
+-- Rewritten by most commits during a backfill with late events: vacuum
+-- eagerly so dead versions are reused instead of piling up.
+ALTER TABLE overflow SET (
+    autovacuum_vacuum_threshold = 1, autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_cost_delay = 0,
+    toast.autovacuum_vacuum_threshold = 1, toast.autovacuum_vacuum_scale_factor = 0,
+    toast.autovacuum_vacuum_cost_delay = 0
+);
+ALTER TABLE entity_activity SET (
+    autovacuum_vacuum_scale_factor = 0.05,
+    toast.autovacuum_vacuum_scale_factor = 0.05
+);
+ALTER TABLE seen_ids SET (autovacuum_vacuum_scale_factor = 0.05);

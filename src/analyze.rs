@@ -1,18 +1,14 @@
-//! Pure analysis: one day slice of records → the rollup deltas to apply in
-//! a single transaction. Aggregating here is what keeps the database work
-//! proportional to distinct (entity, kind, hour) triples, not to events.
+//! Pure analysis: day slices of items → the aggregated changes of a
+//! commit group. Aggregating here is what keeps the database work
+//! proportional to distinct (entity, kind, hour) cells and entities, not to
+//! events; a group may span many batches and days.
 
+use crate::entities::Entities;
 use crate::event::Role;
-use crate::record::{Profile, Record};
-use std::collections::{HashMap, HashSet};
-
-/// The 128-bit prefix of an event id: the key of processing-side
-/// deduplication (a collision needs ~2^64 events).
-pub fn id_key(id: &str) -> u128 {
-    id.get(..32)
-        .and_then(|h| u128::from_str_radix(h, 16).ok())
-        .unwrap_or(0)
-}
+use crate::keys::{FastMap, FastSet};
+use crate::record::{Item, Profile, Pubkey};
+use chrono::NaiveDate;
+use std::collections::BTreeMap;
 
 /// Which entity an activity row belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,7 +17,19 @@ pub enum EntityRole {
     Dvm = 1,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+impl EntityRole {
+    pub const BOTH: [EntityRole; 2] = [EntityRole::User, EntityRole::Dvm];
+
+    pub fn of(role: Role) -> Option<EntityRole> {
+        match role {
+            Role::Request => Some(EntityRole::User),
+            Role::Response | Role::Feedback => Some(EntityRole::Dvm),
+            Role::Announcement => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Counts {
     pub requests: i64,
     pub responses: i64,
@@ -29,12 +37,20 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, role: Role) {
+    pub fn add(&mut self, role: Role) {
         match role {
             Role::Request => self.requests += 1,
             Role::Response => self.responses += 1,
             Role::Feedback => self.feedback += 1,
             Role::Announcement => {}
+        }
+    }
+
+    pub fn plus(self, o: Counts) -> Counts {
+        Counts {
+            requests: self.requests + o.requests,
+            responses: self.responses + o.responses,
+            feedback: self.feedback + o.feedback,
         }
     }
 }
@@ -47,129 +63,164 @@ pub struct Span {
 }
 
 impl Span {
-    fn at(ts: i64) -> Span {
+    pub fn at(ts: i64) -> Span {
         Span {
             first: ts,
             last: ts,
         }
     }
-    fn widen(&mut self, ts: i64) {
+    pub fn widen(&mut self, ts: i64) {
         self.first = self.first.min(ts);
         self.last = self.last.max(ts);
     }
 }
 
-fn widen<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Span>, k: K, ts: i64) {
-    m.entry(k)
-        .and_modify(|s| s.widen(ts))
-        .or_insert_with(|| Span::at(ts));
-}
-
 /// Kind 0 stands for "job kind unknown" (feedback without a `k` tag).
 pub const UNKNOWN_KIND: u32 = 0;
 
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Delta {
-    /// Ids (128-bit keys) accepted in this slice, in input order.
-    pub new_ids: Vec<u128>,
+/// One activity cell of a day: (UTC hour of the day, entity, credited kind).
+pub type Cell = (u8, Pubkey, u32);
+
+/// A day's activity cells, per role.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayActivity {
+    pub cells: [FastMap<Cell, Counts>; 2],
+}
+
+/// Everything processed since the last commit, aggregated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pending {
+    /// Events applied (new ids), announcements included.
+    pub processed: u64,
     pub duplicates: u64,
     pub totals: Counts,
     pub max_ts: Option<i64>,
-    /// (hour start, role, entity, kind) → counts: `entity_activity`.
-    pub activity: HashMap<(i64, EntityRole, String, u32), Counts>,
-    /// dvm → counts: `dvm_stats_rollups` for the day.
-    pub dvm_day: HashMap<String, Counts>,
-    /// kind → counts: `kind_stats_rollups` for the day.
-    pub kind_day: HashMap<u32, Counts>,
-    /// Entity → when it was active in the slice and what it did.
-    pub users: HashMap<String, (Span, Counts)>,
-    pub dvms: HashMap<String, (Span, Counts)>,
+    /// Ids (128-bit keys) applied, by day, in input order: `seen_ids`.
+    pub new_ids: BTreeMap<NaiveDate, Vec<u128>>,
+    /// `entity_activity` cells by day.
+    pub activity: BTreeMap<NaiveDate, DayActivity>,
+    /// (day, dvm) → counts: `dvm_stats_rollups`.
+    pub dvm_day: FastMap<(NaiveDate, Pubkey), Counts>,
+    /// (day, kind) → counts: `kind_stats_rollups`.
+    pub kind_day: FastMap<(NaiveDate, u32), Counts>,
     /// (kind, dvm) → span of responses/feedback for that kind.
-    pub support: HashMap<(u32, String), Span>,
+    pub support: FastMap<(u32, Pubkey), Span>,
     /// dvm → latest announcement.
-    pub profiles: HashMap<String, (i64, Profile)>,
+    pub profiles: FastMap<Pubkey, (i64, Profile)>,
 }
 
-/// Analyses one slice. `seen` holds the keys of every event already
-/// applied in the open window; duplicates (against it or within the
-/// slice) are counted and skipped.
-pub fn analyze<'a>(slice: impl IntoIterator<Item = &'a Record>, seen: &HashSet<u128>) -> Delta {
-    let mut d = Delta::default();
-    let mut fresh: HashSet<u128> = HashSet::new();
-    let mut accepted: Vec<&Record> = Vec::new();
-    for r in slice {
-        let k = id_key(&r.id);
-        if seen.contains(&k) || !fresh.insert(k) {
-            d.duplicates += 1;
-            continue;
-        }
-        d.new_ids.push(k);
-        accepted.push(r);
+/// What one slice did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SliceStats {
+    pub processed: u64,
+    pub duplicates: u64,
+    pub max_ts: Option<i64>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.processed == 0 && self.duplicates == 0
     }
-    for r in accepted {
-        let ts = r.created_at;
-        d.max_ts = d.max_ts.max(Some(ts));
-        // Feedback without a `k` tag stays "unknown". Crediting it to its
-        // request's kind would depend on whether the request happened to
-        // be in the same slice, i.e. on batch boundaries (SPEC §3).
-        let kind = r.credited_kind.unwrap_or(UNKNOWN_KIND);
-        let who = match r.role {
-            Role::Announcement => {
-                if let Some(p) = &r.profile {
-                    let newer = d.profiles.get(&r.pubkey).is_none_or(|(at, _)| *at <= ts);
+
+    /// Applies one day slice. `seen` holds the keys of every event already
+    /// applied in the open window (committed or pending); duplicates
+    /// (against it or within the slice) are counted and skipped. Entities
+    /// are updated in `book`, which tracks what the commit must write.
+    pub fn absorb<'a>(
+        &mut self,
+        day: NaiveDate,
+        slice: impl IntoIterator<Item = &'a Item>,
+        seen: &mut FastSet<u128>,
+        book: &mut Entities,
+    ) -> SliceStats {
+        let mut stats = SliceStats::default();
+        for it in slice {
+            if !seen.insert(it.key) {
+                stats.duplicates += 1;
+                continue;
+            }
+            stats.processed += 1;
+            self.new_ids.entry(day).or_default().push(it.key);
+            let ts = it.created_at;
+            stats.max_ts = stats.max_ts.max(Some(ts));
+            let Some(who) = EntityRole::of(it.role) else {
+                if let Some(p) = &it.profile {
+                    let newer = self
+                        .profiles
+                        .get(&it.pubkey)
+                        .is_none_or(|(at, _)| *at <= ts);
                     if newer {
-                        d.profiles.insert(r.pubkey.clone(), (ts, p.clone()));
+                        self.profiles.insert(it.pubkey, (ts, (**p).clone()));
                     }
                 }
                 continue;
-            }
-            Role::Request => EntityRole::User,
-            Role::Response | Role::Feedback => EntityRole::Dvm,
-        };
-        d.totals.add(r.role);
-        let hour = ts - ts.rem_euclid(3600);
-        d.activity
-            .entry((hour, who, r.pubkey.clone(), kind))
-            .or_default()
-            .add(r.role);
-        d.kind_day.entry(kind).or_default().add(r.role);
-        let entities = match who {
-            EntityRole::User => &mut d.users,
-            EntityRole::Dvm => &mut d.dvms,
-        };
-        let e = entities
-            .entry(r.pubkey.clone())
-            .or_insert_with(|| (Span::at(ts), Counts::default()));
-        e.0.widen(ts);
-        e.1.add(r.role);
-        match who {
-            EntityRole::User => {}
-            EntityRole::Dvm => {
-                d.dvm_day.entry(r.pubkey.clone()).or_default().add(r.role);
+            };
+            // Feedback without a `k` tag stays "unknown". Crediting it to its
+            // request's kind would depend on whether the request happened to
+            // be in the same slice, i.e. on batch boundaries (SPEC §3).
+            let kind = it.credited_kind.unwrap_or(UNKNOWN_KIND);
+            self.totals.add(it.role);
+            let hour = day_of_hour(ts);
+            self.activity.entry(day).or_default().cells[who as usize]
+                .entry((hour, it.pubkey, kind))
+                .or_default()
+                .add(it.role);
+            self.kind_day.entry((day, kind)).or_default().add(it.role);
+            book.touch(who, &it.pubkey, ts, it.role);
+            if who == EntityRole::Dvm {
+                self.dvm_day
+                    .entry((day, it.pubkey))
+                    .or_default()
+                    .add(it.role);
                 if kind != UNKNOWN_KIND {
-                    widen(&mut d.support, (kind, r.pubkey.clone()), ts);
+                    self.support
+                        .entry((kind, it.pubkey))
+                        .and_modify(|s| s.widen(ts))
+                        .or_insert_with(|| Span::at(ts));
                 }
             }
         }
+        self.processed += stats.processed;
+        self.duplicates += stats.duplicates;
+        self.max_ts = self.max_ts.max(stats.max_ts);
+        stats
     }
-    d
+
+    /// Kinds (5000–5999) with a request or response in this group.
+    pub fn job_kinds(&self) -> Vec<u32> {
+        let mut kinds: Vec<u32> = self
+            .kind_day
+            .iter()
+            .filter(|((_, k), c)| (5000..=5999).contains(k) && c.requests + c.responses > 0)
+            .map(|((_, k), _)| *k)
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+    }
+}
+
+/// UTC hour of the day of a timestamp.
+fn day_of_hour(ts: i64) -> u8 {
+    (ts.rem_euclid(86_400) / 3600) as u8
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::day_of;
+    use crate::record::hex32;
 
-    fn rec(id: u8, who: u8, ts: i64, kind: i64) -> Record {
+    fn item(id: u8, who: u8, ts: i64, kind: i64) -> Item {
         let role = match kind {
             5000..=5999 => Role::Request,
             6000..=6999 => Role::Response,
             _ => Role::Feedback,
         };
-        Record {
-            id: format!("{id:02x}").repeat(32),
-            pubkey: format!("{who:02x}").repeat(32),
+        Item {
+            key: crate::keys::id_key(&format!("{id:02x}").repeat(32)).unwrap(),
+            pubkey: hex32(&format!("{who:02x}").repeat(32)).unwrap(),
             created_at: ts,
-            kind,
             role,
             credited_kind: match role {
                 Role::Request => Some(kind as u32),
@@ -182,66 +233,44 @@ mod tests {
 
     #[test]
     fn counts_credit_and_dedup() {
+        let day = day_of(100);
         let slice = [
-            rec(1, 9, 100, 5300),
-            rec(2, 8, 200, 6300),
-            rec(2, 8, 200, 6300),
-            rec(3, 8, 4000, 7000),
+            item(1, 9, 100, 5300),
+            item(2, 8, 200, 6300),
+            item(2, 8, 200, 6300),
+            item(3, 8, 4000, 7000),
         ];
-        let mut seen = HashSet::new();
-        seen.insert(id_key(&"07".repeat(32)));
-        let d = analyze(&slice, &seen);
-        assert_eq!(d.duplicates, 1);
+        let mut seen = FastSet::default();
+        seen.insert(7u128);
+        let mut book = Entities::default();
+        let mut p = Pending::default();
+        let s = p.absorb(day, &slice, &mut seen, &mut book);
+        assert_eq!((s.processed, s.duplicates, s.max_ts), (3, 1, Some(4000)));
         assert_eq!(
-            d.totals,
+            p.totals,
             Counts {
                 requests: 1,
                 responses: 1,
                 feedback: 1
             }
         );
-        assert_eq!(
-            d.kind_day[&5300],
-            Counts {
-                requests: 1,
-                responses: 1,
-                feedback: 0
-            }
-        );
+        assert_eq!(p.kind_day[&(day, 5300)].responses, 1);
         // Feedback without a `k` tag is never credited through its request.
+        assert_eq!(p.kind_day[&(day, UNKNOWN_KIND)].feedback, 1);
+        let dvm = hex32(&"08".repeat(32)).unwrap();
+        let e = book.get(EntityRole::Dvm, &dvm).unwrap();
         assert_eq!(
-            d.kind_day[&UNKNOWN_KIND],
-            Counts {
-                requests: 0,
-                responses: 0,
-                feedback: 1
-            }
+            (e.first_seen, e.last_seen, e.responses, e.feedback),
+            (200, 4000, 1, 1)
         );
-        assert_eq!(
-            d.users[&"09".repeat(32)].0,
-            Span {
-                first: 100,
-                last: 100
-            }
-        );
-        let dvm = Counts {
-            requests: 0,
-            responses: 1,
-            feedback: 1,
-        };
-        assert_eq!(
-            d.dvms[&"08".repeat(32)],
-            (
-                Span {
-                    first: 200,
-                    last: 4000
-                },
-                dvm
-            )
-        );
-        assert_eq!(d.activity.len(), 3);
-        assert_eq!(d.max_ts, Some(4000));
-        let again = analyze(&slice, &d.new_ids.iter().copied().collect());
+        let day_cells = &p.activity[&day].cells;
+        assert_eq!(day_cells[0].len() + day_cells[1].len(), 3);
+        assert_eq!(day_cells[1][&(1, dvm, UNKNOWN_KIND)].feedback, 1);
+        assert_eq!(p.job_kinds(), vec![5300]);
+        // The same slice again: all duplicates, nothing changes.
+        let before = p.clone();
+        let again = p.absorb(day, &slice, &mut seen, &mut book);
         assert_eq!(again.duplicates, 4);
+        assert_eq!(p.activity, before.activity);
     }
 }

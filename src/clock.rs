@@ -180,6 +180,12 @@ impl Params {
     }
 }
 
+/// Days since the epoch of a timestamp (clamped as [`day_of`] is): cheap
+/// to compare, for the per-event loops of [`plan`].
+fn day_number(ts: i64) -> i64 {
+    ts.clamp(0, MAX_TS).div_euclid(86_400)
+}
+
 /// Decides the next action. Pure: same inputs, same plan.
 pub fn plan(state: &ClockState, params: &Params, pending: &[i64]) -> Plan {
     let Some(earliest) = pending.iter().copied().min() else {
@@ -188,19 +194,21 @@ pub fn plan(state: &ClockState, params: &Params, pending: &[i64]) -> Plan {
     let Some(month) = state.month else {
         return Plan::Init(YearMonth::of(day_of(earliest)));
     };
+    let month_start = day_number(day_start(month.start()));
     let mut batch = Batch::default();
-    let mut day: Option<NaiveDate> = None;
+    let mut day: Option<i64> = None;
     for (i, &ts) in pending.iter().enumerate() {
-        let d = day_of(ts);
-        if YearMonth::of(d) < month {
+        let d = day_number(ts);
+        if d < month_start {
             batch.ignore.push(i);
         } else if day.is_none_or(|cur| d < cur) {
             day = Some(d);
         }
     }
-    let Some(d) = day else {
+    let Some(dn) = day else {
         return Plan::Batch(batch);
     };
+    let d = day_of(dn * 86_400);
     if params.due(month, d) {
         if params.policy == Policy::Auto || state.confirmed == Some(month) {
             return Plan::Rollover(month);
@@ -208,8 +216,11 @@ pub fn plan(state: &ClockState, params: &Params, pending: &[i64]) -> Plan {
         let blocked = YearMonth::of(d) > month.next();
         batch.awaiting = Some(Awaiting { month, blocked });
         if blocked {
-            batch.park = (0..pending.len())
-                .filter(|i| !batch.ignore.contains(i))
+            batch.park = pending
+                .iter()
+                .enumerate()
+                .filter(|&(_, &ts)| day_number(ts) >= month_start)
+                .map(|(i, _)| i)
                 .collect();
             return Plan::Batch(batch);
         }
@@ -219,11 +230,11 @@ pub fn plan(state: &ClockState, params: &Params, pending: &[i64]) -> Plan {
     }
     batch.day = Some(d);
     for (i, &ts) in pending.iter().enumerate() {
-        let e = day_of(ts);
-        if YearMonth::of(e) < month {
+        let e = day_number(ts);
+        if e < month_start {
             continue;
         }
-        if e == d {
+        if e == dn {
             batch.take.push(i);
         } else {
             batch.park.push(i);

@@ -11,6 +11,9 @@ pub enum Error {
     Unreachable(String),
     #[error("{0}")]
     Namespace(String),
+    /// Another dvmtop process holds the namespace.
+    #[error("{0}")]
+    InUse(String),
     #[error("PostgreSQL error: {0}")]
     Postgres(#[from] sqlx::Error),
     #[error("Redis error: {0}")]

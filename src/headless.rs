@@ -73,6 +73,7 @@ impl Services {
             validation: cfg.validation.clone(),
             retention: cfg.retention,
             backup_dir: Some(cfg.backup_dir.clone()),
+            commit: pipeline::CommitPolicy::default(),
         }
     }
 }
@@ -236,7 +237,7 @@ impl<F: FnMut(Value)> Reporter<F> {
                     }));
                 }
             }
-            Progress::Idle => {}
+            Progress::Idle | Progress::Committed(_) => {}
         }
     }
 }
@@ -474,15 +475,34 @@ pub async fn confirm(cfg: &Config, month: Option<&str>) -> Result<String> {
     }
 }
 
-/// `dvmtop cleanup`: the daily cleanup for the current processing day, now.
-pub async fn cleanup_now(cfg: &Config) -> Result<crate::retention::CleanupRun> {
-    let services = Services::open(cfg, Start::Resume, false).await?;
-    let st = services.db.load_state().await?;
-    let day = st.clock.day.ok_or_else(|| {
-        Error::Namespace(format!(
-            "namespace {} has processed nothing yet: no current day to clean up for",
-            cfg.namespace
-        ))
-    })?;
-    crate::retention::daily_cleanup(&services.db, day, st.clock.month, &cfg.retention).await
+/// What `dvmtop cleanup` did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CleanupOutcome {
+    /// Nothing else held the namespace: the cleanup ran here.
+    Ran(crate::retention::CleanupRun),
+    /// A pipeline holds the namespace (its entity book is the truth): it
+    /// runs the cleanup within a second or at its next pause.
+    Requested,
+}
+
+/// `dvmtop cleanup`: the daily cleanup for the current processing day,
+/// now — here when the namespace is free, else by the running pipeline.
+pub async fn cleanup_now(cfg: &Config) -> Result<CleanupOutcome> {
+    let services = match Services::open(cfg, Start::Resume, true).await {
+        Ok(s) => s,
+        Err(Error::InUse(_)) => {
+            let services = Services::open(cfg, Start::Resume, false).await?;
+            services.db.request_cleanup().await?;
+            return Ok(CleanupOutcome::Requested);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut p = Processor::open(
+        services.db.clone(),
+        services.queue.clone(),
+        Services::settings(cfg),
+    )
+    .await?;
+    Ok(CleanupOutcome::Ran(p.cleanup_now().await?))
 }

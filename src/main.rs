@@ -289,8 +289,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Cleanup => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let run = headless::cleanup_now(&cfg).await?;
-            print_line(serde_json::json!({"event": "cleanup", "run": run}));
+            match headless::cleanup_now(&cfg).await? {
+                headless::CleanupOutcome::Ran(run) => {
+                    print_line(serde_json::json!({"event": "cleanup", "run": run}))
+                }
+                headless::CleanupOutcome::Requested => print_line(serde_json::json!({
+                    "event": "cleanup_requested",
+                    "why": "a running dvmtop holds the namespace; it runs the cleanup within a second (or when it next pauses) and audits it in job_runs",
+                })),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(a) => {

@@ -4,13 +4,15 @@
 //! The TUI and headless mode drive it through the same [`Control`]
 //! messages and read the same [`Progress`] stream.
 
-use crate::analyze::{self, Delta};
-use crate::clock::{self, Awaiting, ClockState, Params, Plan, YearMonth};
+use crate::activity::{self, Entry, RowCache};
+use crate::analyze::{EntityRole, Pending};
+use crate::clock::{self, Awaiting, ClockState, Params, Plan, YearMonth, day_of};
+use crate::entities::Entities;
 use crate::error::{Error, Result};
 use crate::event::Validation;
 use crate::queue::Queue;
-use crate::record::Record;
-use crate::store::{BatchWrite, Db, MonthRow};
+use crate::record::Item;
+use crate::store::{Commit, Db, MonthRow};
 use chrono::NaiveDate;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -38,7 +40,7 @@ pub enum Control {
     CleanupNow,
     /// Confirm the due rollover of this month (manual policy).
     Confirm(YearMonth),
-    /// Finish the in-flight step and stop.
+    /// Finish the in-flight step, commit, and stop.
     Shutdown,
 }
 
@@ -62,7 +64,10 @@ pub enum Progress {
         day: NaiveDate,
         cleanup: crate::retention::CleanupRun,
     },
+    /// A batch was processed (in memory; see `Committed`).
     Batch(BatchReport),
+    /// A commit group reached PostgreSQL and left the queue.
+    Committed(CommitReport),
     /// The operator's confirmation was recorded (`accepted`: it named the
     /// open month).
     Confirmed {
@@ -95,6 +100,40 @@ pub struct BatchReport {
     pub millis: f64,
 }
 
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CommitReport {
+    pub seq: i64,
+    /// Queue elements the group consumed, and events it applied.
+    pub consumed: i64,
+    pub processed: u64,
+    pub millis: f64,
+}
+
+/// When the processor commits what it has aggregated in memory. Fewer,
+/// larger commits write each active user once per group instead of once
+/// per batch; the queue keeps every uncommitted element, so a crash only
+/// costs the redo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitPolicy {
+    /// Commit once this many events are pending (bounds memory).
+    pub max_events: u64,
+    /// ... or once the oldest pending change is this old.
+    pub max_age: Duration,
+    /// When caught up with the queue (live), commit once the group is this
+    /// old.
+    pub live_age: Duration,
+}
+
+impl Default for CommitPolicy {
+    fn default() -> Self {
+        CommitPolicy {
+            max_events: 500_000,
+            max_age: Duration::from_secs(5),
+            live_age: Duration::from_millis(250),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub batch_size: usize,
@@ -103,12 +142,38 @@ pub struct Settings {
     pub retention: crate::retention::RetentionConfig,
     /// Where a backup of `monthly_activity` goes after each rollover.
     pub backup_dir: Option<std::path::PathBuf>,
+    pub commit: CommitPolicy,
 }
 
-struct Pending {
+/// A read-ahead element of a later day (SPEC §4).
+struct Parked {
     /// The queue element as it arrived (what the overflow stores).
     payload: String,
-    record: Record,
+    day: NaiveDate,
+    item: Item,
+}
+
+/// What the processor has done since its last commit.
+#[derive(Default)]
+struct Group {
+    pending: Pending,
+    /// Queue head elements consumed (they leave the queue at the commit).
+    consumed: i64,
+    ignored: i64,
+    rejected: Vec<(&'static str, String)>,
+    overflow_changed: bool,
+    /// When the first change happened.
+    since: Option<Instant>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.consumed == 0 && !self.overflow_changed && self.rejected.is_empty()
+    }
+
+    fn age(&self) -> Duration {
+        self.since.map_or(Duration::ZERO, |t| t.elapsed())
+    }
 }
 
 pub struct Processor {
@@ -117,17 +182,21 @@ pub struct Processor {
     settings: Settings,
     state: ClockState,
     last_seq: i64,
-    overflow: Vec<Pending>,
-    /// Overflow elements that no longer decode under the current policy
-    /// (e.g. a newly excluded kind): refused, counted and dead-lettered by
-    /// the next batch, never dropped silently.
-    stale: Vec<(&'static str, String)>,
-    seen: HashSet<u128>,
+    /// A committed group whose queue trim has not succeeded yet.
+    unacked: Option<(i64, i64)>,
+    overflow: Vec<Parked>,
+    /// Ids applied in the open window, pending ones included.
+    seen: crate::keys::FastSet<u128>,
+    book: Entities,
+    rows: RowCache,
+    group: Group,
     /// The last peek found the queue shorter than asked: we are live, not
     /// working through a backlog.
     caught_up: bool,
     /// When windows were last snapshotted (wall clock; rate limit).
     last_snapshot: Option<Instant>,
+    /// Commits not reported yet (the run loop reports them).
+    pub commits: Vec<CommitReport>,
 }
 
 fn now_unix() -> i64 {
@@ -155,7 +224,7 @@ impl Processor {
             None => {
                 tracing::warn!(
                     seq = st.last_seq,
-                    "Redis has no queue position for this namespace (restarted?); continuing after the last committed batch"
+                    "Redis has no queue position for this namespace (restarted?); continuing after the last committed group"
                 );
                 queue.set_acked(st.last_seq).await?;
             }
@@ -163,40 +232,55 @@ impl Processor {
                 tracing::info!(
                     seq = st.last_seq,
                     count = st.last_count,
-                    "completing the acknowledge of the last committed batch"
+                    "completing the acknowledge of the last committed group"
                 );
-                queue.ack(st.last_seq, st.last_count.into()).await?;
+                queue.ack(st.last_seq, st.last_count).await?;
             }
             Some(a) if a > st.last_seq => {
                 return Err(Error::Namespace(format!(
-                    "namespace {}: Redis has acknowledged batch {a} but PostgreSQL only holds {}; the two were reset separately: start over with --fresh",
+                    "namespace {}: Redis has acknowledged group {a} but PostgreSQL only holds {}; the two were reset separately: start over with --fresh",
                     db.namespace, st.last_seq
                 )));
             }
             Some(_) => {}
         }
         let v = &settings.validation;
-        let (mut overflow, mut stale) = (Vec::new(), Vec::new());
+        let mut group = Group::default();
+        let mut overflow = Vec::new();
         for payload in db.load_overflow().await? {
             // Parked payloads were valid when parked (no future check: the
-            // wall clock has only moved on since).
-            match Record::decode(&payload, v, i64::MAX / 2) {
-                Ok(record) => overflow.push(Pending { payload, record }),
-                Err(why) => stale.push((why.as_str(), payload)),
+            // wall clock has only moved on since). One that no longer
+            // decodes (e.g. a newly excluded kind) is refused, counted and
+            // dead-lettered by the next commit, never dropped silently.
+            match Item::decode(&payload, v, i64::MAX / 2) {
+                Ok(item) => overflow.push(Parked {
+                    day: day_of(item.created_at),
+                    payload,
+                    item,
+                }),
+                Err(why) => {
+                    group.rejected.push((why.as_str(), payload));
+                    group.overflow_changed = true;
+                }
             }
         }
         let seen = db.load_seen().await?;
+        let book = db.load_entities().await?;
         Ok(Processor {
             db,
             queue,
             settings,
             state: st.clock,
             last_seq: st.last_seq,
+            unacked: None,
             overflow,
-            stale,
             seen,
+            book,
+            rows: RowCache::default(),
+            group,
             caught_up: false,
             last_snapshot: None,
+            commits: Vec::new(),
         })
     }
 
@@ -212,6 +296,12 @@ impl Processor {
         &self.settings
     }
 
+    /// Active and inactive entities of a role, as the processor sees them
+    /// (uncommitted changes included).
+    pub fn entity_activity(&self, role: EntityRole) -> (usize, usize) {
+        self.book.activity(role)
+    }
+
     /// Records a confirmation (durably, so an external `dvmtop confirm`
     /// and the TUI's dialog do the same thing).
     pub async fn confirm(&mut self, m: YearMonth) -> Result<bool> {
@@ -222,36 +312,51 @@ impl Processor {
         Ok(ok)
     }
 
-    /// Picks up a confirmation written by another process.
-    pub async fn refresh_confirmation(&mut self) -> Result<()> {
-        self.state.confirmed = self.db.confirmed().await?;
-        Ok(())
+    /// Picks up a confirmation or cleanup request written by another
+    /// process (`dvmtop confirm`, `dvmtop cleanup`).
+    pub async fn refresh_requests(&mut self) -> Result<Option<crate::retention::CleanupRun>> {
+        let (confirmed, cleanup) = self.db.requests().await?;
+        self.state.confirmed = confirmed;
+        if !cleanup || self.state.day.is_none() {
+            return Ok(None);
+        }
+        let run = self.cleanup_now().await?;
+        self.db.cleanup_done().await?;
+        Ok(Some(run))
     }
 
-    /// One action: a batch, a rollover, a day advance, or nothing.
+    /// One action: a batch, a rollover, a day advance, or nothing. Batches
+    /// aggregate in memory; a commit follows when the [`CommitPolicy`]
+    /// says so (or before anything that reads the tables).
     pub async fn step(&mut self) -> Result<Progress> {
+        if let Some((seq, count)) = self.unacked {
+            self.queue.ack(seq, count).await?;
+            self.unacked = None;
+        }
         let started = Instant::now();
         let room = self.settings.batch_size.saturating_sub(self.overflow.len());
-        let raw = self.queue.peek(room).await?;
+        let raw = if room == 0 {
+            Vec::new()
+        } else {
+            self.queue.range(self.group.consumed, room).await?
+        };
         self.caught_up = raw.len() < room;
         let now = now_unix();
-        let mut fresh: Vec<(usize, Record)> = Vec::with_capacity(raw.len());
-        let mut rejected: Vec<(&'static str, &str)> = self
-            .stale
-            .iter()
-            .map(|(why, p)| (*why, p.as_str()))
-            .collect();
+        let mut fresh: Vec<(usize, Item)> = Vec::with_capacity(raw.len());
+        // Refused elements are recorded once the batch consumes them (a
+        // plan that is not a batch leaves the elements in the queue).
+        let mut refused: Vec<(&'static str, usize)> = Vec::new();
         for (i, payload) in raw.iter().enumerate() {
-            match Record::decode(payload, &self.settings.validation, now) {
-                Ok(record) => fresh.push((i, record)),
-                Err(reason) => rejected.push((reason.as_str(), payload.as_str())),
+            match Item::decode(payload, &self.settings.validation, now) {
+                Ok(item) => fresh.push((i, item)),
+                Err(reason) => refused.push((reason.as_str(), i)),
             }
         }
         let ts: Vec<i64> = self
             .overflow
             .iter()
-            .map(|p| p.record.created_at)
-            .chain(fresh.iter().map(|(_, r)| r.created_at))
+            .map(|p| p.item.created_at)
+            .chain(fresh.iter().map(|(_, it)| it.created_at))
             .collect();
         let batch = match clock::plan(&self.state, &self.settings.params, &ts) {
             Plan::Idle => clock::Batch::default(),
@@ -267,106 +372,164 @@ impl Processor {
             }
             Plan::Batch(b) => b,
         };
-        if raw.is_empty() && rejected.is_empty() && batch.take.is_empty() && batch.ignore.is_empty()
-        {
-            return Ok(match batch.awaiting {
-                Some(a) if a.blocked => Progress::Blocked(a),
-                _ => Progress::Idle,
+        if raw.is_empty() && batch.take.is_empty() && batch.ignore.is_empty() {
+            // Nothing moved: commit what is pending when live (or waiting).
+            let blocked = batch.awaiting.filter(|a| a.blocked);
+            if blocked.is_some() || self.group.age() >= self.settings.commit.live_age {
+                self.commit().await?;
+            }
+            return Ok(match blocked {
+                Some(a) => Progress::Blocked(a),
+                None => Progress::Idle,
             });
         }
+        self.group.since.get_or_insert_with(Instant::now);
+        let rejected = refused.len();
+        self.group
+            .rejected
+            .extend(refused.into_iter().map(|(why, i)| (why, raw[i].clone())));
         // Pending index i < overflow.len() is an overflow element; the rest
         // are fresh[i - overflow.len()].
         let n_over = self.overflow.len();
-        let record_at = |i: usize| -> &Record {
-            if i < n_over {
-                &self.overflow[i].record
-            } else {
-                &fresh[i - n_over].1
-            }
-        };
-        let delta: Option<Delta> = batch
-            .day
-            .map(|_| analyze::analyze(batch.take.iter().map(|&i| record_at(i)), &self.seen));
-        let seq = self.last_seq + 1;
+        let stats = batch.day.map(|day| {
+            let (overflow, fresh) = (&self.overflow, &fresh);
+            let items = batch.take.iter().map(|&i| {
+                if i < n_over {
+                    &overflow[i].item
+                } else {
+                    &fresh[i - n_over].1
+                }
+            });
+            self.group
+                .pending
+                .absorb(day, items, &mut self.seen, &mut self.book)
+        });
+        if let Some(s) = stats {
+            self.state = clock::after_batch(&self.state, s.max_ts);
+        }
         // The new overflow: parked elements in pending (FIFO) order.
         let parked_fresh = batch.park.iter().filter(|&&i| i >= n_over).count();
-        let overflow_changed =
-            parked_fresh > 0 || batch.park.len() != n_over || !self.stale.is_empty();
-        let payload_at = |i: usize| -> &str {
-            if i < n_over {
-                &self.overflow[i].payload
-            } else {
-                &raw[fresh[i - n_over].0]
+        if parked_fresh > 0 || batch.park.len() != n_over {
+            self.group.overflow_changed = true;
+            let keep: HashSet<usize> = batch.park.iter().copied().collect();
+            let mut next: Vec<Parked> = Vec::with_capacity(batch.park.len());
+            for (i, p) in std::mem::take(&mut self.overflow).into_iter().enumerate() {
+                if keep.contains(&i) {
+                    next.push(p);
+                }
             }
-        };
-        let write = BatchWrite {
-            seq,
-            consumed: raw.len() as i32,
-            day: batch.day,
-            delta: delta.as_ref(),
-            overflow: overflow_changed.then(|| batch.park.iter().map(|&i| payload_at(i)).collect()),
-            ignored_prior_month: batch.ignore.len() as i64,
-            rejected,
-        };
-        let t_apply = Instant::now();
-        let applied = self.db.apply_batch(&write).await?;
-        let apply_ms = t_apply.elapsed().as_secs_f64() * 1000.0;
-        if !applied {
-            return Err(Error::Namespace(format!(
-                "batch {seq} was already applied by another process: is a second dvmtop running on namespace {}?",
-                self.db.namespace
-            )));
-        }
-        let n_rejected = write.rejected.len();
-        drop(write);
-        self.queue.ack(seq, raw.len() as i64).await?;
-        self.last_seq = seq;
-        self.stale.clear();
-
-        // Mirror the commit in memory.
-        if let Some(d) = &delta {
-            self.seen.extend(d.new_ids.iter().copied());
-            self.state = clock::after_batch(&self.state, d.max_ts);
-        }
-        let keep: HashSet<usize> = batch.park.iter().copied().collect();
-        let mut next: Vec<Pending> = Vec::with_capacity(batch.park.len());
-        for (i, p) in std::mem::take(&mut self.overflow).into_iter().enumerate() {
-            if keep.contains(&i) {
-                next.push(p);
+            for (i, (qi, item)) in fresh.into_iter().enumerate() {
+                if keep.contains(&(i + n_over)) {
+                    next.push(Parked {
+                        payload: raw[qi].clone(),
+                        day: day_of(item.created_at),
+                        item,
+                    });
+                }
             }
+            self.overflow = next;
         }
-        for (i, (qi, record)) in fresh.into_iter().enumerate() {
-            if keep.contains(&(i + n_over)) {
-                next.push(Pending {
-                    payload: raw[qi].clone(),
-                    record,
-                });
-            }
-        }
-        self.overflow = next;
+        self.group.consumed += raw.len() as i64;
+        self.group.ignored += batch.ignore.len() as i64;
         let report = BatchReport {
-            seq,
+            seq: self.last_seq + 1,
             day: batch.day,
             consumed: raw.len(),
-            processed: delta.as_ref().map_or(0, |d| d.new_ids.len()),
-            duplicates: delta.as_ref().map_or(0, |d| d.duplicates),
+            processed: stats.map_or(0, |s| s.processed as usize),
+            duplicates: stats.map_or(0, |s| s.duplicates),
             ignored: batch.ignore.len(),
             parked: parked_fresh,
-            rejected: n_rejected,
+            rejected,
             overflow: self.overflow.len(),
             awaiting: batch.awaiting,
             millis: started.elapsed().as_secs_f64() * 1000.0,
         };
-        tracing::debug!(
-            seq,
-            consumed = report.consumed,
-            processed = report.processed,
-            parked = report.parked,
-            apply_ms,
-            total_ms = report.millis,
-            "batch"
-        );
+        let policy = self.settings.commit;
+        let g = &self.group;
+        if g.pending.processed + g.pending.duplicates >= policy.max_events
+            || g.age() >= policy.max_age
+            || (self.caught_up && g.age() >= policy.live_age)
+        {
+            self.commit().await?;
+        }
         Ok(Progress::Batch(report))
+    }
+
+    /// Commits the pending group in one transaction, then trims the queue
+    /// head. Returns what it committed (`None`: nothing was pending).
+    pub async fn commit(&mut self) -> Result<Option<CommitReport>> {
+        if self.group.is_empty() && !self.book.is_dirty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let seq = self.last_seq + 1;
+        // Whole activity rows: what is stored merged with the pending cells.
+        let mut merged: Vec<(NaiveDate, EntityRole, Vec<Entry>)> = Vec::new();
+        for (&day, act) in &self.group.pending.activity {
+            for role in EntityRole::BOTH {
+                let cells = &act.cells[role as usize];
+                if cells.is_empty() {
+                    continue;
+                }
+                let loaded;
+                let base = match self.rows.get(day, role) {
+                    Some(b) => b,
+                    None => {
+                        loaded = self.db.load_day_row(day, role).await?;
+                        &loaded
+                    }
+                };
+                merged.push((day, role, activity::merge(base, cells)));
+            }
+        }
+        let g = &self.group;
+        let c = Commit {
+            seq,
+            consumed: g.consumed,
+            pending: &g.pending,
+            rows: merged
+                .iter()
+                .map(|(d, r, e)| (*d, *r, e.as_slice()))
+                .collect(),
+            entities: self.book.changes(),
+            overflow: g.overflow_changed.then(|| {
+                self.overflow
+                    .iter()
+                    .map(|p| (p.payload.as_str(), p.day))
+                    .unzip()
+            }),
+            ignored_prior_month: g.ignored,
+            rejected: &g.rejected,
+        };
+        if !self.db.commit(&c).await? {
+            return Err(Error::Namespace(format!(
+                "group {seq} was already committed by another process: is a second dvmtop running on namespace {}?",
+                self.db.namespace
+            )));
+        }
+        drop(c);
+        // Mirror the commit in memory before trimming the queue: a failed
+        // trim is retried before the next read (never skipped).
+        let consumed = self.group.consumed;
+        let processed = self.group.pending.processed;
+        self.last_seq = seq;
+        self.unacked = Some((seq, consumed));
+        self.book.committed();
+        self.group = Group::default();
+        for (day, role, entries) in merged {
+            self.rows.put(day, role, entries);
+        }
+        self.queue.ack(seq, consumed).await?;
+        self.unacked = None;
+        let report = CommitReport {
+            seq,
+            consumed,
+            processed,
+            millis: started.elapsed().as_secs_f64() * 1000.0,
+        };
+        tracing::debug!(seq, consumed, processed, millis = report.millis, "commit");
+        self.commits.push(report.clone());
+        Ok(Some(report))
     }
 
     /// The clock moves to a new day: window snapshot and daily cleanup
@@ -387,13 +550,7 @@ impl Processor {
             self.last_snapshot = Some(Instant::now());
         }
         let t1 = Instant::now();
-        let run = crate::retention::daily_cleanup(
-            &self.db,
-            d,
-            self.state.month,
-            &self.settings.retention,
-        )
-        .await?;
+        let run = self.cleanup(d).await?;
         tracing::debug!(
             day = %d,
             windows_ms = (t1 - t0).as_millis() as u64,
@@ -405,8 +562,29 @@ impl Processor {
         Ok(run)
     }
 
+    /// The daily cleanup for reference day `r`. The entity book decides
+    /// the lifecycle; the entities it names are not pending (or the group
+    /// is committed first), so the cleanup's own transactions and the next
+    /// commit never write the same rows.
+    async fn cleanup(&mut self, r: NaiveDate) -> Result<crate::retention::CleanupRun> {
+        let cfg = self.settings.retention;
+        let cut = crate::retention::cutoffs(r, self.state.month, &cfg);
+        let lifecycle = self
+            .book
+            .lifecycle(cut.inactive.timestamp(), cut.delete.timestamp());
+        if self.book.touches_dirty(&lifecycle) {
+            self.commit().await?;
+        }
+        let run = crate::retention::daily_cleanup(&self.db, r, self.state.month, &cfg, &lifecycle)
+            .await?;
+        self.book.apply(&lifecycle, clock::day_start(r));
+        self.rows.forget_before(cut.detail);
+        Ok(run)
+    }
+
     /// Stores the window stats at the processing clock in `time_window_stats`.
-    pub async fn snapshot_windows(&self) -> Result<()> {
+    pub async fn snapshot_windows(&mut self) -> Result<()> {
+        self.commit().await?;
         match self.state.clock {
             Some(t) => self.db.snapshot_windows(t).await,
             None => Ok(()),
@@ -420,14 +598,17 @@ impl Processor {
                 "nothing has been processed yet: there is no current day to clean up for".into(),
             )
         })?;
-        crate::retention::daily_cleanup(&self.db, day, self.state.month, &self.settings.retention)
-            .await
+        self.commit().await?;
+        self.cleanup(day).await
     }
 
     /// Rolls `m` over, audits it, then writes the backup. A failed backup
     /// is reported and logged loudly but never stops processing; the next
     /// rollover's backup contains every row again.
     async fn rollover(&mut self, m: YearMonth) -> Result<Progress> {
+        // The month's row is computed from the tables: everything pending
+        // goes in first.
+        self.commit().await?;
         let out = self.db.rollover(m).await?;
         let millis = out.duration.as_millis() as u64;
         self.state = clock::after_rollover(&self.state, m);
@@ -472,9 +653,9 @@ impl Processor {
         })
     }
 
-    /// Whether queue and overflow are both empty.
+    /// Whether queue and overflow are both empty (once committed).
     pub async fn drained(&self) -> Result<bool> {
-        Ok(self.overflow.is_empty() && self.queue.depth().await? == 0)
+        Ok(self.overflow.is_empty() && self.queue.depth().await? as i64 <= self.group.consumed)
     }
 }
 
@@ -542,7 +723,8 @@ impl Driver {
 
 /// Drives a processor until shutdown or, when `input_done` says the input
 /// is finished, until queue and overflow are empty. Transient errors are
-/// retried with backoff and reported; others end the run.
+/// retried with backoff and reported; others end the run. Whatever is
+/// pending is committed before it returns, pauses, or waits.
 pub async fn run(
     p: &mut Processor,
     ctl: &mut mpsc::Receiver<Control>,
@@ -555,6 +737,7 @@ pub async fn run(
         delay: Duration::ZERO,
     };
     let mut backoff = Duration::from_millis(100);
+    let mut requests_checked = Instant::now();
     loop {
         while let Ok(c) = ctl.try_recv() {
             if apply_control(p, c, &mut d, &mut report).await? {
@@ -586,21 +769,28 @@ pub async fn run(
         };
         report(&progress);
         if d.reached(&progress) {
+            commit(p, &mut report).await?;
             report(&Progress::Paused(true));
         }
+        let quiet = matches!(progress, Progress::Idle | Progress::Blocked(_));
+        if quiet || requests_checked.elapsed() >= Duration::from_secs(1) {
+            requests_checked = Instant::now();
+            if let Some(run) = p.refresh_requests().await? {
+                report(&Progress::Cleanup(run));
+            }
+        }
+        report_commits(p, &mut report);
         let pause = match progress {
             Progress::Batch(_) => d.delay,
             Progress::Idle => {
                 if input_done() && p.drained().await? {
                     p.snapshot_windows().await?;
+                    report_commits(p, &mut report);
                     return Ok(RunEnd::Drained);
                 }
                 Duration::from_millis(50)
             }
-            Progress::Blocked(_) => {
-                p.refresh_confirmation().await?;
-                Duration::from_millis(250)
-            }
+            Progress::Blocked(_) => Duration::from_millis(250),
             _ => Duration::ZERO,
         };
         if !pause.is_zero() && wait_for(ctl, p, &mut d, &mut report, pause).await? {
@@ -609,7 +799,19 @@ pub async fn run(
     }
 }
 
-/// Applies one control message; true means shut down.
+fn report_commits(p: &mut Processor, report: &mut impl FnMut(&Progress)) {
+    for c in std::mem::take(&mut p.commits) {
+        report(&Progress::Committed(c));
+    }
+}
+
+async fn commit(p: &mut Processor, report: &mut impl FnMut(&Progress)) -> Result<()> {
+    p.commit().await?;
+    report_commits(p, report);
+    Ok(())
+}
+
+/// Applies one control message; true means shut down (after a commit).
 async fn apply_control(
     p: &mut Processor,
     c: Control,
@@ -639,15 +841,22 @@ async fn apply_control(
         }
         Control::CleanupNow => {
             let run = p.cleanup_now().await?;
+            report_commits(p, report);
             report(&Progress::Cleanup(run));
         }
-        Control::Shutdown => return Ok(true),
+        Control::Shutdown => {
+            commit(p, report).await?;
+            return Ok(true);
+        }
     }
     // A stepping command runs from a paused state and pauses again.
     if d.until.is_some() {
         d.paused = true;
     }
     if d.paused != was_paused {
+        if d.paused {
+            commit(p, report).await?;
+        }
         report(&Progress::Paused(d.paused));
     }
     Ok(false)

@@ -87,51 +87,76 @@ impl Record {
         )
     }
 
-    fn decode_compact(body: &str, v: &Validation) -> Option<Record> {
-        let mut f = body.splitn(6, '\t');
-        let id = f.next()?.to_owned();
-        let pubkey = f.next()?.to_owned();
-        let created_at = f.next()?.parse().ok()?;
-        let kind: i64 = f.next()?.parse().ok()?;
-        let credited_kind = match f.next()? {
-            "-" => None,
-            k => Some(k.parse().ok()?),
-        };
-        let profile = match f.next()? {
-            "-" => None,
-            p => Some(serde_json::from_str(p).ok()?),
-        };
-        if id.len() != 64 || pubkey.len() != 64 {
-            return None;
+    /// The processing form: what the analysis needs, without allocations.
+    pub fn item(&self) -> Item {
+        Item {
+            key: id_key(&self.id).unwrap_or(0),
+            pubkey: hex32(&self.pubkey).unwrap_or([0; 32]),
+            created_at: self.created_at,
+            role: self.role,
+            credited_kind: self.credited_kind,
+            profile: self.profile.clone().map(Box::new),
         }
-        // The role follows from the kind under the current policy.
-        let role = match kind {
-            _ if v.kinds.excluded.contains(&kind) => return None,
-            5000..=5999 => Role::Request,
-            6000..=6999 => Role::Response,
-            7000 => Role::Feedback,
-            31990 => Role::Announcement,
-            _ => return None,
-        };
-        Some(Record {
-            id,
-            pubkey,
-            created_at,
-            kind,
-            role,
-            credited_kind,
-            profile,
-        })
     }
+}
 
+pub use crate::keys::{Pubkey, hex32, id_key};
+
+/// A queue element as the processor sees it: decoded once, fixed-size
+/// keys, no per-event heap allocation (announcements aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// [`id_key`] of the event id.
+    pub key: u128,
+    pub pubkey: Pubkey,
+    pub created_at: i64,
+    pub role: Role,
+    pub credited_kind: Option<u32>,
+    pub profile: Option<Box<Profile>>,
+}
+
+fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
+    let mut f = body.splitn(6, '\t');
+    let id = f.next()?;
+    let pubkey = f.next()?;
+    let created_at = f.next()?.parse().ok()?;
+    let kind: i64 = f.next()?.parse().ok()?;
+    let credited_kind = match f.next()? {
+        "-" => None,
+        k => Some(k.parse().ok()?),
+    };
+    let profile = match f.next()? {
+        "-" => None,
+        p => Some(Box::new(serde_json::from_str(p).ok()?)),
+    };
+    // The role follows from the kind under the current policy.
+    let role = match kind {
+        _ if v.kinds.excluded.contains(&kind) => return None,
+        5000..=5999 => Role::Request,
+        6000..=6999 => Role::Response,
+        7000 => Role::Feedback,
+        31990 => Role::Announcement,
+        _ => return None,
+    };
+    Some(Item {
+        key: id_key(id)?,
+        pubkey: hex32(pubkey)?,
+        created_at,
+        role,
+        credited_kind,
+        profile,
+    })
+}
+
+impl Item {
     /// Reads a queue element: our compact form, or raw NIP-01 JSON (fully
     /// validated, as from a DVMDash collector's list).
-    pub fn decode(payload: &str, v: &Validation, now_unix: i64) -> Result<Record, Reject> {
+    pub fn decode(payload: &str, v: &Validation, now_unix: i64) -> Result<Item, Reject> {
         match payload.strip_prefix(TAG) {
-            Some(body) => Record::decode_compact(body, v).ok_or(Reject::Malformed),
+            Some(body) => decode_compact(body, v).ok_or(Reject::Malformed),
             None => {
                 let (ev, class) = event::validate(payload, v, now_unix)?;
-                Ok(Record::from_event(ev, class))
+                Ok(Record::from_event(ev, class).item())
             }
         }
     }
@@ -158,7 +183,7 @@ mod tests {
             }),
         };
         let v = Validation::default();
-        assert_eq!(Record::decode(&r.encode(), &v, 0).unwrap(), r);
+        assert_eq!(Item::decode(&r.encode(), &v, 0).unwrap(), r.item());
         let f = Record {
             kind: 7000,
             role: Role::Feedback,
@@ -166,10 +191,9 @@ mod tests {
             profile: None,
             ..r
         };
-        assert_eq!(Record::decode(&f.encode(), &v, 0).unwrap(), f);
-        assert_eq!(
-            Record::decode("dvm1\tgarbage", &v, 0),
-            Err(Reject::Malformed)
-        );
+        assert_eq!(Item::decode(&f.encode(), &v, 0).unwrap(), f.item());
+        assert_eq!(Item::decode("dvm1\tgarbage", &v, 0), Err(Reject::Malformed));
+        let bad_key = f.encode().replacen(&"b".repeat(64), &"x".repeat(64), 1);
+        assert_eq!(Item::decode(&bad_key, &v, 0), Err(Reject::Malformed));
     }
 }

@@ -7,7 +7,9 @@
 //! statement touches a bounded batch in its own transaction and is retried
 //! on transient errors; every run is audited in `job_runs`.
 
+use crate::analyze::EntityRole;
 use crate::clock::{YearMonth, day_start};
+use crate::entities::Lifecycle;
 use crate::error::{Error, Result};
 use crate::store::{Db, MonthRow};
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -271,30 +273,34 @@ impl Db {
     }
 }
 
+/// Phase 2 for a list of ids (`$1` reference time, `$2` ids): each row is
+/// deleted into `cleanup_log` with what it did; `kind_dvm_support` rows go
+/// with their DVM (counted first, then cascaded).
 const DELETE_ENTITY: &str = "
-WITH victims AS (
-  SELECT id FROM {t} WHERE NOT is_active AND last_seen < $1 ORDER BY id LIMIT $2),
-gone AS (
-  DELETE FROM {t} e USING victims v WHERE e.id = v.id RETURNING e.*),
+WITH gone AS (
+  DELETE FROM {t} e WHERE e.id = ANY($2) RETURNING e.*),
 logged AS (
   INSERT INTO cleanup_log (entity, entity_type, first_seen, last_seen, deactivated_at, deleted_at, details)
-  SELECT id, '{kind}', first_seen, last_seen, deactivated_at, $1::timestamptz + ($3 || ' days')::interval, {details} FROM gone
+  SELECT id, '{kind}', first_seen, last_seen, deactivated_at, $1, {details} FROM gone
   RETURNING 1)
 SELECT (SELECT count(*) FROM logged), {support}";
 
 /// The daily cleanup with reference day `r`; `open` is the month not yet
-/// rolled up. Audited in `job_runs` whatever happens.
+/// rolled up, `lifecycle` what the entity book decided for `r` (see
+/// [`crate::entities::Entities::lifecycle`]). Audited in `job_runs`
+/// whatever happens.
 pub async fn daily_cleanup(
     db: &Db,
     r: NaiveDate,
     open: Option<YearMonth>,
     c: &RetentionConfig,
+    lifecycle: &Lifecycle,
 ) -> Result<CleanupRun> {
     let reference = at(r);
     let id = db.job_started("daily_cleanup", Some(reference)).await?;
     let mut attempts = 1;
     let mut rows = BTreeMap::new();
-    let result = run_cleanup(db, r, open, c, &mut rows, &mut attempts).await;
+    let result = run_cleanup(db, r, open, c, lifecycle, &mut rows, &mut attempts).await;
     match result {
         Ok(()) => db.job_finished(id, &rows, "ok", attempts, None).await,
         Err(e) => {
@@ -306,101 +312,99 @@ pub async fn daily_cleanup(
     }
 }
 
+/// The entity tables by role.
+fn table_of(role: EntityRole) -> &'static str {
+    match role {
+        EntityRole::User => "users",
+        EntityRole::Dvm => "dvms",
+    }
+}
+
 async fn run_cleanup(
     db: &Db,
     r: NaiveDate,
     open: Option<YearMonth>,
     c: &RetentionConfig,
+    lifecycle: &Lifecycle,
     rows: &mut BTreeMap<String, i64>,
     attempts: &mut i32,
 ) -> Result<()> {
     let cut = cutoffs(r, open, c);
     let limit = i64::from(c.batch_rows.max(1));
-    let detail_at = at(cut.detail);
+    let reference = at(r);
     // Detail and window stats: whole rows older than the cut-off.
-    let n = drain(db, "DELETE FROM entity_activity WHERE ctid IN (SELECT ctid FROM entity_activity WHERE hour < $1 LIMIT $2)", detail_at, limit, attempts).await?;
-    rows.insert("entity_activity".into(), n);
-    for table in ["dvm_stats_rollups", "kind_stats_rollups"] {
-        let sql: &'static str = if table == "dvm_stats_rollups" {
-            "DELETE FROM dvm_stats_rollups WHERE ctid IN (SELECT ctid FROM dvm_stats_rollups WHERE day < $1 LIMIT $2)"
-        } else {
-            "DELETE FROM kind_stats_rollups WHERE ctid IN (SELECT ctid FROM kind_stats_rollups WHERE day < $1 LIMIT $2)"
-        };
+    for (table, sql) in [
+        (
+            "entity_activity",
+            "DELETE FROM entity_activity WHERE ctid IN (SELECT ctid FROM entity_activity WHERE day < $1 LIMIT $2)",
+        ),
+        (
+            "dvm_stats_rollups",
+            "DELETE FROM dvm_stats_rollups WHERE ctid IN (SELECT ctid FROM dvm_stats_rollups WHERE day < $1 LIMIT $2)",
+        ),
+        (
+            "kind_stats_rollups",
+            "DELETE FROM kind_stats_rollups WHERE ctid IN (SELECT ctid FROM kind_stats_rollups WHERE day < $1 LIMIT $2)",
+        ),
+    ] {
         let n = drain(db, sql, cut.detail, limit, attempts).await?;
         rows.insert(table.into(), n);
     }
-    let n = drain(db, "DELETE FROM time_window_stats WHERE ctid IN (SELECT ctid FROM time_window_stats WHERE as_of < $1 LIMIT $2)", detail_at, limit, attempts).await?;
+    let n = drain(db, "DELETE FROM time_window_stats WHERE ctid IN (SELECT ctid FROM time_window_stats WHERE as_of < $1 LIMIT $2)", at(cut.detail), limit, attempts).await?;
     rows.insert("time_window_stats".into(), n);
 
     // Phase 1: deactivate. The reference time is the deactivation time.
-    for (table, sql) in [
-        (
-            "users",
-            "UPDATE users SET is_active = false, deactivated_at = $1 WHERE id IN (SELECT id FROM users WHERE is_active AND last_seen < $3 LIMIT $2)",
-        ),
-        (
-            "dvms",
-            "UPDATE dvms SET is_active = false, deactivated_at = $1 WHERE id IN (SELECT id FROM dvms WHERE is_active AND last_seen < $3 LIMIT $2)",
-        ),
-    ] {
-        let reference = at(r);
-        let inactive = cut.inactive;
+    for role in EntityRole::BOTH {
+        let table = table_of(role);
+        let sql = format!(
+            "UPDATE {table} SET is_active = false, deactivated_at = $1 WHERE id = ANY($2) AND is_active"
+        );
         let mut total = 0;
-        loop {
-            let n = retry(attempts, || async {
-                Ok(sqlx::query(sql)
+        for chunk in lifecycle.deactivate[role as usize].chunks(limit as usize) {
+            let ids: Vec<String> = chunk.iter().map(crate::keys::hex_of).collect();
+            total += retry(attempts, || {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(reference)
-                    .bind(limit)
-                    .bind(inactive)
-                    .execute(&db.pool)
-                    .await?
-                    .rows_affected() as i64)
+                    .bind(ids.clone());
+                async move { Ok(q.execute(&db.pool).await?.rows_affected() as i64) }
             })
             .await?;
-            total += n;
-            if n < limit {
-                break;
-            }
         }
         rows.insert(format!("{table}_deactivated"), total);
     }
 
     // Phase 2: delete into cleanup_log (kind_dvm_support goes with its DVM).
-    let delete_after = c.delete_after_days.to_string();
-    for (table, kind, details, support) in [
-        ("users", "user", "jsonb_build_object('requests', requests)", "0::int8"),
+    for (role, kind, details, support) in [
+        (EntityRole::User, "user", "jsonb_build_object('requests', requests)", "0::int8"),
         (
-            "dvms",
+            EntityRole::Dvm,
             "dvm",
             "jsonb_build_object('responses', responses, 'feedback', feedback, 'kinds',
                (SELECT coalesce(jsonb_agg(k.kind ORDER BY k.kind), '[]') FROM kind_dvm_support k WHERE k.dvm = gone.id))",
-            "(SELECT count(*) FROM kind_dvm_support k JOIN victims v ON k.dvm = v.id)",
+            "(SELECT count(*) FROM kind_dvm_support k WHERE k.dvm = ANY($2))",
         ),
     ] {
-        let sql = DELETE_ENTITY.replace("{t}", table).replace("{kind}", kind).replace("{details}", details).replace("{support}", support);
+        let table = table_of(role);
+        let sql = DELETE_ENTITY
+            .replace("{t}", table)
+            .replace("{kind}", kind)
+            .replace("{details}", details)
+            .replace("{support}", support);
         let (mut deleted, mut support_rows) = (0i64, 0i64);
-        loop {
+        for chunk in lifecycle.delete[role as usize].chunks(limit as usize) {
+            let ids: Vec<String> = chunk.iter().map(crate::keys::hex_of).collect();
             let (n, s): (i64, i64) = retry(attempts, || {
-                let sql = sql.clone();
-                let delete_after = delete_after.clone();
-                async move {
-                    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(cut.delete)
-                        .bind(limit)
-                        .bind(delete_after)
-                        .fetch_one(&db.pool)
-                        .await?)
-                }
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(reference)
+                    .bind(ids.clone());
+                async move { Ok(q.fetch_one(&db.pool).await?) }
             })
             .await?;
             deleted += n;
             support_rows += s;
-            if n < limit {
-                break;
-            }
         }
         rows.insert(format!("{table}_deleted"), deleted);
-        if table == "dvms" {
+        if role == EntityRole::Dvm {
             rows.insert("kind_dvm_support".into(), support_rows);
         }
     }

@@ -549,7 +549,7 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
         ("dvms", "id", &[]),
         ("users", "id", &[]),
         ("global_stats_rollups", "id", &[]),
-        ("entity_activity", "hour, role, entity, kind", &[]),
+        ("entity_activity", "day, role", &[]),
         ("dvm_stats_rollups", "day, dvm", &[]),
         ("kind_stats_rollups", "day, kind", &[]),
         ("kind_dvm_support", "kind, dvm", &[]),
@@ -695,7 +695,7 @@ async fn resume_that_splits_a_day_into_two_slices_matches_uninterrupted_run() {
 
     for (table, order) in [
         ("kind_stats_rollups", "day, kind"),
-        ("entity_activity", "hour, role, entity, kind"),
+        ("entity_activity", "day, role"),
         ("dvm_stats_rollups", "day, dvm"),
         ("kind_dvm_support", "kind, dvm"),
         ("counters", "name"),

@@ -103,7 +103,7 @@ async fn detail_rows_go_after_35_days_and_only_once_rolled_up() {
     };
     assert_eq!(days, [d(12, 11), d(1, 15)]);
     let hours: Vec<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT hour FROM entity_activity ORDER BY hour")
+        sqlx::query_scalar("SELECT hour FROM entity_activity_hourly ORDER BY hour")
             .fetch_all(&s.db.pool)
             .await
             .unwrap();

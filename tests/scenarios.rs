@@ -165,7 +165,7 @@ async fn late_event_of_the_open_month_lands_in_its_own_day() {
         "a late event does not move the current day back"
     );
     let hour: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
-        "SELECT hour FROM entity_activity WHERE hour < '2024-01-12' AND hour >= '2024-01-11'",
+        "SELECT hour FROM entity_activity_hourly WHERE hour < '2024-01-12' AND hour >= '2024-01-11'",
     )
     .fetch_optional(&s.db.pool)
     .await
@@ -233,7 +233,7 @@ async fn external_confirmation_reaches_a_waiting_pipeline() {
     ));
     let msg = dvmtop::headless::confirm(&ns.config(), None).await.unwrap();
     assert!(msg.contains("2024-01"), "{msg}");
-    p.refresh_confirmation().await.unwrap();
+    p.refresh_requests().await.unwrap();
     let log = settle(&mut p).await;
     // January rolls; March 10 is then the month after the open one
     // (February), processed while February's own due rollover waits.

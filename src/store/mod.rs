@@ -1,11 +1,11 @@
 //! PostgreSQL: connection and namespace (schema) management, migrations,
 //! the namespace lock, and the committed pipeline state.
 
-mod batch;
+mod commit;
 mod rollover;
 mod status;
 
-pub use batch::BatchWrite;
+pub use commit::Commit;
 pub(crate) use rollover::upsert_month;
 pub use rollover::{RolloverOutcome, month_summary};
 pub use status::{MonthRow, Snapshot, WindowStats, windows};
@@ -147,7 +147,7 @@ impl Db {
             .fetch_one(&mut conn)
             .await?;
         if !got {
-            return Err(Error::Namespace(format!(
+            return Err(Error::InUse(format!(
                 "namespace {} is in use by another dvmtop process: stop it or choose another --namespace",
                 self.namespace
             )));
@@ -233,11 +233,12 @@ impl Db {
     }
 
     /// Id keys applied in the open window (for processing-side dedup).
-    pub async fn load_seen(&self) -> Result<std::collections::HashSet<u128>> {
+    pub async fn load_seen(&self) -> Result<crate::keys::FastSet<u128>> {
         let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT ids FROM seen_ids")
             .fetch_all(&self.pool)
             .await?;
-        let mut set = std::collections::HashSet::new();
+        let mut set = crate::keys::FastSet::default();
+        set.reserve(rows.iter().map(|b| b.len() / 16).sum());
         for blob in rows {
             for chunk in blob.chunks_exact(16) {
                 set.insert(u128::from_be_bytes(
@@ -275,11 +276,29 @@ impl Db {
         Ok(n == 1)
     }
 
-    pub async fn confirmed(&self) -> Result<Option<YearMonth>> {
-        let s: Option<String> = sqlx::query_scalar("SELECT confirmed_month FROM pipeline_state")
-            .fetch_one(&self.pool)
+    /// What other processes asked of the running pipeline: the confirmed
+    /// month, and whether a cleanup was requested.
+    pub async fn requests(&self) -> Result<(Option<YearMonth>, bool)> {
+        let (month, cleanup): (Option<String>, bool) =
+            sqlx::query_as("SELECT confirmed_month, cleanup_requested FROM pipeline_state")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((month.and_then(|s| s.parse().ok()), cleanup))
+    }
+
+    /// Asks the pipeline that holds the namespace to run the daily cleanup.
+    pub async fn request_cleanup(&self) -> Result<()> {
+        sqlx::query("UPDATE pipeline_state SET cleanup_requested = true, updated_at = now()")
+            .execute(&self.pool)
             .await?;
-        Ok(s.and_then(|s| s.parse().ok()))
+        Ok(())
+    }
+
+    pub async fn cleanup_done(&self) -> Result<()> {
+        sqlx::query("UPDATE pipeline_state SET cleanup_requested = false")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 
@@ -292,5 +311,5 @@ pub struct NamespaceLock {
 pub struct PersistedState {
     pub clock: ClockState,
     pub last_seq: i64,
-    pub last_count: i32,
+    pub last_count: i64,
 }

@@ -7,8 +7,8 @@ use crate::error::Result;
 use sqlx::{Postgres, Row};
 use std::time::{Duration, Instant};
 
-/// The month's figures from its detail rows. `$1`/`$2` bound the month's
-/// days, `$3`/`$4` the same as timestamps (hour buckets).
+/// The month's figures from its detail rows; `$1`/`$2` bound the month's
+/// days.
 const SUMMARY: &str = "
 WITH k AS (
   SELECT kind, sum(requests) AS r, sum(responses) AS s FROM kind_stats_rollups
@@ -21,24 +21,13 @@ SELECT
   (SELECT coalesce(sum(s), 0) FROM d)::int8 AS total_responses,
   (SELECT coalesce(sum(f), 0) FROM d)::int8 AS total_feedback,
   (SELECT count(*) FROM d WHERE s + f > 0)::int8 AS unique_dvms,
-  (SELECT count(DISTINCT entity) FROM entity_activity WHERE role = 0 AND hour >= $3 AND hour < $4)::int8 AS unique_users,
+  (SELECT count(DISTINCT e) FROM entity_activity a, unnest(a.entity) e
+     WHERE a.role = 0 AND a.day >= $1 AND a.day < $2)::int8 AS unique_users,
   (SELECT count(*) FROM k WHERE r + s > 0)::int8 AS unique_kinds,
   (SELECT dvm FROM d WHERE s > 0 ORDER BY s DESC, dvm LIMIT 1) AS most_popular_dvm,
   (SELECT kind FROM k WHERE r > 0 ORDER BY r DESC, kind LIMIT 1) AS most_popular_kind,
   (SELECT coalesce(jsonb_object_agg(dvm, jsonb_build_object('responses', s, 'feedback', f)), '{}') FROM d) AS dvm_activity,
   (SELECT coalesce(jsonb_object_agg(kind::text, jsonb_build_object('requests', r, 'responses', s)), '{}') FROM k) AS kind_activity";
-
-fn bounds(
-    m: YearMonth,
-) -> (
-    chrono::NaiveDate,
-    chrono::NaiveDate,
-    chrono::DateTime<chrono::Utc>,
-    chrono::DateTime<chrono::Utc>,
-) {
-    let at = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    (m.start(), m.end(), at(m.start()), at(m.end()))
-}
 
 fn row_of(m: YearMonth, r: &sqlx::postgres::PgRow) -> Result<MonthRow> {
     Ok(MonthRow {
@@ -63,12 +52,9 @@ pub async fn month_summary<'e>(
     exec: impl sqlx::Executor<'e, Database = Postgres>,
     m: YearMonth,
 ) -> Result<MonthRow> {
-    let (d0, d1, t0, t1) = bounds(m);
     let r = sqlx::query(SUMMARY)
-        .bind(d0)
-        .bind(d1)
-        .bind(t0)
-        .bind(t1)
+        .bind(m.start())
+        .bind(m.end())
         .fetch_one(exec)
         .await?;
     row_of(m, &r)

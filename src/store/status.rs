@@ -61,7 +61,8 @@ pub fn window_starts(t: i64) -> [(&'static str, DateTime<Utc>); 4] {
 }
 
 const WINDOW: &str = "
-WITH a AS (SELECT role, entity, kind, requests, responses, feedback FROM entity_activity WHERE hour >= $1 AND hour <= $2)
+WITH a AS (SELECT role, entity, kind, requests, responses, feedback FROM entity_activity_hourly
+  WHERE day >= $3 AND day <= $4 AND hour >= $1 AND hour <= $2)
 SELECT
   coalesce(sum(requests), 0)::int8 AS requests,
   coalesce(sum(responses), 0)::int8 AS responses,
@@ -86,6 +87,8 @@ pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
         let r = sqlx::query(WINDOW)
             .bind(from)
             .bind(upto)
+            .bind(from.date_naive())
+            .bind(upto.date_naive())
             .fetch_one(&db.pool)
             .await?;
         let requests: i64 = r.try_get("requests")?;
@@ -215,9 +218,11 @@ impl Db {
     /// The overflow buffer by UTC day (it holds at most one batch).
     pub async fn overflow_by_day(&self) -> Result<Vec<(NaiveDate, i64)>> {
         Ok(
-            sqlx::query_as("SELECT day, count(*) FROM overflow GROUP BY day ORDER BY day")
-                .fetch_all(&self.pool)
-                .await?,
+            sqlx::query_as(
+                "SELECT d, count(*) FROM overflow, unnest(days) d GROUP BY d ORDER BY d",
+            )
+            .fetch_all(&self.pool)
+            .await?,
         )
     }
 }

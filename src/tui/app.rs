@@ -678,6 +678,8 @@ impl App {
                 let ms = b.millis;
                 return self.batches(b, 1, ms, ms);
             }
+            // The poller shows committed figures; nothing to draw here.
+            Progress::Committed(_) => return Vec::new(),
             Progress::Idle => {
                 live(&mut self.run.phase, Phase::Idle);
                 return redraw_if(before != self.clone_state());

@@ -170,7 +170,8 @@ pub async fn push_lines(queue: &Queue, lines: &[String]) -> dvmtop::queue::Chunk
         .expect("enqueue")
 }
 
-/// Steps until nothing moves (Idle or Blocked); panics if it never settles.
+/// Steps until nothing moves (Idle or Blocked), then commits what is
+/// pending; panics if it never settles.
 pub async fn settle(p: &mut dvmtop::pipeline::Processor) -> Vec<dvmtop::pipeline::Progress> {
     use dvmtop::pipeline::Progress;
     let mut log = Vec::new();
@@ -179,6 +180,7 @@ pub async fn settle(p: &mut dvmtop::pipeline::Processor) -> Vec<dvmtop::pipeline
         let stop = matches!(step, Progress::Idle | Progress::Blocked(_));
         log.push(step);
         if stop {
+            p.commit().await.expect("commit");
             return log;
         }
     }

@@ -1,0 +1,244 @@
+//! The `users` and `dvms` tables, held in memory by the processor (pure).
+//!
+//! Every user seen in a month would otherwise cost an upsert per batch; in
+//! memory the processor updates them per event and a commit writes each
+//! changed entity once, with its absolute values. The two-phase lifecycle
+//! (SPEC §6) is decided here too, on exactly these values, so the daily
+//! cleanup never has to scan the tables. Loaded from PostgreSQL at start-up;
+//! bounded by retention (entities silent for 60 days are deleted).
+
+use crate::analyze::EntityRole;
+use crate::event::Role;
+use crate::keys::{FastMap, FastSet};
+use crate::record::Pubkey;
+
+/// One row of `users` or `dvms` (times in unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entity {
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub is_active: bool,
+    pub deactivated_at: Option<i64>,
+    /// Users: requests. DVMs: responses and feedback.
+    pub requests: i64,
+    pub responses: i64,
+    pub feedback: i64,
+}
+
+impl Entity {
+    fn new(ts: i64) -> Entity {
+        Entity {
+            first_seen: ts,
+            last_seen: ts,
+            is_active: true,
+            deactivated_at: None,
+            requests: 0,
+            responses: 0,
+            feedback: 0,
+        }
+    }
+}
+
+/// What one daily cleanup does to the entities, decided before it is
+/// carried out (so the shell can write it first, then apply it here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Phase 1, per role: active and silent since before the inactive cut-off.
+    pub deactivate: [Vec<Pubkey>; 2],
+    /// Phase 2, per role: silent since before the delete cut-off and
+    /// inactive (possibly just now).
+    pub delete: [Vec<Pubkey>; 2],
+}
+
+impl Lifecycle {
+    pub fn is_empty(&self) -> bool {
+        self.deactivate
+            .iter()
+            .chain(&self.delete)
+            .all(Vec::is_empty)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Entities {
+    rows: [FastMap<Pubkey, Entity>; 2],
+    /// Changed since the last commit.
+    dirty: [FastSet<Pubkey>; 2],
+    /// Not in the table when the group started: candidates for `ever_seen`.
+    fresh: [FastSet<Pubkey>; 2],
+}
+
+impl Entities {
+    /// The book as loaded from the tables (nothing dirty).
+    pub fn from_rows(users: Vec<(Pubkey, Entity)>, dvms: Vec<(Pubkey, Entity)>) -> Entities {
+        Entities {
+            rows: [users.into_iter().collect(), dvms.into_iter().collect()],
+            ..Entities::default()
+        }
+    }
+
+    pub fn get(&self, role: EntityRole, pk: &Pubkey) -> Option<&Entity> {
+        self.rows[role as usize].get(pk)
+    }
+
+    pub fn len(&self, role: EntityRole) -> usize {
+        self.rows[role as usize].len()
+    }
+
+    /// (active, inactive) of one role.
+    pub fn activity(&self, role: EntityRole) -> (usize, usize) {
+        let active = self.rows[role as usize]
+            .values()
+            .filter(|e| e.is_active)
+            .count();
+        (active, self.len(role) - active)
+    }
+
+    /// An event by this entity: first/last seen widen, the count goes up,
+    /// and new activity reactivates.
+    pub fn touch(&mut self, role: EntityRole, pk: &Pubkey, ts: i64, what: Role) {
+        let i = role as usize;
+        let e = self.rows[i].entry(*pk).or_insert_with(|| {
+            self.fresh[i].insert(*pk);
+            Entity::new(ts)
+        });
+        e.first_seen = e.first_seen.min(ts);
+        e.last_seen = e.last_seen.max(ts);
+        e.is_active = true;
+        e.deactivated_at = None;
+        match what {
+            Role::Request => e.requests += 1,
+            Role::Response => e.responses += 1,
+            Role::Feedback => e.feedback += 1,
+            Role::Announcement => {}
+        }
+        self.dirty[i].insert(*pk);
+    }
+
+    /// Who the daily cleanup at reference time `r` deactivates
+    /// (`last_seen < inactive_before`) and deletes (`last_seen <
+    /// delete_before`, inactive before or by this run), sorted.
+    pub fn lifecycle(&self, inactive_before: i64, delete_before: i64) -> Lifecycle {
+        let mut l = Lifecycle::default();
+        for role in EntityRole::BOTH {
+            let i = role as usize;
+            for (pk, e) in &self.rows[i] {
+                let deactivated = e.is_active && e.last_seen < inactive_before;
+                if deactivated {
+                    l.deactivate[i].push(*pk);
+                }
+                if (deactivated || !e.is_active) && e.last_seen < delete_before {
+                    l.delete[i].push(*pk);
+                }
+            }
+            l.deactivate[i].sort_unstable();
+            l.delete[i].sort_unstable();
+        }
+        l
+    }
+
+    /// Whether a lifecycle change touches an entity the pending group has
+    /// changed (only possible when a group spans the inactivity period):
+    /// then the group must be committed before the cleanup writes.
+    pub fn touches_dirty(&self, l: &Lifecycle) -> bool {
+        (0..2).any(|i| {
+            l.deactivate[i]
+                .iter()
+                .chain(&l.delete[i])
+                .any(|pk| self.dirty[i].contains(pk))
+        })
+    }
+
+    /// Mirrors a lifecycle change the cleanup has committed.
+    pub fn apply(&mut self, l: &Lifecycle, r: i64) {
+        for i in 0..2 {
+            for pk in &l.deactivate[i] {
+                if let Some(e) = self.rows[i].get_mut(pk) {
+                    e.is_active = false;
+                    e.deactivated_at = Some(r);
+                }
+            }
+            for pk in &l.delete[i] {
+                self.rows[i].remove(pk);
+            }
+        }
+    }
+
+    /// What the next commit writes: changed rows (sorted) and the entities
+    /// new to the table.
+    pub fn changes(&self) -> Changes<'_> {
+        let mut changed: [Vec<(&Pubkey, &Entity)>; 2] = [Vec::new(), Vec::new()];
+        let mut fresh: [Vec<&Pubkey>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..2 {
+            changed[i] = self.dirty[i]
+                .iter()
+                .filter_map(|pk| self.rows[i].get_key_value(pk))
+                .collect();
+            changed[i].sort_unstable_by_key(|(pk, _)| **pk);
+            fresh[i] = self.fresh[i]
+                .iter()
+                .filter(|pk| self.rows[i].contains_key(*pk))
+                .collect();
+            fresh[i].sort_unstable();
+        }
+        Changes { changed, fresh }
+    }
+
+    /// After a commit: nothing is pending any more.
+    pub fn committed(&mut self) {
+        for i in 0..2 {
+            self.dirty[i].clear();
+            self.fresh[i].clear();
+        }
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.iter().any(|d| !d.is_empty())
+    }
+}
+
+/// Entity rows a commit writes.
+#[derive(Debug)]
+pub struct Changes<'a> {
+    pub changed: [Vec<(&'a Pubkey, &'a Entity)>; 2],
+    pub fresh: [Vec<&'a Pubkey>; 2],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    #[test]
+    fn lifecycle_edges_and_return() {
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let mut book = Entities::default();
+        let r = 100 * DAY;
+        book.touch(EntityRole::User, &a, r - 30 * DAY, Role::Request); // exactly 30 days: stays
+        book.touch(EntityRole::User, &b, r - 30 * DAY - 1, Role::Request); // just over: inactive
+        book.touch(EntityRole::Dvm, &c, r - 60 * DAY - 1, Role::Response); // over 60: deleted
+        assert_eq!(book.changes().fresh[0].len(), 2);
+        book.committed();
+        let l = book.lifecycle(r - 30 * DAY, r - 60 * DAY);
+        assert_eq!(l.deactivate, [vec![b], vec![c]]);
+        assert_eq!(l.delete, [vec![], vec![c]]);
+        assert!(!book.touches_dirty(&l));
+        book.apply(&l, r);
+        assert_eq!(
+            book.get(EntityRole::User, &b).unwrap().deactivated_at,
+            Some(r)
+        );
+        assert!(book.get(EntityRole::Dvm, &c).is_none());
+        assert_eq!(book.activity(EntityRole::User), (1, 1));
+        // b comes back: active again, and dirty, so a cleanup touching it
+        // would have to wait for the commit.
+        book.touch(EntityRole::User, &b, r + 10, Role::Request);
+        let e = book.get(EntityRole::User, &b).unwrap();
+        assert!(e.is_active && e.deactivated_at.is_none() && e.requests == 2);
+        let l = book.lifecycle(r + 100 * DAY, r);
+        assert!(book.touches_dirty(&l));
+        assert_eq!(book.changes().changed[0].len(), 1);
+        assert!(book.changes().fresh[0].is_empty());
+    }
+}

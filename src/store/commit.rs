@@ -1,0 +1,516 @@
+//! One commit group, one transaction: the activity rows, rollup deltas,
+//! entity rows, overflow, counters, dead letters, seen ids and the queue
+//! position all commit together, so a replayed group is recognised by its
+//! sequence and never applied twice.
+
+use super::Db;
+use crate::activity::Entry;
+use crate::analyze::{Counts, EntityRole, Pending};
+use crate::entities::{Changes, Entity};
+use crate::error::Result;
+use crate::keys::hex_of;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{Postgres, Transaction};
+use std::collections::BTreeMap;
+
+/// Everything one commit writes.
+pub struct Commit<'a> {
+    /// Queue sequence of this group and how many head elements it consumed.
+    pub seq: i64,
+    pub consumed: i64,
+    pub pending: &'a Pending,
+    /// Whole `entity_activity` rows (old content merged with the pending).
+    pub rows: Vec<(NaiveDate, EntityRole, &'a [Entry])>,
+    pub entities: Changes<'a>,
+    /// The overflow buffer after this group, when it changed (FIFO), with
+    /// the day of each element.
+    pub overflow: Option<(Vec<&'a str>, Vec<NaiveDate>)>,
+    pub ignored_prior_month: i64,
+    /// Refused elements: (reason, raw).
+    pub rejected: &'a [(&'static str, String)],
+}
+
+pub(crate) fn ts(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+async fn add_counters(
+    tx: &mut Transaction<'_, Postgres>,
+    counters: BTreeMap<String, i64>,
+) -> Result<()> {
+    let (names, values): (Vec<String>, Vec<i64>) =
+        counters.into_iter().filter(|(_, v)| *v != 0).unzip();
+    if names.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO counters (name, value) SELECT * FROM UNNEST($1::text[], $2::int8[])
+         ON CONFLICT (name) DO UPDATE SET value = counters.value + EXCLUDED.value",
+    )
+    .bind(names)
+    .bind(values)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces one `entity_activity` row with `entries`.
+async fn write_row(
+    tx: &mut Transaction<'_, Postgres>,
+    day: NaiveDate,
+    role: EntityRole,
+    entries: &[Entry],
+) -> Result<()> {
+    let n = entries.len();
+    let mut hour = Vec::with_capacity(n);
+    let mut entity = Vec::with_capacity(n);
+    let mut kind = Vec::with_capacity(n);
+    let mut rq = Vec::with_capacity(n);
+    let mut rs = Vec::with_capacity(n);
+    let mut fb = Vec::with_capacity(n);
+    for e in entries {
+        hour.push(i16::from(e.hour));
+        entity.push(e.entity.as_slice());
+        kind.push(e.kind as i32);
+        rq.push(e.counts.requests as i32);
+        rs.push(e.counts.responses as i32);
+        fb.push(e.counts.feedback as i32);
+    }
+    sqlx::query(
+        "INSERT INTO entity_activity (day, role, hour, entity, kind, requests, responses, feedback)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (day, role) DO UPDATE SET hour = EXCLUDED.hour, entity = EXCLUDED.entity,
+           kind = EXCLUDED.kind, requests = EXCLUDED.requests, responses = EXCLUDED.responses,
+           feedback = EXCLUDED.feedback",
+    )
+    .bind(day)
+    .bind(role as i16)
+    .bind(hour)
+    .bind(entity)
+    .bind(kind)
+    .bind(rq)
+    .bind(rs)
+    .bind(fb)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_rollups(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<()> {
+    let mut d: (Vec<NaiveDate>, Vec<String>, Vec<i64>, Vec<i64>) = Default::default();
+    for ((day, dvm), c) in &p.dvm_day {
+        d.0.push(*day);
+        d.1.push(hex_of(dvm));
+        d.2.push(c.responses);
+        d.3.push(c.feedback);
+    }
+    sqlx::query(
+        "INSERT INTO dvm_stats_rollups (day, dvm, responses, feedback)
+         SELECT * FROM UNNEST($1::date[], $2::text[], $3::int8[], $4::int8[])
+         ON CONFLICT (day, dvm) DO UPDATE SET
+           responses = dvm_stats_rollups.responses + EXCLUDED.responses,
+           feedback = dvm_stats_rollups.feedback + EXCLUDED.feedback",
+    )
+    .bind(d.0)
+    .bind(d.1)
+    .bind(d.2)
+    .bind(d.3)
+    .execute(&mut **tx)
+    .await?;
+
+    let n = p.kind_day.len();
+    let (mut day, mut kind) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut rq, mut rs, mut fb) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((d, k), c) in &p.kind_day {
+        day.push(*d);
+        kind.push(*k as i32);
+        rq.push(c.requests);
+        rs.push(c.responses);
+        fb.push(c.feedback);
+    }
+    sqlx::query(
+        "INSERT INTO kind_stats_rollups (day, kind, requests, responses, feedback)
+         SELECT * FROM UNNEST($1::date[], $2::int4[], $3::int8[], $4::int8[], $5::int8[])
+         ON CONFLICT (day, kind) DO UPDATE SET
+           requests = kind_stats_rollups.requests + EXCLUDED.requests,
+           responses = kind_stats_rollups.responses + EXCLUDED.responses,
+           feedback = kind_stats_rollups.feedback + EXCLUDED.feedback",
+    )
+    .bind(day)
+    .bind(kind)
+    .bind(rq)
+    .bind(rs)
+    .bind(fb)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Changed `users`/`dvms` rows, with their absolute values (so writing one
+/// twice is harmless).
+async fn write_entities(tx: &mut Transaction<'_, Postgres>, c: &Changes<'_>) -> Result<()> {
+    for role in EntityRole::BOTH {
+        let rows: &[(&[u8; 32], &Entity)] = &c.changed[role as usize];
+        if rows.is_empty() {
+            continue;
+        }
+        let n = rows.len();
+        let mut id = Vec::with_capacity(n);
+        let (mut first, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut active, mut deactivated) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut rq, mut rs, mut fb) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (pk, e) in rows {
+            id.push(hex_of(pk));
+            first.push(ts(e.first_seen));
+            last.push(ts(e.last_seen));
+            active.push(e.is_active);
+            deactivated.push(e.deactivated_at.map(ts));
+            rq.push(e.requests);
+            rs.push(e.responses);
+            fb.push(e.feedback);
+        }
+        let q = match role {
+            EntityRole::User => sqlx::query(
+                "INSERT INTO users (id, first_seen, last_seen, is_active, deactivated_at, requests)
+                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[],
+                   $5::timestamptz[], $6::int8[])
+                 ON CONFLICT (id) DO UPDATE SET first_seen = EXCLUDED.first_seen,
+                   last_seen = EXCLUDED.last_seen, is_active = EXCLUDED.is_active,
+                   deactivated_at = EXCLUDED.deactivated_at, requests = EXCLUDED.requests",
+            )
+            .bind(id)
+            .bind(first)
+            .bind(last)
+            .bind(active)
+            .bind(deactivated)
+            .bind(rq),
+            EntityRole::Dvm => sqlx::query(
+                "INSERT INTO dvms (id, first_seen, last_seen, is_active, deactivated_at, responses, feedback)
+                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[],
+                   $5::timestamptz[], $6::int8[], $7::int8[])
+                 ON CONFLICT (id) DO UPDATE SET first_seen = EXCLUDED.first_seen,
+                   last_seen = EXCLUDED.last_seen, is_active = EXCLUDED.is_active,
+                   deactivated_at = EXCLUDED.deactivated_at, responses = EXCLUDED.responses,
+                   feedback = EXCLUDED.feedback",
+            )
+            .bind(id)
+            .bind(first)
+            .bind(last)
+            .bind(active)
+            .bind(deactivated)
+            .bind(rs)
+            .bind(fb),
+        };
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// kind_dvm_support (after dvms: it references them) and profiles.
+async fn write_support(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<()> {
+    let n = p.support.len();
+    let (mut kind, mut dvm) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut first, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for ((k, d), span) in &p.support {
+        kind.push(*k as i32);
+        dvm.push(hex_of(d));
+        first.push(ts(span.first));
+        last.push(ts(span.last));
+    }
+    sqlx::query(
+        "INSERT INTO kind_dvm_support (kind, dvm, first_seen, last_seen)
+         SELECT * FROM UNNEST($1::int4[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+         ON CONFLICT (kind, dvm) DO UPDATE SET
+           first_seen = LEAST(kind_dvm_support.first_seen, EXCLUDED.first_seen),
+           last_seen = GREATEST(kind_dvm_support.last_seen, EXCLUDED.last_seen)",
+    )
+    .bind(kind)
+    .bind(dvm)
+    .bind(first)
+    .bind(last)
+    .execute(&mut **tx)
+    .await?;
+
+    // dvm_profiles: the newest announcement wins.
+    for (id, (at, p)) in &p.profiles {
+        let kinds: Vec<i32> = p.kinds.iter().map(|k| *k as i32).collect();
+        sqlx::query(
+            "INSERT INTO dvm_profiles (id, name, about, picture, kinds, announced_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, about = EXCLUDED.about, picture = EXCLUDED.picture,
+               kinds = EXCLUDED.kinds, announced_at = EXCLUDED.announced_at
+             WHERE dvm_profiles.announced_at <= EXCLUDED.announced_at",
+        )
+        .bind(hex_of(id))
+        .bind(&p.name)
+        .bind(&p.about)
+        .bind(&p.picture)
+        .bind(kinds)
+        .bind(ts(*at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// ever_seen (entities new to their table, job kinds) and the global
+/// running totals in one statement.
+async fn write_totals(
+    tx: &mut Transaction<'_, Postgres>,
+    p: &Pending,
+    c: &Changes<'_>,
+) -> Result<()> {
+    let (mut role, mut id): (Vec<i16>, Vec<String>) = (Vec::new(), Vec::new());
+    for r in EntityRole::BOTH {
+        for pk in &c.fresh[r as usize] {
+            role.push(r as i16);
+            id.push(hex_of(pk));
+        }
+    }
+    for kind in p.job_kinds() {
+        role.push(2);
+        id.push(kind.to_string());
+    }
+    let Counts {
+        requests,
+        responses,
+        feedback,
+    } = p.totals;
+    sqlx::query(
+        "WITH ins AS (
+           INSERT INTO ever_seen (role, id) SELECT * FROM UNNEST($1::int2[], $2::text[])
+           ON CONFLICT DO NOTHING RETURNING role)
+         UPDATE global_stats_rollups SET
+           total_requests = total_requests + $3,
+           total_responses = total_responses + $4,
+           total_feedback = total_feedback + $5,
+           unique_users = unique_users + (SELECT count(*) FROM ins WHERE role = 0),
+           unique_dvms = unique_dvms + (SELECT count(*) FROM ins WHERE role = 1),
+           unique_kinds = unique_kinds + (SELECT count(*) FROM ins WHERE role = 2),
+           last_event_at = GREATEST(last_event_at, $6)",
+    )
+    .bind(role)
+    .bind(id)
+    .bind(requests)
+    .bind(responses)
+    .bind(feedback)
+    .bind(p.max_ts.map(ts))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_seen(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<()> {
+    let (days, blobs): (Vec<NaiveDate>, Vec<Vec<u8>>) = p
+        .new_ids
+        .iter()
+        .map(|(day, ids)| (*day, ids.iter().flat_map(|k| k.to_be_bytes()).collect()))
+        .unzip();
+    if days.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("INSERT INTO seen_ids (day, ids) SELECT * FROM UNNEST($1::date[], $2::bytea[])")
+        .bind(days)
+        .bind(blobs)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Db {
+    /// Commits one group atomically. Returns false (and changes nothing)
+    /// when this sequence was already applied.
+    pub async fn commit(&self, c: &Commit<'_>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM pipeline_state FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        if last >= c.seq {
+            return Ok(false);
+        }
+        let p = c.pending;
+        // Per-part timings for the debug log (the profile in BENCHMARKS.md).
+        let mut t = std::time::Instant::now();
+        let mut lap = || {
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            t = std::time::Instant::now();
+            (ms * 10.0).round() / 10.0
+        };
+        for (day, role, entries) in &c.rows {
+            write_row(&mut tx, *day, *role, entries).await?;
+        }
+        let rows_ms = lap();
+        let (mut rollups_ms, mut entities_ms, mut support_ms, mut totals_ms, mut seen_ms) =
+            (0.0, 0.0, 0.0, 0.0, 0.0);
+        if !p.is_empty() {
+            write_rollups(&mut tx, p).await?;
+            rollups_ms = lap();
+            write_entities(&mut tx, &c.entities).await?;
+            entities_ms = lap();
+            write_support(&mut tx, p).await?;
+            support_ms = lap();
+            write_totals(&mut tx, p, &c.entities).await?;
+            totals_ms = lap();
+            write_seen(&mut tx, p).await?;
+            seen_ms = lap();
+        }
+        tracing::debug!(
+            seq = c.seq,
+            activity_rows = c.rows.len(),
+            users = c.entities.changed[0].len(),
+            rows_ms,
+            rollups_ms,
+            entities_ms,
+            support_ms,
+            totals_ms,
+            seen_ms,
+            "commit parts"
+        );
+        if let Some((payloads, days)) = &c.overflow {
+            sqlx::query("UPDATE overflow SET payloads = $1, days = $2")
+                .bind(payloads)
+                .bind(days)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !c.rejected.is_empty() {
+            let (reason, raw): (Vec<&str>, Vec<&str>) =
+                c.rejected.iter().map(|(r, p)| (*r, p.as_str())).unzip();
+            sqlx::query("INSERT INTO dead_letters (reason, payload) SELECT * FROM UNNEST($1::text[], $2::text[])")
+                .bind(reason)
+                .bind(raw)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut counters = BTreeMap::from([
+            ("processed".to_owned(), p.processed as i64),
+            ("duplicate".to_owned(), p.duplicates as i64),
+            ("ignored_prior_month".to_owned(), c.ignored_prior_month),
+        ]);
+        for (reason, _) in c.rejected {
+            *counters.entry(format!("rejected:{reason}")).or_default() += 1;
+        }
+        add_counters(&mut tx, counters).await?;
+        sqlx::query(
+            "UPDATE pipeline_state SET last_seq = $1, last_count = $2,
+               clock = GREATEST(clock, $3), updated_at = now()",
+        )
+        .bind(c.seq)
+        .bind(c.consumed)
+        .bind(p.max_ts)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One `entity_activity` row's cells (empty when there is none).
+    pub async fn load_day_row(&self, day: NaiveDate, role: EntityRole) -> Result<Vec<Entry>> {
+        type Row = (
+            Vec<i16>,
+            Vec<Vec<u8>>,
+            Vec<i32>,
+            Vec<i32>,
+            Vec<i32>,
+            Vec<i32>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT hour, entity, kind, requests, responses, feedback FROM entity_activity WHERE day = $1 AND role = $2",
+        )
+        .bind(day)
+        .bind(role as i16)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((hour, entity, kind, rq, rs, fb)) = row else {
+            return Ok(Vec::new());
+        };
+        let corrupt = || {
+            crate::error::Error::Namespace(format!(
+                "entity_activity row {day}/{} is corrupt (arrays of unequal length or a bad entity)",
+                role as i16
+            ))
+        };
+        let n = hour.len();
+        if [entity.len(), kind.len(), rq.len(), rs.len(), fb.len()]
+            .iter()
+            .any(|l| *l != n)
+        {
+            return Err(corrupt());
+        }
+        (0..n)
+            .map(|i| {
+                Ok(Entry {
+                    hour: u8::try_from(hour[i]).map_err(|_| corrupt())?,
+                    entity: entity[i].as_slice().try_into().map_err(|_| corrupt())?,
+                    kind: kind[i] as u32,
+                    counts: Counts {
+                        requests: rq[i].into(),
+                        responses: rs[i].into(),
+                        feedback: fb[i].into(),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The `users` and `dvms` tables, for the processor's entity book.
+    pub async fn load_entities(&self) -> Result<crate::entities::Entities> {
+        type Row = (
+            String,
+            DateTime<Utc>,
+            DateTime<Utc>,
+            bool,
+            Option<DateTime<Utc>>,
+            i64,
+            i64,
+            i64,
+        );
+        let mut out: [Vec<([u8; 32], Entity)>; 2] = [Vec::new(), Vec::new()];
+        for (role, sql) in [
+            (
+                EntityRole::User,
+                "SELECT id, first_seen, last_seen, is_active, deactivated_at, requests, 0::int8, 0::int8 FROM users",
+            ),
+            (
+                EntityRole::Dvm,
+                "SELECT id, first_seen, last_seen, is_active, deactivated_at, 0::int8, responses, feedback FROM dvms",
+            ),
+        ] {
+            let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
+            for (id, first, last, active, deact, rq, rs, fb) in rows {
+                let pk = crate::record::hex32(&id).ok_or_else(|| {
+                    crate::error::Error::Namespace(format!(
+                        "{id:?} in {}.{} is not a hex public key",
+                        self.namespace,
+                        if role == EntityRole::User {
+                            "users"
+                        } else {
+                            "dvms"
+                        }
+                    ))
+                })?;
+                out[role as usize].push((
+                    pk,
+                    Entity {
+                        first_seen: first.timestamp(),
+                        last_seen: last.timestamp(),
+                        is_active: active,
+                        deactivated_at: deact.map(|d| d.timestamp()),
+                        requests: rq,
+                        responses: rs,
+                        feedback: fb,
+                    },
+                ));
+            }
+        }
+        let [users, dvms] = out;
+        Ok(crate::entities::Entities::from_rows(users, dvms))
+    }
+}
