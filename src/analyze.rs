@@ -6,6 +6,7 @@
 use crate::entities::Entities;
 use crate::event::Role;
 use crate::keys::{FastMap, FastSet};
+use crate::month::MonthAcc;
 use crate::record::{Item, Profile, Pubkey};
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
@@ -132,6 +133,7 @@ impl Pending {
         slice: impl IntoIterator<Item = &'a Item>,
         seen: &mut FastSet<u128>,
         book: &mut Entities,
+        month: &mut MonthAcc,
     ) -> SliceStats {
         let mut stats = SliceStats::default();
         for it in slice {
@@ -167,6 +169,7 @@ impl Pending {
                 .add(it.role);
             self.kind_day.entry((day, kind)).or_default().add(it.role);
             book.touch(who, &it.pubkey, ts, it.role);
+            month.add(it.role, &it.pubkey, kind);
             if who == EntityRole::Dvm {
                 self.dvm_day
                     .entry((day, it.pubkey))
@@ -244,7 +247,9 @@ mod tests {
         seen.insert(7u128);
         let mut book = Entities::default();
         let mut p = Pending::default();
-        let s = p.absorb(day, &slice, &mut seen, &mut book);
+        let mut month = MonthAcc::default();
+        let s = p.absorb(day, &slice, &mut seen, &mut book, &mut month);
+        assert_eq!(month.row("1970-01".into()).total_feedback, 1);
         assert_eq!((s.processed, s.duplicates, s.max_ts), (3, 1, Some(4000)));
         assert_eq!(
             p.totals,
@@ -269,7 +274,7 @@ mod tests {
         assert_eq!(p.job_kinds(), vec![5300]);
         // The same slice again: all duplicates, nothing changes.
         let before = p.clone();
-        let again = p.absorb(day, &slice, &mut seen, &mut book);
+        let again = p.absorb(day, &slice, &mut seen, &mut book, &mut month);
         assert_eq!(again.duplicates, 4);
         assert_eq!(p.activity, before.activity);
     }

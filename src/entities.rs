@@ -164,24 +164,27 @@ impl Entities {
         }
     }
 
-    /// What the next commit writes: changed rows (sorted) and the entities
-    /// new to the table.
+    /// What the next commit writes: changed rows, split into entities new
+    /// to the table and those already in it (each sorted).
     pub fn changes(&self) -> Changes<'_> {
-        let mut changed: [Vec<(&Pubkey, &Entity)>; 2] = [Vec::new(), Vec::new()];
-        let mut fresh: [Vec<&Pubkey>; 2] = [Vec::new(), Vec::new()];
+        let mut c = Changes {
+            fresh: [Vec::new(), Vec::new()],
+            changed: [Vec::new(), Vec::new()],
+        };
         for i in 0..2 {
-            changed[i] = self.dirty[i]
-                .iter()
-                .filter_map(|pk| self.rows[i].get_key_value(pk))
-                .collect();
-            changed[i].sort_unstable_by_key(|(pk, _)| **pk);
-            fresh[i] = self.fresh[i]
-                .iter()
-                .filter(|pk| self.rows[i].contains_key(*pk))
-                .collect();
-            fresh[i].sort_unstable();
+            for pk in &self.dirty[i] {
+                if let Some(row) = self.rows[i].get_key_value(pk) {
+                    if self.fresh[i].contains(pk) {
+                        c.fresh[i].push(row);
+                    } else {
+                        c.changed[i].push(row);
+                    }
+                }
+            }
+            c.fresh[i].sort_unstable_by_key(|(pk, _)| **pk);
+            c.changed[i].sort_unstable_by_key(|(pk, _)| **pk);
         }
-        Changes { changed, fresh }
+        c
     }
 
     /// After a commit: nothing is pending any more.
@@ -197,11 +200,13 @@ impl Entities {
     }
 }
 
-/// Entity rows a commit writes.
+/// Entity rows a commit writes, per role.
 #[derive(Debug)]
 pub struct Changes<'a> {
+    /// Not in the table before this group (also new to `ever_seen`, maybe).
+    pub fresh: [Vec<(&'a Pubkey, &'a Entity)>; 2],
+    /// Already in the table.
     pub changed: [Vec<(&'a Pubkey, &'a Entity)>; 2],
-    pub fresh: [Vec<&'a Pubkey>; 2],
 }
 
 #[cfg(test)]
@@ -219,6 +224,7 @@ mod tests {
         book.touch(EntityRole::User, &b, r - 30 * DAY - 1, Role::Request); // just over: inactive
         book.touch(EntityRole::Dvm, &c, r - 60 * DAY - 1, Role::Response); // over 60: deleted
         assert_eq!(book.changes().fresh[0].len(), 2);
+        assert!(book.changes().changed[0].is_empty());
         book.committed();
         let l = book.lifecycle(r - 30 * DAY, r - 60 * DAY);
         assert_eq!(l.deactivate, [vec![b], vec![c]]);

@@ -184,22 +184,13 @@ impl<F: FnMut(Value)> Reporter<F> {
                     }));
                 }
             }
-            Progress::Rolled {
-                row,
-                performed,
-                millis,
-                backup,
-            } => {
-                let (path, error) = match backup {
-                    Some(Ok(p)) => (Some(p.as_str()), None),
-                    Some(Err(e)) => (None, Some(e.as_str())),
-                    None => (None, None),
-                };
-                (self.out)(
-                    json!({"event": "rollover", "month": row.year_month, "performed": performed, "millis": millis,
-                    "backup": path, "backup_error": error, "row": row}),
-                )
-            }
+            Progress::Rolled { row, millis } => (self.out)(json!({
+                "event": "rollover", "month": row.year_month, "millis": (millis * 10.0).round() / 10.0, "row": row,
+            })),
+            Progress::Backup { month, result } => (self.out)(match result {
+                Ok(path) => json!({"event": "backup", "month": month.to_string(), "path": path}),
+                Err(e) => json!({"event": "backup", "month": month.to_string(), "error": e}),
+            }),
             Progress::Cleanup(run) => (self.out)(json!({"event": "cleanup", "run": run})),
             Progress::Confirmed { month, accepted } => (self.out)(
                 json!({"event": "confirmed", "month": month.to_string(), "accepted": accepted}),

@@ -10,6 +10,7 @@ use crate::clock::{self, Awaiting, ClockState, Params, Plan, YearMonth, day_of};
 use crate::entities::Entities;
 use crate::error::{Error, Result};
 use crate::event::Validation;
+use crate::month::MonthAcc;
 use crate::queue::Queue;
 use crate::record::Item;
 use crate::store::{Commit, Db, MonthRow};
@@ -52,12 +53,17 @@ pub enum Progress {
     /// Waiting for the operator to confirm a rollover; nothing can move.
     Blocked(Awaiting),
     Init(YearMonth),
+    /// The month is closed and its row final; both commit with the group
+    /// (a crash before that replays to the same row).
     Rolled {
         row: MonthRow,
-        performed: bool,
-        millis: u64,
-        /// Where the backup went, or why it failed (retried next rollover).
-        backup: Option<std::result::Result<String, String>>,
+        millis: f64,
+    },
+    /// The backup after a committed rollover: where it went, or why it
+    /// failed (it is retried at the next rollover).
+    Backup {
+        month: YearMonth,
+        result: std::result::Result<String, String>,
     },
     /// The clock moved to a new day and its daily cleanup ran.
     DayAdvanced {
@@ -162,13 +168,18 @@ struct Group {
     ignored: i64,
     rejected: Vec<(&'static str, String)>,
     overflow_changed: bool,
+    /// Months rolled over, with their rows.
+    rollovers: Vec<MonthRow>,
     /// When the first change happened.
     since: Option<Instant>,
 }
 
 impl Group {
     fn is_empty(&self) -> bool {
-        self.consumed == 0 && !self.overflow_changed && self.rejected.is_empty()
+        self.consumed == 0
+            && !self.overflow_changed
+            && self.rejected.is_empty()
+            && self.rollovers.is_empty()
     }
 
     fn age(&self) -> Duration {
@@ -181,6 +192,11 @@ pub struct Processor {
     pub queue: Queue,
     settings: Settings,
     state: ClockState,
+    /// The open month as committed: retention protects it (and anything
+    /// later) even after an in-memory rollover, until that commits.
+    committed_month: Option<YearMonth>,
+    /// The open months' figures (see [`crate::month`]).
+    months: std::collections::BTreeMap<YearMonth, MonthAcc>,
     last_seq: i64,
     /// A committed group whose queue trim has not succeeded yet.
     unacked: Option<(i64, i64)>,
@@ -195,8 +211,9 @@ pub struct Processor {
     caught_up: bool,
     /// When windows were last snapshotted (wall clock; rate limit).
     last_snapshot: Option<Instant>,
-    /// Commits not reported yet (the run loop reports them).
-    pub commits: Vec<CommitReport>,
+    /// What commits did that is not reported yet (commits, backups); the
+    /// run loop reports them.
+    pub reports: Vec<Progress>,
 }
 
 fn now_unix() -> i64 {
@@ -266,10 +283,16 @@ impl Processor {
         }
         let seen = db.load_seen().await?;
         let book = db.load_entities().await?;
+        let months = match st.clock.month {
+            Some(m) => db.load_open_months(m).await?,
+            None => Default::default(),
+        };
         Ok(Processor {
             db,
             queue,
             settings,
+            committed_month: st.clock.month,
+            months,
             state: st.clock,
             last_seq: st.last_seq,
             unacked: None,
@@ -280,7 +303,7 @@ impl Processor {
             group,
             caught_up: false,
             last_snapshot: None,
-            commits: Vec::new(),
+            reports: Vec::new(),
         })
     }
 
@@ -365,7 +388,7 @@ impl Processor {
                 self.state.month = Some(m);
                 return Ok(Progress::Init(m));
             }
-            Plan::Rollover(m) => return self.rollover(m).await,
+            Plan::Rollover(m) => return Ok(self.rollover(m)),
             Plan::AdvanceDay(d) => {
                 let cleanup = self.advance_day(d).await?;
                 return Ok(Progress::DayAdvanced { day: d, cleanup });
@@ -400,9 +423,10 @@ impl Processor {
                     &fresh[i - n_over].1
                 }
             });
+            let month = self.months.entry(YearMonth::of(day)).or_default();
             self.group
                 .pending
-                .absorb(day, items, &mut self.seen, &mut self.book)
+                .absorb(day, items, &mut self.seen, &mut self.book, month)
         });
         if let Some(s) = stats {
             self.state = clock::after_batch(&self.state, s.max_ts);
@@ -462,6 +486,7 @@ impl Processor {
             return Ok(None);
         }
         let started = Instant::now();
+        let started_at = chrono::Utc::now();
         let seq = self.last_seq + 1;
         // Whole activity rows: what is stored merged with the pending cells.
         let mut merged: Vec<(NaiveDate, EntityRole, Vec<Entry>)> = Vec::new();
@@ -500,6 +525,8 @@ impl Processor {
             }),
             ignored_prior_month: g.ignored,
             rejected: &g.rejected,
+            rollovers: &g.rollovers,
+            month: self.state.month,
         };
         if !self.db.commit(&c).await? {
             return Err(Error::Namespace(format!(
@@ -515,7 +542,8 @@ impl Processor {
         self.last_seq = seq;
         self.unacked = Some((seq, consumed));
         self.book.committed();
-        self.group = Group::default();
+        self.committed_month = self.state.month;
+        let rolled = std::mem::take(&mut self.group).rollovers;
         for (day, role, entries) in merged {
             self.rows.put(day, role, entries);
         }
@@ -528,7 +556,10 @@ impl Processor {
             millis: started.elapsed().as_secs_f64() * 1000.0,
         };
         tracing::debug!(seq, consumed, processed, millis = report.millis, "commit");
-        self.commits.push(report.clone());
+        self.reports.push(Progress::Committed(report.clone()));
+        if !rolled.is_empty() {
+            self.after_rollovers(&rolled, started_at).await?;
+        }
         Ok(Some(report))
     }
 
@@ -568,7 +599,8 @@ impl Processor {
     /// commit never write the same rows.
     async fn cleanup(&mut self, r: NaiveDate) -> Result<crate::retention::CleanupRun> {
         let cfg = self.settings.retention;
-        let cut = crate::retention::cutoffs(r, self.state.month, &cfg);
+        let open = self.committed_month;
+        let cut = crate::retention::cutoffs(r, open, &cfg);
         let lifecycle = self
             .book
             .lifecycle(cut.inactive.timestamp(), cut.delete.timestamp());
@@ -602,55 +634,71 @@ impl Processor {
         self.cleanup(day).await
     }
 
-    /// Rolls `m` over, audits it, then writes the backup. A failed backup
-    /// is reported and logged loudly but never stops processing; the next
-    /// rollover's backup contains every row again.
-    async fn rollover(&mut self, m: YearMonth) -> Result<Progress> {
-        // The month's row is computed from the tables: everything pending
-        // goes in first.
-        self.commit().await?;
-        let out = self.db.rollover(m).await?;
-        let millis = out.duration.as_millis() as u64;
+    /// Rolls `m` over in memory: its row comes from the accumulator, the
+    /// clock moves to the next month, and both commit with the group.
+    fn rollover(&mut self, m: YearMonth) -> Progress {
+        let t = Instant::now();
+        let row = self
+            .months
+            .remove(&m)
+            .unwrap_or_default()
+            .row(m.to_string());
         self.state = clock::after_rollover(&self.state, m);
-        // The closed month's ids left `seen_ids` with the rollover: reload
-        // the (small) rest so memory stays bounded by the open window.
-        self.seen = self.db.load_seen().await?;
-        self.db.audit_rollover(m, millis, out.performed).await?;
-        if let Err(e) = self.queue.forget_seen_before(m.end()).await {
-            tracing::warn!(error = %e, "could not drop the ingest dedup sets of {m}");
+        self.group.rollovers.push(row.clone());
+        self.group.since.get_or_insert_with(Instant::now);
+        Progress::Rolled {
+            row,
+            millis: t.elapsed().as_secs_f64() * 1000.0,
         }
-        let backup = match &self.settings.backup_dir {
-            None => None,
-            Some(dir) => {
-                let id = self.db.job_started("backup", None).await?;
-                let result = crate::retention::write_backup(&self.db, dir, m).await;
-                let (outcome, detail) = match &result {
-                    Ok(p) => ("ok", p.display().to_string()),
-                    Err(e) => {
-                        tracing::error!(error = %e, "BACKUP FAILED after the rollover of {m}; retried at the next rollover");
-                        ("failed", e.to_string())
-                    }
-                };
-                let rows = std::collections::BTreeMap::from([(
-                    "monthly_activity".to_owned(),
-                    i64::from(result.is_ok()),
-                )]);
-                self.db
-                    .job_finished(id, &rows, outcome, 1, Some(&detail))
-                    .await?;
-                Some(
-                    result
-                        .map(|p| p.display().to_string())
-                        .map_err(|e| e.to_string()),
-                )
+    }
+
+    /// After a commit that closed months: the closed months' ids left
+    /// `seen_ids` (reload the small rest, so memory stays bounded by the
+    /// open window), their ingest dedup sets go, each is audited, and the
+    /// backup is written. A failed backup is reported and logged loudly
+    /// but never stops processing; the next rollover's backup contains
+    /// every row again.
+    /// A rollover's audited duration is that of the commit that made it
+    /// durable (`since`: when that commit started).
+    async fn after_rollovers(
+        &mut self,
+        rolled: &[MonthRow],
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        self.seen = self.db.load_seen().await?;
+        for row in rolled {
+            let m: YearMonth = row.year_month.parse().map_err(Error::Namespace)?;
+            self.db.audit_rollover(m, since).await?;
+            if let Err(e) = self.queue.forget_seen_before(m.end()).await {
+                tracing::warn!(error = %e, "could not drop the ingest dedup sets of {m}");
             }
-        };
-        Ok(Progress::Rolled {
-            row: out.row,
-            performed: out.performed,
-            millis,
-            backup,
-        })
+            let Some(dir) = &self.settings.backup_dir else {
+                continue;
+            };
+            let id = self.db.job_started("backup", None).await?;
+            let result = crate::retention::write_backup(&self.db, dir, m).await;
+            let (outcome, detail) = match &result {
+                Ok(p) => ("ok", p.display().to_string()),
+                Err(e) => {
+                    tracing::error!(error = %e, "BACKUP FAILED after the rollover of {m}; retried at the next rollover");
+                    ("failed", e.to_string())
+                }
+            };
+            let rows = std::collections::BTreeMap::from([(
+                "monthly_activity".to_owned(),
+                i64::from(result.is_ok()),
+            )]);
+            self.db
+                .job_finished(id, &rows, outcome, 1, Some(&detail))
+                .await?;
+            self.reports.push(Progress::Backup {
+                month: m,
+                result: result
+                    .map(|p| p.display().to_string())
+                    .map_err(|e| e.to_string()),
+            });
+        }
+        Ok(())
     }
 
     /// Whether queue and overflow are both empty (once committed).
@@ -682,13 +730,7 @@ impl Until {
         match (self, p) {
             (Until::Batch, Progress::Batch(_)) => true,
             (Until::Day, Progress::DayAdvanced { .. }) => true,
-            (
-                Until::Rollover,
-                Progress::Rolled {
-                    performed: true, ..
-                }
-                | Progress::Blocked(_),
-            ) => true,
+            (Until::Rollover, Progress::Rolled { .. } | Progress::Blocked(_)) => true,
             (Until::Rollover, Progress::Batch(b)) => b.awaiting.is_some(),
             (_, Progress::Idle) => true,
             _ => false,
@@ -800,8 +842,8 @@ pub async fn run(
 }
 
 fn report_commits(p: &mut Processor, report: &mut impl FnMut(&Progress)) {
-    for c in std::mem::take(&mut p.commits) {
-        report(&Progress::Committed(c));
+    for r in std::mem::take(&mut p.reports) {
+        report(&r);
     }
 }
 

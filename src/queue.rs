@@ -278,7 +278,8 @@ impl Queue {
         let mut dropped = 0;
         for k in self.scan(&format!("{}:seen:*", self.keys.prefix)).await? {
             if k < cutoff {
-                let _: () = redis::cmd("DEL")
+                // UNLINK: a month of day sets is freed off Redis's main thread.
+                let _: () = redis::cmd("UNLINK")
                     .arg(&k)
                     .query_async(&mut self.conn.clone())
                     .await?;

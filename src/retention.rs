@@ -254,19 +254,16 @@ impl Db {
             .collect())
     }
 
-    /// Records a finished rollover in the audit.
-    pub async fn audit_rollover(&self, m: YearMonth, millis: u64, performed: bool) -> Result<()> {
-        let id = self
-            .job_started("monthly_rollover", Some(at(m.end())))
-            .await?;
+    /// Records a committed rollover in the audit.
+    pub async fn audit_rollover(&self, m: YearMonth, started: DateTime<Utc>) -> Result<()> {
         sqlx::query(
-            "UPDATE job_runs SET started_at = now() - make_interval(secs => $2::float8 / 1000), finished_at = now(),
-               rows_affected = $3, outcome = 'ok', detail = $4 WHERE id = $1",
+            "INSERT INTO job_runs (job, reference_time, started_at, finished_at, rows_affected, outcome, detail)
+             VALUES ('monthly_rollover', $1, $4, clock_timestamp(), $2, 'ok', $3)",
         )
-        .bind(id)
-        .bind(millis as f64)
-        .bind(sqlx::types::Json(BTreeMap::from([("monthly_activity".to_owned(), i64::from(performed))])))
+        .bind(at(m.end()))
+        .bind(sqlx::types::Json(BTreeMap::from([("monthly_activity".to_owned(), 1i64)])))
         .bind(format!("rolled up {m}"))
+        .bind(started)
         .execute(&self.pool)
         .await?;
         Ok(())

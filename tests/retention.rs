@@ -283,6 +283,10 @@ async fn an_unconfirmed_month_keeps_its_detail_and_rolls_up_exactly() {
             .await
             .unwrap();
     assert_eq!(jan_days, 31);
+    // What the confirmation dialog shows (computed from the detail rows)...
+    let preview = dvmtop::store::month_summary(&s.db.pool, "2025-01".parse().unwrap())
+        .await
+        .unwrap();
     assert!(p.confirm("2025-01".parse().unwrap()).await.unwrap());
     settle(&mut p).await;
     let jan =
@@ -290,6 +294,15 @@ async fn an_unconfirmed_month_keeps_its_detail_and_rolls_up_exactly() {
             .await
             .unwrap()
             .unwrap();
+    // ... is exactly the row the rollover wrote (from the processor's
+    // running figures).
+    assert_eq!(
+        preview,
+        dvmtop::store::MonthRow {
+            created_at: None,
+            ..jan.clone()
+        }
+    );
     assert_eq!(
         (
             jan.total_requests,
@@ -400,9 +413,8 @@ async fn backups_equal_the_table_and_restore_idempotently() {
     let backups: Vec<String> = log
         .iter()
         .filter_map(|x| match x {
-            Progress::Rolled {
-                backup: Some(Ok(path)),
-                ..
+            Progress::Backup {
+                result: Ok(path), ..
             } => Some(path.clone()),
             _ => None,
         })
@@ -453,13 +465,10 @@ async fn a_failed_backup_is_reported_and_processing_goes_on() {
     )
     .await;
     let log = settle(&mut p).await;
-    assert!(log.iter().any(|x| matches!(
-        x,
-        Progress::Rolled {
-            backup: Some(Err(_)),
-            ..
-        }
-    )));
+    assert!(
+        log.iter()
+            .any(|x| matches!(x, Progress::Backup { result: Err(_), .. }))
+    );
     assert_eq!(
         s.db.snapshot().await.unwrap().counters.get("processed"),
         Some(&3)

@@ -6,11 +6,15 @@
 use super::Db;
 use crate::activity::Entry;
 use crate::analyze::{Counts, EntityRole, Pending};
+use crate::clock::YearMonth;
 use crate::entities::{Changes, Entity};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys::hex_of;
+use crate::month::MonthAcc;
+use crate::store::MonthRow;
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeMap;
 
 /// Everything one commit writes.
@@ -28,6 +32,10 @@ pub struct Commit<'a> {
     pub ignored_prior_month: i64,
     /// Refused elements: (reason, raw).
     pub rejected: &'a [(&'static str, String)],
+    /// Months closed in this group, with their rows.
+    pub rollovers: &'a [MonthRow],
+    /// The open month after this group.
+    pub month: Option<YearMonth>,
 }
 
 pub(crate) fn ts(secs: i64) -> DateTime<Utc> {
@@ -151,65 +159,75 @@ async fn write_rollups(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Resul
 }
 
 /// Changed `users`/`dvms` rows, with their absolute values (so writing one
-/// twice is harmless).
+/// twice is harmless): entities already in the table by a plain UPDATE
+/// (cheaper than an upsert), new ones by an upsert.
 async fn write_entities(tx: &mut Transaction<'_, Postgres>, c: &Changes<'_>) -> Result<()> {
+    const USERS_UPDATE: &str = "UPDATE users t SET first_seen = u.f, last_seen = u.l, is_active = u.a,
+           deactivated_at = u.d, requests = u.rq
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[], $5::timestamptz[],
+           $6::int8[], $7::int8[], $8::int8[]) AS u(id, f, l, a, d, rq, rs, fb)
+         WHERE t.id = u.id";
+    const USERS_UPSERT: &str = "INSERT INTO users (id, first_seen, last_seen, is_active, deactivated_at, requests)
+         SELECT id, f, l, a, d, rq FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[],
+           $5::timestamptz[], $6::int8[], $7::int8[], $8::int8[]) AS u(id, f, l, a, d, rq, rs, fb)
+         ON CONFLICT (id) DO UPDATE SET first_seen = EXCLUDED.first_seen,
+           last_seen = EXCLUDED.last_seen, is_active = EXCLUDED.is_active,
+           deactivated_at = EXCLUDED.deactivated_at, requests = EXCLUDED.requests";
+    const DVMS_UPDATE: &str = "UPDATE dvms t SET first_seen = u.f, last_seen = u.l, is_active = u.a,
+           deactivated_at = u.d, responses = u.rs, feedback = u.fb
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[], $5::timestamptz[],
+           $6::int8[], $7::int8[], $8::int8[]) AS u(id, f, l, a, d, rq, rs, fb)
+         WHERE t.id = u.id";
+    const DVMS_UPSERT: &str = "INSERT INTO dvms (id, first_seen, last_seen, is_active, deactivated_at, responses, feedback)
+         SELECT id, f, l, a, d, rs, fb FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[],
+           $5::timestamptz[], $6::int8[], $7::int8[], $8::int8[]) AS u(id, f, l, a, d, rq, rs, fb)
+         ON CONFLICT (id) DO UPDATE SET first_seen = EXCLUDED.first_seen,
+           last_seen = EXCLUDED.last_seen, is_active = EXCLUDED.is_active,
+           deactivated_at = EXCLUDED.deactivated_at, responses = EXCLUDED.responses,
+           feedback = EXCLUDED.feedback";
     for role in EntityRole::BOTH {
-        let rows: &[(&[u8; 32], &Entity)] = &c.changed[role as usize];
-        if rows.is_empty() {
-            continue;
-        }
-        let n = rows.len();
-        let mut id = Vec::with_capacity(n);
-        let (mut first, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut active, mut deactivated) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut rq, mut rs, mut fb) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        for (pk, e) in rows {
-            id.push(hex_of(pk));
-            first.push(ts(e.first_seen));
-            last.push(ts(e.last_seen));
-            active.push(e.is_active);
-            deactivated.push(e.deactivated_at.map(ts));
-            rq.push(e.requests);
-            rs.push(e.responses);
-            fb.push(e.feedback);
-        }
-        let q = match role {
-            EntityRole::User => sqlx::query(
-                "INSERT INTO users (id, first_seen, last_seen, is_active, deactivated_at, requests)
-                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[],
-                   $5::timestamptz[], $6::int8[])
-                 ON CONFLICT (id) DO UPDATE SET first_seen = EXCLUDED.first_seen,
-                   last_seen = EXCLUDED.last_seen, is_active = EXCLUDED.is_active,
-                   deactivated_at = EXCLUDED.deactivated_at, requests = EXCLUDED.requests",
-            )
-            .bind(id)
-            .bind(first)
-            .bind(last)
-            .bind(active)
-            .bind(deactivated)
-            .bind(rq),
-            EntityRole::Dvm => sqlx::query(
-                "INSERT INTO dvms (id, first_seen, last_seen, is_active, deactivated_at, responses, feedback)
-                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[],
-                   $5::timestamptz[], $6::int8[], $7::int8[])
-                 ON CONFLICT (id) DO UPDATE SET first_seen = EXCLUDED.first_seen,
-                   last_seen = EXCLUDED.last_seen, is_active = EXCLUDED.is_active,
-                   deactivated_at = EXCLUDED.deactivated_at, responses = EXCLUDED.responses,
-                   feedback = EXCLUDED.feedback",
-            )
-            .bind(id)
-            .bind(first)
-            .bind(last)
-            .bind(active)
-            .bind(deactivated)
-            .bind(rs)
-            .bind(fb),
+        let (update, upsert) = match role {
+            EntityRole::User => (USERS_UPDATE, USERS_UPSERT),
+            EntityRole::Dvm => (DVMS_UPDATE, DVMS_UPSERT),
         };
-        q.execute(&mut **tx).await?;
+        for (sql, rows) in [
+            (update, &c.changed[role as usize]),
+            (upsert, &c.fresh[role as usize]),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            let n = rows.len();
+            let mut id = Vec::with_capacity(n);
+            let (mut first, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let (mut active, mut deactivated) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let (mut rq, mut rs, mut fb) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (pk, e) in rows.iter() {
+                id.push(hex_of(pk));
+                first.push(ts(e.first_seen));
+                last.push(ts(e.last_seen));
+                active.push(e.is_active);
+                deactivated.push(e.deactivated_at.map(ts));
+                rq.push(e.requests);
+                rs.push(e.responses);
+                fb.push(e.feedback);
+            }
+            sqlx::query(sql)
+                .bind(id)
+                .bind(first)
+                .bind(last)
+                .bind(active)
+                .bind(deactivated)
+                .bind(rq)
+                .bind(rs)
+                .bind(fb)
+                .execute(&mut **tx)
+                .await?;
+        }
     }
     Ok(())
 }
@@ -269,7 +287,7 @@ async fn write_totals(
 ) -> Result<()> {
     let (mut role, mut id): (Vec<i16>, Vec<String>) = (Vec::new(), Vec::new());
     for r in EntityRole::BOTH {
-        for pk in &c.fresh[r as usize] {
+        for (pk, _) in &c.fresh[r as usize] {
             role.push(r as i16);
             id.push(hex_of(pk));
         }
@@ -364,7 +382,7 @@ impl Db {
         tracing::debug!(
             seq = c.seq,
             activity_rows = c.rows.len(),
-            users = c.entities.changed[0].len(),
+            users = c.entities.changed[0].len() + c.entities.fresh[0].len(),
             rows_ms,
             rollups_ms,
             entities_ms,
@@ -386,6 +404,24 @@ impl Db {
             sqlx::query("INSERT INTO dead_letters (reason, payload) SELECT * FROM UNNEST($1::text[], $2::text[])")
                 .bind(reason)
                 .bind(raw)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(last) = c.rollovers.last() {
+            for row in c.rollovers {
+                super::upsert_month(&mut tx, row).await?;
+            }
+            sqlx::query(
+                "UPDATE pipeline_state SET current_month = $1, confirmed_month = NULL, updated_at = now()",
+            )
+            .bind(c.month.map(|m| m.to_string()))
+            .execute(&mut *tx)
+            .await?;
+            // Events of a closed month are ignored from now on: their ids
+            // need no deduplication any more.
+            let closed: YearMonth = last.year_month.parse().map_err(Error::Namespace)?;
+            sqlx::query("DELETE FROM seen_ids WHERE day < $1")
+                .bind(closed.end())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -413,51 +449,72 @@ impl Db {
 
     /// One `entity_activity` row's cells (empty when there is none).
     pub async fn load_day_row(&self, day: NaiveDate, role: EntityRole) -> Result<Vec<Entry>> {
-        type Row = (
-            Vec<i16>,
-            Vec<Vec<u8>>,
-            Vec<i32>,
-            Vec<i32>,
-            Vec<i32>,
-            Vec<i32>,
-        );
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT hour, entity, kind, requests, responses, feedback FROM entity_activity WHERE day = $1 AND role = $2",
+        let row = sqlx::query(
+            "SELECT day, role, hour, entity, kind, requests, responses, feedback FROM entity_activity
+             WHERE day = $1 AND role = $2",
         )
         .bind(day)
         .bind(role as i16)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((hour, entity, kind, rq, rs, fb)) = row else {
-            return Ok(Vec::new());
-        };
-        let corrupt = || {
-            crate::error::Error::Namespace(format!(
-                "entity_activity row {day}/{} is corrupt (arrays of unequal length or a bad entity)",
-                role as i16
-            ))
-        };
-        let n = hour.len();
-        if [entity.len(), kind.len(), rq.len(), rs.len(), fb.len()]
-            .iter()
-            .any(|l| *l != n)
-        {
-            return Err(corrupt());
+        Ok(match row {
+            Some(r) => decode_row(&r)?.2,
+            None => Vec::new(),
+        })
+    }
+
+    /// The figures of the months from `open` on (not rolled up yet), from
+    /// their committed detail rows.
+    pub async fn load_open_months(
+        &self,
+        open: YearMonth,
+    ) -> Result<std::collections::BTreeMap<YearMonth, MonthAcc>> {
+        use futures_util::TryStreamExt;
+        let mut months: std::collections::BTreeMap<YearMonth, MonthAcc> = Default::default();
+        let from = open.start();
+        let mut users = sqlx::query_as::<_, (NaiveDate, Vec<Vec<u8>>)>(
+            "SELECT day, entity FROM entity_activity WHERE role = 0 AND day >= $1",
+        )
+        .bind(from)
+        .fetch(&self.pool);
+        while let Some((day, entities)) = users.try_next().await? {
+            let acc = months.entry(YearMonth::of(day)).or_default();
+            for e in entities {
+                acc.add_user(e.as_slice().try_into().map_err(|_| {
+                    Error::Namespace(format!("entity_activity row {day}/0 holds a bad entity"))
+                })?);
+            }
         }
-        (0..n)
-            .map(|i| {
-                Ok(Entry {
-                    hour: u8::try_from(hour[i]).map_err(|_| corrupt())?,
-                    entity: entity[i].as_slice().try_into().map_err(|_| corrupt())?,
-                    kind: kind[i] as u32,
-                    counts: Counts {
-                        requests: rq[i].into(),
-                        responses: rs[i].into(),
-                        feedback: fb[i].into(),
-                    },
-                })
-            })
-            .collect()
+        drop(users);
+        let dvms: Vec<(NaiveDate, String, i64, i64)> = sqlx::query_as(
+            "SELECT day, dvm, responses, feedback FROM dvm_stats_rollups WHERE day >= $1",
+        )
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        for (day, dvm, responses, feedback) in dvms {
+            let pk = crate::keys::hex32(&dvm).ok_or_else(|| {
+                Error::Namespace(format!("dvm_stats_rollups holds a bad dvm id {dvm:?}"))
+            })?;
+            months
+                .entry(YearMonth::of(day))
+                .or_default()
+                .add_dvm_day(pk, responses, feedback);
+        }
+        let kinds: Vec<(NaiveDate, i32, i64, i64)> = sqlx::query_as(
+            "SELECT day, kind, requests, responses FROM kind_stats_rollups WHERE day >= $1",
+        )
+        .bind(from)
+        .fetch_all(&self.pool)
+        .await?;
+        for (day, kind, requests, responses) in kinds {
+            months.entry(YearMonth::of(day)).or_default().add_kind_day(
+                kind as u32,
+                requests,
+                responses,
+            );
+        }
+        Ok(months)
     }
 
     /// The `users` and `dvms` tables, for the processor's entity book.
@@ -513,4 +570,51 @@ impl Db {
         let [users, dvms] = out;
         Ok(crate::entities::Entities::from_rows(users, dvms))
     }
+}
+
+/// An `entity_activity` row (all columns) back into cells.
+pub(crate) fn decode_row(row: &PgRow) -> Result<(NaiveDate, EntityRole, Vec<Entry>)> {
+    let day: NaiveDate = row.try_get("day")?;
+    let role: i16 = row.try_get("role")?;
+    let corrupt = || {
+        crate::error::Error::Namespace(format!(
+            "entity_activity row {day}/{role} is corrupt (arrays of unequal length, a bad hour or entity)"
+        ))
+    };
+    let role = match role {
+        0 => EntityRole::User,
+        1 => EntityRole::Dvm,
+        _ => return Err(corrupt()),
+    };
+    let hour: Vec<i16> = row.try_get("hour")?;
+    let entity: Vec<Vec<u8>> = row.try_get("entity")?;
+    let kind: Vec<i32> = row.try_get("kind")?;
+    let rq: Vec<i32> = row.try_get("requests")?;
+    let rs: Vec<i32> = row.try_get("responses")?;
+    let fb: Vec<i32> = row.try_get("feedback")?;
+    let n = hour.len();
+    if [entity.len(), kind.len(), rq.len(), rs.len(), fb.len()]
+        .iter()
+        .any(|l| *l != n)
+    {
+        return Err(corrupt());
+    }
+    let entries = (0..n)
+        .map(|i| {
+            Ok(Entry {
+                hour: u8::try_from(hour[i])
+                    .ok()
+                    .filter(|h| *h < 24)
+                    .ok_or_else(corrupt)?,
+                entity: entity[i].as_slice().try_into().map_err(|_| corrupt())?,
+                kind: u32::try_from(kind[i]).map_err(|_| corrupt())?,
+                counts: Counts {
+                    requests: rq[i].into(),
+                    responses: rs[i].into(),
+                    feedback: fb[i].into(),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((day, role, entries))
 }

@@ -6,8 +6,8 @@ mod rollover;
 mod status;
 
 pub use commit::Commit;
-pub(crate) use rollover::upsert_month;
-pub use rollover::{RolloverOutcome, month_summary};
+pub use rollover::month_summary;
+pub use rollover::upsert_month;
 pub use status::{MonthRow, Snapshot, WindowStats, windows};
 
 use crate::clock::{ClockState, YearMonth};

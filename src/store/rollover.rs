@@ -1,11 +1,11 @@
-//! Month rollover (SPEC §5): compute `monthly_activity` from the month's
-//! detail rows, close the month and open the next, in one transaction.
+//! `monthly_activity`: writing and reading rows, and a month's figures from
+//! its detail rows (the rollover dialog's preview; the processor's own
+//! rows come from [`crate::month::MonthAcc`] and must agree with it).
 
 use super::{Db, MonthRow};
 use crate::clock::YearMonth;
 use crate::error::Result;
 use sqlx::{Postgres, Row};
-use std::time::{Duration, Instant};
 
 /// The month's figures from its detail rows; `$1`/`$2` bound the month's
 /// days.
@@ -62,7 +62,7 @@ pub async fn month_summary<'e>(
 
 /// Writes one `monthly_activity` row (insert or replace). `created_at`
 /// comes from the row when it has one (a restore), else stays or is now.
-pub(crate) async fn upsert_month(
+pub async fn upsert_month(
     conn: &mut sqlx::PgConnection,
     row: &MonthRow,
 ) -> Result<chrono::DateTime<chrono::Utc>> {
@@ -96,57 +96,7 @@ pub(crate) async fn upsert_month(
     .await?)
 }
 
-#[derive(Debug, Clone)]
-pub struct RolloverOutcome {
-    pub row: MonthRow,
-    /// False when the month was already closed (a replay): nothing changed.
-    pub performed: bool,
-    pub duration: Duration,
-}
-
 impl Db {
-    /// Rolls `m` up, closes it and opens the next month. Idempotent: for a
-    /// month already closed it returns the stored row and changes nothing.
-    pub async fn rollover(&self, m: YearMonth) -> Result<RolloverOutcome> {
-        let started = Instant::now();
-        let mut tx = self.pool.begin().await?;
-        let open: Option<String> =
-            sqlx::query_scalar("SELECT current_month FROM pipeline_state FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
-        if open.as_deref() != Some(m.to_string().as_str()) {
-            tx.rollback().await?;
-            let row = self.monthly_row(m).await?;
-            let row = match row {
-                Some(r) => r,
-                None => month_summary(&self.pool, m).await?,
-            };
-            return Ok(RolloverOutcome {
-                row,
-                performed: false,
-                duration: started.elapsed(),
-            });
-        }
-        let mut row = month_summary(&mut *tx, m).await?;
-        row.created_at = Some(upsert_month(&mut tx, &row).await?);
-        sqlx::query("UPDATE pipeline_state SET current_month = $1, confirmed_month = NULL, updated_at = now()")
-            .bind(m.next().to_string())
-            .execute(&mut *tx)
-            .await?;
-        // Events of a closed month are ignored from now on: their ids need
-        // no deduplication any more.
-        sqlx::query("DELETE FROM seen_ids WHERE day < $1")
-            .bind(m.end())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(RolloverOutcome {
-            row,
-            performed: true,
-            duration: started.elapsed(),
-        })
-    }
-
     pub async fn monthly_row(&self, m: YearMonth) -> Result<Option<MonthRow>> {
         let r = sqlx::query("SELECT * FROM monthly_activity WHERE year_month = $1")
             .bind(m.to_string())

@@ -3,7 +3,7 @@
 
 use super::Db;
 use crate::error::Result;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -27,87 +27,27 @@ pub struct MonthRow {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WindowStats {
-    pub window: &'static str,
-    pub requests: i64,
-    pub responses: i64,
-    pub feedback: i64,
-    /// responses / requests, when there were requests.
-    pub completion: Option<f64>,
-    pub unique_users: i64,
-    pub unique_dvms: i64,
-    pub unique_kinds: i64,
-    pub popular_dvm: Option<String>,
-    pub popular_kind: Option<i32>,
-    pub competitive_kind: Option<i32>,
-}
-
-/// The windows and where each starts for processing clock `t`: an N-unit
-/// window is the current (partial) unit plus the N previous whole units —
-/// hours for 1h/24h, days for 7d/30d. So on Jan 15 the 30-day window is
-/// Dec 16 … Jan 15, as SPEC §6 pins it.
-pub fn window_starts(t: i64) -> [(&'static str, DateTime<Utc>); 4] {
-    let now = DateTime::from_timestamp(t, 0).unwrap_or_default();
-    let hour = DateTime::from_timestamp(t - t.rem_euclid(3600), 0).unwrap_or_default();
-    let day: NaiveDate = now.date_naive();
-    let day_start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    [
-        ("1h", hour - Duration::hours(1)),
-        ("24h", hour - Duration::hours(24)),
-        ("7d", day_start(day - Duration::days(7))),
-        ("30d", day_start(day - Duration::days(30))),
-    ]
-}
-
-const WINDOW: &str = "
-WITH a AS (SELECT role, entity, kind, requests, responses, feedback FROM entity_activity_hourly
-  WHERE day >= $3 AND day <= $4 AND hour >= $1 AND hour <= $2)
-SELECT
-  coalesce(sum(requests), 0)::int8 AS requests,
-  coalesce(sum(responses), 0)::int8 AS responses,
-  coalesce(sum(feedback), 0)::int8 AS feedback,
-  count(DISTINCT entity) FILTER (WHERE role = 0) AS unique_users,
-  count(DISTINCT entity) FILTER (WHERE role = 1) AS unique_dvms,
-  count(DISTINCT kind) FILTER (WHERE kind BETWEEN 5000 AND 5999 AND requests + responses > 0) AS unique_kinds,
-  (SELECT entity FROM a WHERE role = 1 GROUP BY entity HAVING sum(responses) > 0
-     ORDER BY sum(responses) DESC, entity LIMIT 1) AS popular_dvm,
-  (SELECT kind FROM a WHERE kind BETWEEN 5000 AND 5999 GROUP BY kind HAVING sum(requests) > 0
-     ORDER BY sum(requests) DESC, kind LIMIT 1) AS popular_kind,
-  (SELECT kind FROM a WHERE role = 1 AND kind BETWEEN 5000 AND 5999 GROUP BY kind
-     ORDER BY count(DISTINCT entity) DESC, kind LIMIT 1) AS competitive_kind
-FROM a";
+pub use crate::windows::WindowStats;
 
 /// Window stats at processing clock `t` (SPEC §7: event time, never the
-/// wall clock).
+/// wall clock), folded in Rust from the `entity_activity` rows of the
+/// days concerned, streamed one row at a time.
 pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
-    let upto = DateTime::from_timestamp(t, 0).unwrap_or_default();
-    let mut out = Vec::with_capacity(4);
-    for (name, from) in window_starts(t) {
-        let r = sqlx::query(WINDOW)
-            .bind(from)
-            .bind(upto)
-            .bind(from.date_naive())
-            .bind(upto.date_naive())
-            .fetch_one(&db.pool)
-            .await?;
-        let requests: i64 = r.try_get("requests")?;
-        let responses: i64 = r.try_get("responses")?;
-        out.push(WindowStats {
-            window: name,
-            requests,
-            responses,
-            feedback: r.try_get("feedback")?,
-            completion: (requests > 0).then(|| responses as f64 / requests as f64),
-            unique_users: r.try_get("unique_users")?,
-            unique_dvms: r.try_get("unique_dvms")?,
-            unique_kinds: r.try_get("unique_kinds")?,
-            popular_dvm: r.try_get("popular_dvm")?,
-            popular_kind: r.try_get("popular_kind")?,
-            competitive_kind: r.try_get("competitive_kind")?,
-        });
+    use futures_util::TryStreamExt;
+    let (first, last) = crate::windows::day_range(t);
+    let mut w = crate::windows::Windows::new(t);
+    let mut rows = sqlx::query(
+        "SELECT day, role, hour, entity, kind, requests, responses, feedback FROM entity_activity
+         WHERE day >= $1 AND day <= $2",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch(&db.pool);
+    while let Some(row) = rows.try_next().await? {
+        let (day, role, entries) = super::commit::decode_row(&row)?;
+        w.add_row(day, role, &entries);
     }
-    Ok(out)
+    Ok(w.finish())
 }
 
 /// The database side of `dvmtop status`.

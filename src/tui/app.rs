@@ -680,6 +680,13 @@ impl App {
             }
             // The poller shows committed figures; nothing to draw here.
             Progress::Committed(_) => return Vec::new(),
+            Progress::Backup { month, result } => match result {
+                Ok(path) => self.say(Level::Info, format!("backup of {month} written to {path}")),
+                Err(e) => self.say(
+                    Level::Error,
+                    format!("BACKUP FAILED after the rollover of {month} ({e}); retried at the next rollover"),
+                ),
+            },
             Progress::Idle => {
                 live(&mut self.run.phase, Phase::Idle);
                 return redraw_if(before != self.clone_state());
@@ -696,18 +703,11 @@ impl App {
                 self.run.month = Some(m);
                 self.say(Level::Info, format!("opened month {m}"));
             }
-            Progress::Rolled {
-                row,
-                performed,
-                millis,
-                backup,
-            } => {
+            Progress::Rolled { row, millis } => {
                 let m: Option<YearMonth> = row.year_month.parse().ok();
                 if let Some(m) = m {
-                    if performed {
-                        self.run.month = Some(m.next());
-                        self.run.rollovers += 1;
-                    }
+                    self.run.month = Some(m.next());
+                    self.run.rollovers += 1;
                     if self.run.due.is_some_and(|a| a.month == m) {
                         self.run.due = None;
                     }
@@ -718,31 +718,16 @@ impl App {
                         self.dialog = None;
                     }
                 }
-                match (&backup, performed) {
-                    (Some(Err(e)), _) => self.say(
-                        Level::Error,
-                        format!(
-                            "rolled over {}, but the BACKUP FAILED ({e}); retried at the next rollover",
-                            row.year_month
-                        ),
+                self.say(
+                    Level::Info,
+                    format!(
+                        "rolled over {} in {millis:.1} ms: {} requests, {} responses, {} users",
+                        row.year_month,
+                        group(row.total_requests),
+                        group(row.total_responses),
+                        group(row.unique_users),
                     ),
-                    (_, true) => self.say(
-                        Level::Info,
-                        format!(
-                            "rolled over {} in {millis} ms: {} requests, {} responses, {} users{}",
-                            row.year_month,
-                            group(row.total_requests),
-                            group(row.total_responses),
-                            group(row.unique_users),
-                            if matches!(backup, Some(Ok(_))) {
-                                "; backup written"
-                            } else {
-                                ""
-                            }
-                        ),
-                    ),
-                    (_, false) => {}
-                }
+                );
                 if let Some(i) = self
                     .months
                     .iter()

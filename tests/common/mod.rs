@@ -178,11 +178,16 @@ pub async fn settle(p: &mut dvmtop::pipeline::Processor) -> Vec<dvmtop::pipeline
     for _ in 0..1_000_000 {
         let step = p.step().await.expect("step");
         let stop = matches!(step, Progress::Idle | Progress::Blocked(_));
-        log.push(step);
+        // What commits did (commits, backups) comes first; the step that
+        // settled stays last.
+        log.append(&mut p.reports);
         if stop {
             p.commit().await.expect("commit");
+            log.append(&mut p.reports);
+            log.push(step);
             return log;
         }
+        log.push(step);
     }
     panic!("pipeline never settled (deadlock?)");
 }

@@ -240,12 +240,7 @@ fn rollover_dialog_flow_confirm() {
     row.created_at = Some(at(2025, 1, 1, 0, 0, 0));
     update(
         &mut app,
-        Msg::Progress(Progress::Rolled {
-            row,
-            performed: true,
-            millis: 12,
-            backup: Some(Ok("/b/2024-01.json".into())),
-        }),
+        Msg::Progress(Progress::Rolled { row, millis: 12.0 }),
     );
     assert_eq!((app.run.due, app.run.confirmed), (None, None));
     assert_eq!(app.current_month(), Some(ym(2024, 2)));
@@ -337,9 +332,7 @@ fn blocked_says_why_and_pops_once() {
         &mut app,
         Msg::Progress(Progress::Rolled {
             row: month_row("2024-01", 1),
-            performed: true,
-            millis: 1,
-            backup: None,
+            millis: 1.0,
         }),
     );
     due_batch(&mut app, day(2024, 3, 4), due((2024, 2), false));
@@ -562,11 +555,9 @@ fn other_reports() {
     assert_eq!(app.note.as_ref().unwrap().level, Level::Warn);
     update(
         &mut app,
-        Msg::Progress(Progress::Rolled {
-            row: month_row("2024-01", 1),
-            performed: true,
-            millis: 1,
-            backup: Some(Err("disk full".into())),
+        Msg::Progress(Progress::Backup {
+            month: ym(2024, 1),
+            result: Err("disk full".into()),
         }),
     );
     let n = app.note.as_ref().unwrap();
