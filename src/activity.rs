@@ -8,6 +8,7 @@ use crate::keys::FastMap;
 use crate::record::Pubkey;
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One cell of a day row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,28 +70,23 @@ pub fn merge(base: &[Entry], add: &FastMap<Cell, Counts>) -> Vec<Entry> {
 /// dropped.
 #[derive(Debug, Default)]
 pub struct RowCache {
-    rows: BTreeMap<(NaiveDate, EntityRole), Vec<Entry>>,
+    rows: BTreeMap<(NaiveDate, EntityRole), Arc<Vec<Entry>>>,
 }
 
 impl RowCache {
     pub const KEEP_DAYS: u64 = 3;
 
     pub fn get(&self, day: NaiveDate, role: EntityRole) -> Option<&[Entry]> {
-        self.rows.get(&(day, role)).map(Vec::as_slice)
+        self.rows.get(&(day, role)).map(|r| r.as_slice())
     }
 
-    pub fn put(&mut self, day: NaiveDate, role: EntityRole, entries: Vec<Entry>) {
+    pub fn put(&mut self, day: NaiveDate, role: EntityRole, entries: Arc<Vec<Entry>>) {
         self.rows.insert((day, role), entries);
         if let Some(&(newest, _)) = self.rows.keys().next_back()
             && let Some(oldest) = newest.checked_sub_days(chrono::Days::new(Self::KEEP_DAYS))
         {
             self.rows.retain(|(d, _), _| *d >= oldest);
         }
-    }
-
-    /// Forgets everything (after a failed commit the cache may be ahead).
-    pub fn clear(&mut self) {
-        self.rows.clear();
     }
 
     pub fn forget_before(&mut self, day: NaiveDate) {
@@ -147,10 +143,10 @@ mod tests {
     fn cache_keeps_recent_days() {
         let d = |n| NaiveDate::from_ymd_opt(2024, 1, n).unwrap();
         let mut cache = RowCache::default();
-        cache.put(d(1), EntityRole::User, vec![]);
-        cache.put(d(4), EntityRole::User, vec![]);
+        cache.put(d(1), EntityRole::User, Arc::default());
+        cache.put(d(4), EntityRole::User, Arc::default());
         assert!(cache.get(d(1), EntityRole::User).is_some());
-        cache.put(d(5), EntityRole::Dvm, vec![]);
+        cache.put(d(5), EntityRole::Dvm, Arc::default());
         assert!(cache.get(d(1), EntityRole::User).is_none());
         assert!(cache.get(d(4), EntityRole::User).is_some());
     }

@@ -45,6 +45,8 @@ pub struct BenchReport {
     pub processing_over_redis_ceiling: f64,
     pub end_to_end_events_per_s: Option<f64>,
     pub per_month: Vec<MonthRate>,
+    /// After the queue ran dry: the final commit and window snapshot.
+    pub final_flush_s: f64,
     pub last_over_first_month: Option<f64>,
     pub peak_rss_mib: f64,
     pub table_bytes: BTreeMap<String, i64>,
@@ -167,6 +169,9 @@ pub async fn run(
     let (_tx, mut rx) = tokio::sync::mpsc::channel(1);
     let mut months: Vec<(YearMonth, Instant, u64)> = Vec::new();
     let mut processed = 0u64;
+    // When the queue first ran dry: what follows is the final commit and
+    // window snapshot, not the processing of any month.
+    let mut dry: Option<(Instant, u64)> = None;
     let t = Instant::now();
     pipeline::run(
         &mut proc,
@@ -181,34 +186,49 @@ pub async fn run(
                         months.push((m, Instant::now(), processed - r.processed as u64));
                     }
                 }
+                if r.caught_up && dry.is_none() {
+                    dry = Some((Instant::now(), processed));
+                }
             }
         },
     )
     .await?;
     let end = Instant::now();
+    let (dry_at, dry_processed) = dry.unwrap_or((end, processed));
+    let final_flush_s = (end - dry_at).as_secs_f64();
     let processing_secs = t.elapsed().as_secs_f64();
     let processing_rate = rate(processed, processing_secs);
     let per_month: Vec<MonthRate> = months
         .iter()
         .enumerate()
         .map(|(i, (m, start, before))| {
-            let (stop, after) = months
-                .get(i + 1)
-                .map_or((end, processed), |(_, s, b)| (*s, *b));
-            let secs = (stop - *start).as_secs_f64();
+            // A month that starts after the queue ran dry (the spill-over
+            // past the last month) runs to the end.
+            let (stop, after) = match months.get(i + 1) {
+                Some((_, s, b)) => (*s, *b),
+                None if *start <= dry_at => (dry_at, dry_processed),
+                None => (end, processed),
+            };
+            let secs = stop.saturating_duration_since(*start).as_secs_f64();
             MonthRate {
                 month: m.to_string(),
-                events: after - before,
+                events: after.saturating_sub(*before),
                 seconds: (secs * 100.0).round() / 100.0,
-                events_per_s: rate(after - before, secs),
+                events_per_s: rate(after.saturating_sub(*before), secs),
             }
         })
         .collect();
-    // The last month of a backfill is cut short by the end of the data and
-    // pays the final flush; compare complete months.
-    let complete: Vec<&MonthRate> = per_month.iter().filter(|m| m.events > 0).collect();
-    let last_over_first = match (complete.first(), complete.iter().rev().nth(1)) {
-        (Some(f), Some(l)) if f.events_per_s > 0.0 => {
+    // Complete months: at least half the median month's events (the
+    // generator's spill-over into the month after the last is not one).
+    let mut sizes: Vec<u64> = per_month.iter().map(|m| m.events).collect();
+    sizes.sort_unstable();
+    let median = sizes.get(sizes.len() / 2).copied().unwrap_or(0);
+    let complete: Vec<&MonthRate> = per_month
+        .iter()
+        .filter(|m| m.events > 0 && m.events * 2 >= median)
+        .collect();
+    let last_over_first = match (complete.first(), complete.last()) {
+        (Some(f), Some(l)) if complete.len() > 1 && f.events_per_s > 0.0 => {
             Some((l.events_per_s / f.events_per_s * 1000.0).round() / 1000.0)
         }
         _ => None,
@@ -250,6 +270,7 @@ pub async fn run(
         },
         end_to_end_events_per_s: end_to_end,
         per_month,
+        final_flush_s: (final_flush_s * 100.0).round() / 100.0,
         last_over_first_month: last_over_first,
         peak_rss_mib: peak_rss_mib(),
         table_bytes,
@@ -296,6 +317,10 @@ pub fn render(r: &BenchReport) -> String {
         "last / first complete month",
         r.last_over_first_month
             .map_or("n/a".into(), |v| format!("{v:.3}")),
+    );
+    line(
+        "final commit and snapshot",
+        format!("{:.2} s (after the queue ran dry)", r.final_flush_s),
     );
     line("peak RSS (dvmtop)", format!("{} MiB", r.peak_rss_mib));
     line(

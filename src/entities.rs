@@ -137,16 +137,13 @@ impl Entities {
         l
     }
 
-    /// Whether a lifecycle change touches an entity the pending group has
-    /// changed (only possible when a group spans the inactivity period):
-    /// then the group must be committed before the cleanup writes.
-    pub fn touches_dirty(&self, l: &Lifecycle) -> bool {
-        (0..2).any(|i| {
-            l.deactivate[i]
-                .iter()
-                .chain(&l.delete[i])
-                .any(|pk| self.dirty[i].contains(pk))
-        })
+    /// Whether a deletion hits an entity the pending group has changed
+    /// (only possible when a group spans the deletion period): then the
+    /// group must be committed before the cleanup deletes it. (A
+    /// deactivation needs no such care: the book holds it, and the
+    /// group's commit writes the book's values.)
+    pub fn deletes_dirty(&self, l: &Lifecycle) -> bool {
+        (0..2).any(|i| l.delete[i].iter().any(|pk| self.dirty[i].contains(pk)))
     }
 
     /// Mirrors a lifecycle change the cleanup has committed.
@@ -166,23 +163,23 @@ impl Entities {
 
     /// What the next commit writes: changed rows, split into entities new
     /// to the table and those already in it (each sorted).
-    pub fn changes(&self) -> Changes<'_> {
+    pub fn changes(&self) -> Changes {
         let mut c = Changes {
             fresh: [Vec::new(), Vec::new()],
             changed: [Vec::new(), Vec::new()],
         };
         for i in 0..2 {
             for pk in &self.dirty[i] {
-                if let Some(row) = self.rows[i].get_key_value(pk) {
+                if let Some(e) = self.rows[i].get(pk) {
                     if self.fresh[i].contains(pk) {
-                        c.fresh[i].push(row);
+                        c.fresh[i].push((*pk, *e));
                     } else {
-                        c.changed[i].push(row);
+                        c.changed[i].push((*pk, *e));
                     }
                 }
             }
-            c.fresh[i].sort_unstable_by_key(|(pk, _)| **pk);
-            c.changed[i].sort_unstable_by_key(|(pk, _)| **pk);
+            c.fresh[i].sort_unstable_by_key(|(pk, _)| *pk);
+            c.changed[i].sort_unstable_by_key(|(pk, _)| *pk);
         }
         c
     }
@@ -200,13 +197,14 @@ impl Entities {
     }
 }
 
-/// Entity rows a commit writes, per role.
-#[derive(Debug)]
-pub struct Changes<'a> {
+/// Entity rows a commit writes, per role (copies: the commit runs while
+/// the book goes on changing).
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
     /// Not in the table before this group (also new to `ever_seen`, maybe).
-    pub fresh: [Vec<(&'a Pubkey, &'a Entity)>; 2],
+    pub fresh: [Vec<(Pubkey, Entity)>; 2],
     /// Already in the table.
-    pub changed: [Vec<(&'a Pubkey, &'a Entity)>; 2],
+    pub changed: [Vec<(Pubkey, Entity)>; 2],
 }
 
 #[cfg(test)]
@@ -229,7 +227,7 @@ mod tests {
         let l = book.lifecycle(r - 30 * DAY, r - 60 * DAY);
         assert_eq!(l.deactivate, [vec![b], vec![c]]);
         assert_eq!(l.delete, [vec![], vec![c]]);
-        assert!(!book.touches_dirty(&l));
+        assert!(!book.deletes_dirty(&l));
         book.apply(&l, r);
         assert_eq!(
             book.get(EntityRole::User, &b).unwrap().deactivated_at,
@@ -237,13 +235,13 @@ mod tests {
         );
         assert!(book.get(EntityRole::Dvm, &c).is_none());
         assert_eq!(book.activity(EntityRole::User), (1, 1));
-        // b comes back: active again, and dirty, so a cleanup touching it
+        // b comes back: active again, and dirty, so a cleanup deleting it
         // would have to wait for the commit.
         book.touch(EntityRole::User, &b, r + 10, Role::Request);
         let e = book.get(EntityRole::User, &b).unwrap();
         assert!(e.is_active && e.deactivated_at.is_none() && e.requests == 2);
-        let l = book.lifecycle(r + 100 * DAY, r);
-        assert!(book.touches_dirty(&l));
+        let l = book.lifecycle(r + 100 * DAY, r + 100 * DAY);
+        assert!(book.deletes_dirty(&l));
         assert_eq!(book.changes().changed[0].len(), 1);
         assert!(book.changes().fresh[0].is_empty());
     }

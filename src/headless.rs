@@ -204,7 +204,8 @@ impl<F: FnMut(Value)> Reporter<F> {
             Progress::Init(m) => {
                 (self.out)(json!({"event": "month_opened", "month": m.to_string()}))
             }
-            Progress::DayAdvanced { cleanup, .. } => {
+            Progress::DayAdvanced { .. } => {}
+            Progress::DailyCleanup(cleanup) => {
                 // Lifecycle changes are news; routine trimming is not.
                 let lifecycle = [
                     "users_deactivated",

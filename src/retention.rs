@@ -270,12 +270,13 @@ impl Db {
     }
 }
 
-/// Phase 2 for a list of ids (`$1` reference time, `$2` ids): each row is
-/// deleted into `cleanup_log` with what it did; `kind_dvm_support` rows go
-/// with their DVM (counted first, then cascaded).
+/// Phase 2 for a list of ids (`$1` reference time, `$2` ids, `$3` the
+/// deletion cut-off, a guard): each row is deleted into `cleanup_log` with
+/// what it did; `kind_dvm_support` rows go with their DVM (counted first,
+/// then cascaded).
 const DELETE_ENTITY: &str = "
 WITH gone AS (
-  DELETE FROM {t} e WHERE e.id = ANY($2) RETURNING e.*),
+  DELETE FROM {t} e WHERE e.id = ANY($2) AND NOT e.is_active AND e.last_seen < $3 RETURNING e.*),
 logged AS (
   INSERT INTO cleanup_log (entity, entity_type, first_seen, last_seen, deactivated_at, deleted_at, details)
   SELECT id, '{kind}', first_seen, last_seen, deactivated_at, $1, {details} FROM gone
@@ -354,7 +355,8 @@ async fn run_cleanup(
     for role in EntityRole::BOTH {
         let table = table_of(role);
         let sql = format!(
-            "UPDATE {table} SET is_active = false, deactivated_at = $1 WHERE id = ANY($2) AND is_active"
+            "UPDATE {table} SET is_active = false, deactivated_at = $1
+             WHERE id = ANY($2) AND is_active AND last_seen < $3"
         );
         let mut total = 0;
         for chunk in lifecycle.deactivate[role as usize].chunks(limit as usize) {
@@ -362,7 +364,8 @@ async fn run_cleanup(
             total += retry(attempts, || {
                 let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(reference)
-                    .bind(ids.clone());
+                    .bind(ids.clone())
+                    .bind(cut.inactive);
                 async move { Ok(q.execute(&db.pool).await?.rows_affected() as i64) }
             })
             .await?;
@@ -393,7 +396,8 @@ async fn run_cleanup(
             let (n, s): (i64, i64) = retry(attempts, || {
                 let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(reference)
-                    .bind(ids.clone());
+                    .bind(ids.clone())
+                    .bind(cut.delete);
                 async move { Ok(q.fetch_one(&db.pool).await?) }
             })
             .await?;

@@ -143,10 +143,10 @@ async fn lifecycle_edges_at_exactly_30_and_60_days() {
     let run = log
         .iter()
         .find_map(|x| match x {
-            Progress::DayAdvanced { day, cleanup }
-                if *day == chrono::NaiveDate::from_ymd_opt(2025, 1, 15).unwrap() =>
+            Progress::DailyCleanup(run)
+                if run.reference_time == Some(ts("2025-01-15T00:00:00Z")) =>
             {
-                Some(cleanup.clone())
+                Some(run.clone())
             }
             _ => None,
         })

@@ -16,24 +16,26 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// Everything one commit writes.
-pub struct Commit<'a> {
+/// Everything one commit writes (owned: it is written by a task of its
+/// own while the processor goes on).
+pub struct Commit {
     /// Queue sequence of this group and how many head elements it consumed.
     pub seq: i64,
     pub consumed: i64,
-    pub pending: &'a Pending,
+    pub pending: Pending,
     /// Whole `entity_activity` rows (old content merged with the pending).
-    pub rows: Vec<(NaiveDate, EntityRole, &'a [Entry])>,
-    pub entities: Changes<'a>,
+    pub rows: Vec<(NaiveDate, EntityRole, Arc<Vec<Entry>>)>,
+    pub entities: Changes,
     /// The overflow buffer after this group, when it changed (FIFO), with
     /// the day of each element.
-    pub overflow: Option<(Vec<&'a str>, Vec<NaiveDate>)>,
+    pub overflow: Option<(Vec<String>, Vec<NaiveDate>)>,
     pub ignored_prior_month: i64,
     /// Refused elements: (reason, raw).
-    pub rejected: &'a [(&'static str, String)],
+    pub rejected: Vec<(&'static str, String)>,
     /// Months closed in this group, with their rows.
-    pub rollovers: &'a [MonthRow],
+    pub rollovers: Vec<MonthRow>,
     /// The open month after this group.
     pub month: Option<YearMonth>,
 }
@@ -161,7 +163,7 @@ async fn write_rollups(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Resul
 /// Changed `users`/`dvms` rows, with their absolute values (so writing one
 /// twice is harmless): entities already in the table by a plain UPDATE
 /// (cheaper than an upsert), new ones by an upsert.
-async fn write_entities(tx: &mut Transaction<'_, Postgres>, c: &Changes<'_>) -> Result<()> {
+async fn write_entities(tx: &mut Transaction<'_, Postgres>, c: &Changes) -> Result<()> {
     const USERS_UPDATE: &str = "UPDATE users t SET first_seen = u.f, last_seen = u.l, is_active = u.a,
            deactivated_at = u.d, requests = u.rq
          FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $4::bool[], $5::timestamptz[],
@@ -280,11 +282,7 @@ async fn write_support(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Resul
 
 /// ever_seen (entities new to their table, job kinds) and the global
 /// running totals in one statement.
-async fn write_totals(
-    tx: &mut Transaction<'_, Postgres>,
-    p: &Pending,
-    c: &Changes<'_>,
-) -> Result<()> {
+async fn write_totals(tx: &mut Transaction<'_, Postgres>, p: &Pending, c: &Changes) -> Result<()> {
     let (mut role, mut id): (Vec<i16>, Vec<String>) = (Vec::new(), Vec::new());
     for r in EntityRole::BOTH {
         for (pk, _) in &c.fresh[r as usize] {
@@ -345,15 +343,9 @@ async fn write_seen(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<(
 impl Db {
     /// Commits one group atomically. Returns false (and changes nothing)
     /// when this sequence was already applied.
-    pub async fn commit(&self, c: &Commit<'_>) -> Result<bool> {
+    pub async fn commit(&self, c: &Commit) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM pipeline_state FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-        if last >= c.seq {
-            return Ok(false);
-        }
-        let p = c.pending;
+        let p = &c.pending;
         // Per-part timings for the debug log (the profile in BENCHMARKS.md).
         let mut t = std::time::Instant::now();
         let mut lap = || {
@@ -362,7 +354,7 @@ impl Db {
             (ms * 10.0).round() / 10.0
         };
         for (day, role, entries) in &c.rows {
-            write_row(&mut tx, *day, *role, entries).await?;
+            write_row(&mut tx, *day, *role, entries.as_slice()).await?;
         }
         let rows_ms = lap();
         let (mut rollups_ms, mut entities_ms, mut support_ms, mut totals_ms, mut seen_ms) =
@@ -408,15 +400,9 @@ impl Db {
                 .await?;
         }
         if let Some(last) = c.rollovers.last() {
-            for row in c.rollovers {
+            for row in &c.rollovers {
                 super::upsert_month(&mut tx, row).await?;
             }
-            sqlx::query(
-                "UPDATE pipeline_state SET current_month = $1, confirmed_month = NULL, updated_at = now()",
-            )
-            .bind(c.month.map(|m| m.to_string()))
-            .execute(&mut *tx)
-            .await?;
             // Events of a closed month are ignored from now on: their ids
             // need no deduplication any more.
             let closed: YearMonth = last.year_month.parse().map_err(Error::Namespace)?;
@@ -430,17 +416,34 @@ impl Db {
             ("duplicate".to_owned(), p.duplicates as i64),
             ("ignored_prior_month".to_owned(), c.ignored_prior_month),
         ]);
-        for (reason, _) in c.rejected {
+        for (reason, _) in &c.rejected {
             *counters.entry(format!("rejected:{reason}")).or_default() += 1;
         }
         add_counters(&mut tx, counters).await?;
+        // The queue position last: its row lock is held only briefly (day
+        // advances update the same row while a commit is under way). A
+        // sequence already applied rolls everything back.
+        let last: i64 = sqlx::query_scalar("SELECT last_seq FROM pipeline_state FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        if last >= c.seq {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        // A rollover moves the open month (and spends its confirmation).
+        let rolled = !c.rollovers.is_empty();
         sqlx::query(
             "UPDATE pipeline_state SET last_seq = $1, last_count = $2,
-               clock = GREATEST(clock, $3), updated_at = now()",
+               clock = GREATEST(clock, $3),
+               current_month = CASE WHEN $4 THEN $5 ELSE current_month END,
+               confirmed_month = CASE WHEN $4 THEN NULL ELSE confirmed_month END,
+               updated_at = now()",
         )
         .bind(c.seq)
         .bind(c.consumed)
         .bind(p.max_ts)
+        .bind(rolled)
+        .bind(c.month.map(|m| m.to_string()))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -232,21 +232,23 @@ impl Db {
             .await?)
     }
 
-    /// Id keys applied in the open window (for processing-side dedup).
-    pub async fn load_seen(&self) -> Result<crate::keys::FastSet<u128>> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT ids FROM seen_ids")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut set = crate::keys::FastSet::default();
-        set.reserve(rows.iter().map(|b| b.len() / 16).sum());
-        for blob in rows {
-            for chunk in blob.chunks_exact(16) {
-                set.insert(u128::from_be_bytes(
-                    chunk.try_into().expect("16-byte chunk"),
-                ));
-            }
-        }
-        Ok(set)
+    /// Id keys applied in the open window, by day (for processing-side
+    /// dedup).
+    pub async fn load_seen(&self) -> Result<Vec<(chrono::NaiveDate, Vec<u128>)>> {
+        let rows: Vec<(chrono::NaiveDate, Vec<u8>)> =
+            sqlx::query_as("SELECT day, ids FROM seen_ids")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, blob)| {
+                let keys = blob
+                    .chunks_exact(16)
+                    .map(|c| u128::from_be_bytes(c.try_into().expect("16-byte chunk")))
+                    .collect();
+                (day, keys)
+            })
+            .collect())
     }
 
     pub async fn set_month(&self, m: YearMonth) -> Result<()> {

@@ -742,9 +742,14 @@ impl App {
                     self.months.push(row);
                 }
             }
-            Progress::DayAdvanced { day, cleanup } => {
+            Progress::DayAdvanced { day } => {
                 self.run.day = Some(day);
+            }
+            Progress::DailyCleanup(cleanup) => {
                 if cleanup.outcome != "ok" {
+                    let day = cleanup
+                        .reference_time
+                        .map_or_else(|| "?".to_owned(), |t| t.date_naive().to_string());
                     self.say(
                         Level::Error,
                         format!(

@@ -182,7 +182,7 @@ pub async fn settle(p: &mut dvmtop::pipeline::Processor) -> Vec<dvmtop::pipeline
         // settled stays last.
         log.append(&mut p.reports);
         if stop {
-            p.commit().await.expect("commit");
+            p.catch_up().await.expect("commit");
             log.append(&mut p.reports);
             log.push(step);
             return log;

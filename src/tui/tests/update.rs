@@ -49,13 +49,7 @@ fn due(month: (i32, u32), blocked: bool) -> Awaiting {
 }
 
 fn due_batch(app: &mut App, d: chrono::NaiveDate, a: Awaiting) -> Vec<Command> {
-    update(
-        app,
-        Msg::Progress(Progress::DayAdvanced {
-            day: d,
-            cleanup: cleanup_run(),
-        }),
-    );
+    update(app, Msg::Progress(Progress::DayAdvanced { day: d }));
     update(app, Msg::Progress(Progress::Batch(batch(d, 10, Some(a)))))
 }
 
@@ -100,7 +94,6 @@ fn step_batch_pauses_after_one_batch() {
         &mut app,
         Msg::Progress(Progress::DayAdvanced {
             day: day(2024, 2, 1),
-            cleanup: cleanup_run(),
         }),
     );
     assert_eq!(app.run.stepping, Some(Until::Batch));
@@ -129,7 +122,6 @@ fn step_day_ends_on_the_day_advance() {
         &mut app,
         Msg::Progress(Progress::DayAdvanced {
             day: day(2024, 2, 1),
-            cleanup: cleanup_run(),
         }),
     );
     assert_eq!(app.run.stepping, None);
@@ -304,7 +296,6 @@ fn blocked_says_why_and_pops_once() {
         &mut app,
         Msg::Progress(Progress::DayAdvanced {
             day: day(2024, 2, 29),
-            cleanup: cleanup_run(),
         }),
     );
     let cmds = update(
@@ -566,13 +557,7 @@ fn other_reports() {
     let mut bad = cleanup_run();
     bad.outcome = "failed".into();
     bad.detail = Some("lock timeout".into());
-    update(
-        &mut app,
-        Msg::Progress(Progress::DayAdvanced {
-            day: day(2024, 2, 2),
-            cleanup: bad,
-        }),
-    );
+    update(&mut app, Msg::Progress(Progress::DailyCleanup(bad)));
     assert!(app.note.as_ref().unwrap().text.contains("lock timeout"));
     update(
         &mut app,
