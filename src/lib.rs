@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod pipeline;
 pub mod queue;
 pub mod record;
+pub mod relay;
 pub mod retention;
 pub mod store;
 pub mod tui;
