@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn bounded_and_first_in_first_out() {
-        let id = |n: u32| format!("{n:064x}");
+        let id = |n: u32| format!("{n:032x}{}", "f".repeat(32));
         let mut r = RecentIds::new(3);
         assert!(r.insert(&id(1)));
         assert!(!r.insert(&id(1)));
