@@ -307,7 +307,7 @@ async fn a_restarted_relay_is_reconnected() {
     let s = ns.open(&cfg).await;
     let relay = TestRelay::start().await;
     let url = relay.url();
-    let ingest = RelayIngest::start(&s.queue, &fast(&[url.clone()]), &cfg.validation);
+    let ingest = RelayIngest::start(&s.queue, &fast(std::slice::from_ref(&url)), &cfg.validation);
     let keys = Keys::generate();
     let first = request(&keys, 1);
     relay.publish_ok(&first).await;
@@ -370,7 +370,7 @@ async fn bad_signatures_and_future_events_are_rejected() {
         let ns = TestNs::new("relayreject");
         let cfg = ns.config();
         let s = ns.open(&cfg).await;
-        let mut rcfg = fast(&[url.clone()]);
+        let mut rcfg = fast(std::slice::from_ref(&url));
         rcfg.verify_signatures = verify;
         // File ingest's default (no signature checks) does not apply here.
         assert!(!cfg.validation.verify_signatures);
@@ -411,7 +411,7 @@ async fn a_relay_announcement_updates_the_profile_without_counting_as_activity()
     let s = ns.open(&cfg).await;
     let relay = TestRelay::start().await;
     let url = relay.url();
-    let ingest = RelayIngest::start(&s.queue, &fast(&[url.clone()]), &cfg.validation);
+    let ingest = RelayIngest::start(&s.queue, &fast(std::slice::from_ref(&url)), &cfg.validation);
     let dvm = Keys::generate();
     let content =
         r#"{"name":"Relay DVM","about":"translates","picture":"https://example.invalid/p.png"}"#;
@@ -579,7 +579,7 @@ async fn garbage_relay(ev: String) -> (String, tokio::task::JoinHandle<()>) {
                     format!(r#"["EVENT","{sub}"]"#),
                     format!(r#"["EVENT","{sub}",{{"id":"zz","kind":"5300"}}]"#),
                     format!(r#"["EVENT","{sub}",{ev}]"#),
-                    format!(r#"["NOTICE","hello"]"#),
+                    r#"["NOTICE","hello"]"#.to_owned(),
                     format!(r#"["EOSE","{sub}"]"#),
                 ] {
                     if ws.send(Message::text(m)).await.is_err() {
@@ -603,7 +603,7 @@ async fn garbage_from_a_relay_is_counted_never_fatal() {
     let keys = Keys::generate();
     let ev = request(&keys, 1);
     let (url, _h) = garbage_relay(ev.clone()).await;
-    let mut rcfg = fast(&[url.clone()]);
+    let mut rcfg = fast(std::slice::from_ref(&url));
     rcfg.max_message_bytes = 64 * 1024;
     let ingest = RelayIngest::start(&s.queue, &rcfg, &cfg.validation);
     let st = wait_stats(
@@ -625,4 +625,169 @@ async fn garbage_from_a_relay_is_counted_never_fatal() {
     // Re-sent on every reconnect, the valid event is still queued once.
     assert_eq!(queued_ids(&s).await, vec![id_of(&ev)]);
     ingest.shutdown(Duration::from_secs(10)).await;
+}
+
+/// A TLS client that meets a server speaking plain text: the handshake
+/// fails, the error is recorded, the task keeps retrying (wss:// goes
+/// through rustls; nothing here reaches the internet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_tls_handshake_is_an_error_not_a_crash() {
+    let ns = TestNs::new("relaytls");
+    let cfg = ns.config();
+    let s = ns.open(&cfg).await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("wss://{}", l.local_addr().unwrap());
+    let _h = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut sock, _)) = l.accept().await {
+            let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let ingest = RelayIngest::start(&s.queue, &fast(std::slice::from_ref(&url)), &cfg.validation);
+    let st = wait_stats(&s, &url, "a failed handshake", |r| {
+        r.last_error.is_some() && r.last_error_at.is_some() && r.state != "connected"
+    })
+    .await;
+    let e = st.last_error.unwrap();
+    println!("last_error: {e}");
+    assert!(e.starts_with("connect: "), "{e}");
+    // The handshake failed in TLS, not in TCP or HTTP.
+    assert!(
+        e.to_lowercase().contains("tls") || e.contains("corrupt"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'));
+    ingest.shutdown(Duration::from_secs(10)).await;
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_dvmtop");
+
+fn dvmtop(ns: &TestNs) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.env("DATABASE_URL", database_url())
+        .env("REDIS_URL", redis_url())
+        .env_remove("DVMTOP_NAMESPACE")
+        .env_remove("DVMTOP_DATA_DIR")
+        .env_remove("DVMTOP_CONFIG")
+        .env_remove("DVMTOP_RELAYS")
+        .arg("--namespace")
+        .arg(&ns.name)
+        .arg("--data-dir")
+        .arg(std::env::temp_dir().join(&ns.name))
+        .arg("--config")
+        .arg("/dev/null");
+    c
+}
+
+#[test]
+fn an_invalid_relay_url_is_one_line_and_a_failure() {
+    let ns = TestNs::new("relaybadurl");
+    for (args, want) in [
+        (
+            vec!["ingest", "--relay", "http://relay.example"],
+            "invalid relay URL",
+        ),
+        (vec!["serve", "--relay", "wss://"], "invalid relay URL"),
+        (
+            vec![
+                "ingest",
+                "--lookback",
+                "soon",
+                "--relay",
+                "ws://127.0.0.1:1",
+            ],
+            "--lookback",
+        ),
+        (vec!["ingest"], "nothing to ingest"),
+    ] {
+        let out = dvmtop(&ns).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// `dvmtop ingest --relay …` as an operator runs it: a collector-only
+/// process, one relay up and one unreachable, read by `dvmtop status
+/// --json` from another process, stopped by SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_subcommand_collects_until_sigterm() {
+    let ns = TestNs::new("relaycli");
+    let cfg = ns.config();
+    let s = ns.open(&cfg).await;
+    let relay = TestRelay::start().await;
+    // Nothing listens on port 1.
+    let dead = "ws://127.0.0.1:1".to_owned();
+    let mut child = dvmtop(&ns)
+        .args(["ingest", "--relay", &relay.url(), "--relay", &dead])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = relay.url();
+    wait_stats(&s, &url, "the collector to connect", |r| r.connected).await;
+    let keys = Keys::generate();
+    let e = request(&keys, 1);
+    relay.publish_ok(&e).await;
+    wait_stats(&s, &url, "the event", |r| r.accepted == 1).await;
+    wait_stats(&s, &dead, "the unreachable relay's error", |r| {
+        r.last_error.is_some()
+    })
+    .await;
+    let out = dvmtop(&ns).args(["status", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let relays = v["relays"].as_array().unwrap();
+    assert_eq!(relays.len(), 2, "{v}");
+    let up = relays.iter().find(|r| r["url"] == url.as_str()).unwrap();
+    assert_eq!(up["connected"], true, "{up}");
+    assert_eq!(up["events_received"], 1, "{up}");
+    assert_eq!(up["accepted"], 1, "{up}");
+    assert_eq!(up["duplicates"], 0, "{up}");
+    assert_eq!(up["rejected"]["bad_sig"], 0, "{up}");
+    assert!(up["last_event_at"].is_i64(), "{up}");
+    assert!(up["last_error"].is_null(), "{up}");
+    let down = relays.iter().find(|r| r["url"] == dead.as_str()).unwrap();
+    assert_eq!(down["connected"], false, "{down}");
+    assert!(
+        down["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connect: "),
+        "{down}"
+    );
+    assert_eq!(v["queue_depth"], 1, "{v}");
+
+    let pid = child.id().to_string();
+    let k = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "dvmtop ingest did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{status:?} {stdout}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "ingested", "{stdout}");
+    assert_eq!(last["queue_depth"], 1);
+    for r in last["relays"].as_array().unwrap() {
+        assert_eq!(r["state"], "stopped", "{r}");
+    }
 }
