@@ -503,9 +503,9 @@ async fn silent_relays_stall_neither_the_others_nor_the_pipeline() {
     let (mute, _h2) = mute_after_handshake().await;
     let good = TestRelay::start().await;
     let mut rcfg = fast(&[hole.clone(), mute.clone(), good.url()]);
-    // The black hole only times out after 30 s: everything below must
+    // The black hole only times out after 120 s: everything below must
     // happen long before that.
-    rcfg.connect_timeout = Duration::from_secs(30);
+    rcfg.connect_timeout = Duration::from_secs(120);
     rcfg.ping_every = Duration::from_millis(300);
     rcfg.idle_timeout = Duration::from_secs(2);
     let started = Instant::now();
@@ -526,7 +526,7 @@ async fn silent_relays_stall_neither_the_others_nor_the_pipeline() {
     let snap = s.db.snapshot().await.unwrap();
     assert_eq!(snap.counters.get("processed"), Some(&1));
     assert!(
-        started.elapsed() < Duration::from_secs(30),
+        started.elapsed() < Duration::from_secs(110),
         "took {:?}: something waited for the black hole",
         started.elapsed()
     );

@@ -176,7 +176,7 @@ impl Relay {
         while !self.stopping() {
             self.stats.set("state", "connecting");
             self.stats.write().await;
-            let began = Instant::now();
+            let mut session_began = None;
             let connected = tokio::select! {
                 r = tokio::time::timeout(self.cfg.connect_timeout, connect(&self.url, &self.cfg)) => Some(r),
                 _ = stopped(&mut stop) => None,
@@ -194,6 +194,7 @@ impl Relay {
                     self.stats.set("connected_since", now_unix());
                     self.stats.add("connects", 1);
                     self.stats.write().await;
+                    session_began = Some(Instant::now());
                     self.session(ws).await
                 }
             };
@@ -210,7 +211,9 @@ impl Relay {
                     self.stats.write().await;
                 }
             }
-            if began.elapsed() >= self.cfg.healthy_after {
+            // A connection that held for a while was healthy: the next
+            // attempt starts from the base delay again.
+            if session_began.is_some_and(|t| t.elapsed() >= self.cfg.healthy_after) {
                 self.backoff.reset();
             }
             let delay = self.backoff.next_delay();
