@@ -791,3 +791,70 @@ async fn ingest_subcommand_collects_until_sigterm() {
         assert_eq!(r["state"], "stopped", "{r}");
     }
 }
+
+#[test]
+fn relay_settings_come_from_flags_over_the_config_file() {
+    use dvmtop::cli::{GlobalArgs, RelayArgs};
+    use dvmtop::clock::Policy;
+    use dvmtop::config::Config;
+    let dir = std::env::temp_dir().join(format!("dvmtop_relaycfg_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        "relays = [\"wss://Nos.lol/\", \"wss://relay.damus.io\", \"wss://nos.lol\"]\nlookback = \"6h\"\nresubscribe_every = \"5m\"\nverify_relay_signatures = false\n",
+    )
+    .unwrap();
+    let args = |relays: RelayArgs| GlobalArgs {
+        config: Some(file.clone()),
+        relays,
+        ..Default::default()
+    };
+    let c = Config::resolve(&args(RelayArgs::default()), Policy::Auto).unwrap();
+    let urls: Vec<&str> = c.relay.urls.iter().map(|u| u.as_str()).collect();
+    assert_eq!(urls, ["wss://nos.lol", "wss://relay.damus.io"]);
+    assert_eq!(c.relay.lookback, Duration::from_secs(6 * 3_600));
+    assert_eq!(c.relay.resubscribe_every, Duration::from_secs(300));
+    assert!(!c.relay.verify_signatures);
+    // Flags replace the file's list; --no-relays empties it.
+    let c = Config::resolve(
+        &args(RelayArgs {
+            relays: vec!["ws://127.0.0.1:7777".into()],
+            lookback: Some("30m".into()),
+            ..Default::default()
+        }),
+        Policy::Auto,
+    )
+    .unwrap();
+    let urls: Vec<&str> = c.relay.urls.iter().map(|u| u.as_str()).collect();
+    assert_eq!(urls, ["ws://127.0.0.1:7777"]);
+    assert_eq!(c.relay.lookback, Duration::from_secs(1_800));
+    let c = Config::resolve(
+        &args(RelayArgs {
+            no_relays: true,
+            ..Default::default()
+        }),
+        Policy::Auto,
+    )
+    .unwrap();
+    assert!(c.relay.urls.is_empty());
+    // Without any file: no relays, signatures checked, one day back.
+    let c = Config::resolve(
+        &GlobalArgs {
+            config: Some("/dev/null".into()),
+            ..Default::default()
+        },
+        Policy::Auto,
+    )
+    .unwrap();
+    assert!(c.relay.urls.is_empty() && c.relay.verify_signatures);
+    assert_eq!(c.relay.lookback, Duration::from_secs(86_400));
+    assert!(!c.validation.verify_signatures, "files keep their opt-in");
+    std::fs::write(&file, "relays = [\"https://nope\"]\n").unwrap();
+    let e = Config::resolve(&args(RelayArgs::default()), Policy::Auto).unwrap_err();
+    assert!(
+        e.to_string().contains("invalid relay URL \"https://nope\""),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -114,8 +114,12 @@ pub(super) struct Relay {
     sub_seq: u64,
     /// Raw events waiting for the next chunk, with their ids.
     pending: Vec<(Option<String>, String)>,
+    pending_bytes: usize,
     pending_since: Option<Instant>,
 }
+
+/// A chunk is written once it holds this much, whatever its count.
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// Stored events of the current subscription are done (EOSE seen).
 #[derive(Default)]
@@ -152,6 +156,7 @@ impl Relay {
             synced_at: None,
             sub_seq: 0,
             pending: Vec::new(),
+            pending_bytes: 0,
             pending_since: None,
         }
     }
@@ -232,9 +237,7 @@ impl Relay {
     /// `since` of the next subscription: from shortly before the point up
     /// to which everything was written, but never before `now − lookback`.
     fn since(&self, now: i64) -> i64 {
-        let floor = now - self.cfg.lookback.as_secs() as i64;
-        let overlap = self.cfg.overlap.as_secs() as i64;
-        self.synced_at.map_or(floor, |s| (s - overlap).max(floor))
+        since(now, self.cfg.lookback, self.cfg.overlap, self.synced_at)
     }
 
     async fn send(&self, ws: &mut Ws, m: Message) -> Result<(), String> {
@@ -283,7 +286,7 @@ impl Relay {
         // written.
         let max_pending = self.cfg.chunk.saturating_mul(4).max(1);
         loop {
-            let room = self.pending.len() < max_pending;
+            let room = self.pending.len() < max_pending && self.pending_bytes < CHUNK_BYTES;
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => {
@@ -305,7 +308,7 @@ impl Relay {
                         Some(Ok(Message::Binary(_))) => self.stats.add("invalid_messages", 1),
                         Some(Ok(_)) => {} // ping, pong: tungstenite answers pings itself
                     }
-                    if self.pending.len() >= self.cfg.chunk {
+                    if self.pending.len() >= self.cfg.chunk || self.pending_bytes >= CHUNK_BYTES {
                         self.flush().await;
                     }
                 }
@@ -369,6 +372,7 @@ impl Relay {
                 }
                 self.stats.add("events_received", 1);
                 self.stats.set("last_event_at", now_unix());
+                self.pending_bytes += raw.len();
                 self.pending.push((id, raw));
                 self.pending_since.get_or_insert_with(Instant::now);
             }
@@ -414,6 +418,7 @@ impl Relay {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         let v = self.validation.clone();
         let raws: Vec<String> = batch.iter().map(|(_, r)| r.clone()).collect();
         // Signature checks cost ~0.1 ms each: off the async workers.
@@ -503,4 +508,44 @@ impl Relay {
 #[derive(serde::Deserialize)]
 struct CreatedAt {
     created_at: i64,
+}
+
+/// `since` for a subscription at `now`: `synced_at − overlap`, but never
+/// before `now − lookback` (nor before 0).
+fn since(now: i64, lookback: Duration, overlap: Duration, synced_at: Option<i64>) -> i64 {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    let floor = now.saturating_sub(secs(lookback)).max(0);
+    synced_at.map_or(floor, |s| s.saturating_sub(secs(overlap)).max(floor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_starts_from_the_lookback_then_from_what_was_synced() {
+        let (day, two_min) = (Duration::from_secs(86_400), Duration::from_secs(120));
+        let now = 1_700_000_000;
+        assert_eq!(since(now, day, two_min, None), now - 86_400);
+        assert_eq!(since(now, day, two_min, Some(now - 60)), now - 180);
+        // Synced long ago (or by a run with a longer lookback): the
+        // lookback still bounds it.
+        assert_eq!(
+            since(now, day, two_min, Some(now - 5 * 86_400)),
+            now - 86_400
+        );
+        assert_eq!(since(now, Duration::from_secs(u64::MAX), two_min, None), 0);
+        assert_eq!(
+            since(now, day, Duration::from_secs(u64::MAX), Some(now)),
+            now - 86_400
+        );
+    }
+
+    #[test]
+    fn errors_become_one_bounded_line() {
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+        let long = "é".repeat(400);
+        let l = one_line(&long);
+        assert!(l.len() <= 304 && l.ends_with('…'), "{}", l.len());
+    }
 }
