@@ -858,3 +858,55 @@ fn relay_settings_come_from_flags_over_the_config_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `dvmtop serve --relay …`: relay ingest and processing in one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_ingests_from_relays_and_processes() {
+    let ns = TestNs::new("relayserve");
+    let cfg = ns.config();
+    let s = ns.open(&cfg).await;
+    let relay = TestRelay::start().await;
+    let mut child = dvmtop(&ns)
+        .args(["serve", "--relay", &relay.url()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let keys = Keys::generate();
+    let e = request(&keys, 1);
+    relay.publish_ok(&e).await;
+    wait_stats(&s, &relay.url(), "the event", |r| r.accepted == 1).await;
+    eventually("the event to be processed", WAIT, || async {
+        let snap = s.db.snapshot().await.unwrap();
+        (snap.counters.get("processed") == Some(&1)).then_some(())
+    })
+    .await;
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "dvmtop serve did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{status:?} {stdout}");
+    assert!(stdout.contains(r#""event":"relays_started""#), "{stdout}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "summary", "{stdout}");
+    assert_eq!(last["processed"], 1, "{stdout}");
+    assert_eq!(stats(&s, &relay.url()).await.state, "stopped");
+}
