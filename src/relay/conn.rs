@@ -229,6 +229,9 @@ impl Relay {
             }
         }
         self.flush().await;
+        if let Some(t) = self.synced_at {
+            self.stats.set("synced_at", t);
+        }
         self.stats.set("state", "stopped");
         self.stats.clear("connected_since");
         self.stats.write().await;
