@@ -73,6 +73,8 @@ pub struct GlobalArgs {
     /// Check BIP-340 signatures at ingest (costly).
     #[arg(long, global = true)]
     pub verify_signatures: bool,
+    #[command(flatten)]
+    pub relays: RelayArgs,
     /// Where logs and backups go (default: ~/.local/share/dvmtop).
     #[arg(long, global = true, env = "DVMTOP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -81,6 +83,33 @@ pub struct GlobalArgs {
     pub backup_dir: Option<PathBuf>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+}
+
+/// Live ingest from Nostr relays (`dvmtop`, `serve`, `ingest`).
+#[derive(Debug, Clone, Args, Default)]
+pub struct RelayArgs {
+    /// A relay to ingest from, ws:// or wss:// (repeatable; replaces the
+    /// config file's `relays` list).
+    #[arg(
+        long = "relay",
+        value_name = "URL",
+        global = true,
+        env = "DVMTOP_RELAYS",
+        value_delimiter = ','
+    )]
+    pub relays: Vec<String>,
+    /// Ignore the configured relays (flags, environment and config file).
+    #[arg(long, global = true)]
+    pub no_relays: bool,
+    /// First subscription asks for events since now minus this (1d); e.g. 6h, 30m.
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub lookback: Option<String>,
+    /// Renew each relay subscription this often (10m).
+    #[arg(long, value_name = "DURATION", global = true)]
+    pub resubscribe_every: Option<String>,
+    /// Do not check BIP-340 signatures of relay events (checked by default).
+    #[arg(long, global = true)]
+    pub no_verify_relay_signatures: bool,
 }
 
 /// Retention thresholds (SPEC §6); defaults in parentheses.
@@ -172,7 +201,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    #[arg(required = true)]
+    /// Files to ingest (`-` reads stdin). Optional with relays: then it runs
+    /// until SIGINT/SIGTERM/SIGHUP.
     pub files: Vec<String>,
 }
 

@@ -4,6 +4,7 @@ use crate::cli::{GlobalArgs, RolloverArg};
 use crate::clock::{Params, Policy};
 use crate::error::{Error, Result};
 use crate::event::{KindPolicy, Validation};
+use crate::relay::{RelayConfig, RelayUrl, parse_duration};
 use crate::retention::RetentionConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,13 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub backup_dir: Option<PathBuf>,
     pub retention: Option<RetentionConfig>,
+    /// Relays to ingest from (`--relay` replaces the list).
+    pub relays: Option<Vec<String>>,
+    /// e.g. "1d", "6h".
+    pub lookback: Option<String>,
+    /// e.g. "10m".
+    pub resubscribe_every: Option<String>,
+    pub verify_relay_signatures: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +47,8 @@ pub struct Config {
     /// Backups of `monthly_activity` after each rollover.
     pub backup_dir: PathBuf,
     pub retention: RetentionConfig,
+    /// Live relay ingest (no URLs: none).
+    pub relay: RelayConfig,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
@@ -119,7 +129,54 @@ impl Config {
                 retention.delete_after_days, retention.inactive_after_days
             )));
         }
+        let ra = &args.relays;
+        let urls: Vec<String> = if ra.no_relays {
+            Vec::new()
+        } else if !ra.relays.is_empty() {
+            ra.relays.clone()
+        } else {
+            file.relays.unwrap_or_default()
+        };
+        let mut urls = urls
+            .iter()
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| RelayUrl::parse(u))
+            .collect::<Result<Vec<_>>>()?;
+        urls.sort();
+        urls.dedup();
+        let duration = |flag: &str, v: Option<&String>, default: std::time::Duration| match v {
+            None => Ok(default),
+            Some(s) => parse_duration(s)
+                .map_err(|e| Error::Config(format!("{flag}: {e}")))
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err(Error::Config(format!("{flag} must be more than 0")))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+        };
+        let defaults = RelayConfig::default();
+        let relay = RelayConfig {
+            urls,
+            lookback: duration(
+                "--lookback",
+                ra.lookback.as_ref().or(file.lookback.as_ref()),
+                defaults.lookback,
+            )?,
+            resubscribe_every: duration(
+                "--resubscribe-every",
+                ra.resubscribe_every
+                    .as_ref()
+                    .or(file.resubscribe_every.as_ref()),
+                defaults.resubscribe_every,
+            )?,
+            verify_signatures: !ra.no_verify_relay_signatures
+                && file.verify_relay_signatures.unwrap_or(true),
+            ..defaults
+        };
         Ok(Config {
+            relay,
             backup_dir,
             retention,
             namespace,

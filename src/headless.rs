@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{self, IngestConfig, Source};
 use crate::pipeline::{self, Control, Processor, Progress, RunEnd, Settings};
 use crate::queue::{Keys, Queue};
+use crate::relay::RelayIngest;
 use crate::store::{Db, NamespaceLock};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -383,8 +384,66 @@ pub async fn backtest(
     .await
 }
 
-/// Service mode: ingest `files` (if any) and process the queue until a
-/// shutdown arrives.
+/// How long a shutdown waits for the relay tasks to flush and close.
+pub const RELAY_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// Starts live ingest from the configured relays, if any.
+pub fn start_relays(cfg: &Config, queue: &Queue) -> Option<RelayIngest> {
+    if cfg.relay.urls.is_empty() {
+        return None;
+    }
+    Some(RelayIngest::start(queue, &cfg.relay, &cfg.validation))
+}
+
+/// `dvmtop ingest`: the files, then (with relays configured) the relays
+/// until a shutdown arrives; no processing. Returns the final JSON object.
+pub async fn collect(
+    cfg: &Config,
+    files: &[String],
+    mut ctl: mpsc::Receiver<Control>,
+    cancel: Arc<AtomicBool>,
+    mut out: impl FnMut(Value),
+) -> Result<Value> {
+    if files.is_empty() && cfg.relay.urls.is_empty() {
+        return Err(Error::Config(
+            "nothing to ingest: pass files, --relay URL, or a relays list in the config file"
+                .into(),
+        ));
+    }
+    let services = Services::open(cfg, Start::Resume, false).await?;
+    let relays = start_relays(cfg, &services.queue);
+    if let Some(r) = &relays {
+        out(
+            json!({"event": "relays_started", "relays": r.urls().iter().map(|u| u.as_str()).collect::<Vec<_>>()}),
+        );
+    }
+    let icfg = IngestConfig {
+        validation: cfg.validation.clone(),
+        ..Default::default()
+    };
+    let files_done = ingest_all(&services.queue, files, &icfg, &cancel).await;
+    if let Some(r) = relays {
+        if files_done.is_ok() && !cancel.load(Ordering::SeqCst) {
+            // Until SIGINT/SIGTERM/SIGHUP (or the control channel closing).
+            while let Some(c) = ctl.recv().await {
+                if c == Control::Shutdown {
+                    break;
+                }
+            }
+        }
+        r.shutdown(RELAY_SHUTDOWN_WAIT).await;
+    }
+    files_done?;
+    Ok(json!({
+        "event": "ingested",
+        "ingest": services.queue.ingest_stats().await?,
+        "queue_depth": services.queue.depth().await?,
+        "relays": crate::relay::relay_status(&services.queue, chrono::Utc::now().timestamp()).await?,
+    }))
+}
+
+/// Service mode: ingest `files` (if any) and the configured relays, and
+/// process the queue until a shutdown arrives.
 pub async fn serve(
     cfg: &Config,
     files: &[String],
@@ -400,9 +459,16 @@ pub async fn serve(
         started,
         ..
     } = launch(cfg, files, Start::Resume, &cancel).await?;
+    let relays = start_relays(cfg, &services.queue);
     let mut reporter = Reporter::new(out);
+    if let Some(r) = &relays {
+        reporter.emit(json!({"event": "relays_started", "relays": r.urls().iter().map(|u| u.as_str()).collect::<Vec<_>>()}));
+    }
     let end = pipeline::run(&mut proc, &mut ctl, || false, |p| reporter.progress(p, 0)).await;
     cancel.store(true, Ordering::SeqCst);
+    if let Some(r) = relays {
+        r.shutdown(RELAY_SHUTDOWN_WAIT).await;
+    }
     let _ = ingest_task.await;
     end?;
     summarize(&services, started.elapsed(), processed_before, false).await
@@ -423,6 +489,10 @@ pub async fn status(cfg: &Config) -> Result<Value> {
     o.insert("queue_key".into(), json!(services.queue.keys.queue));
     o.insert("queue_depth".into(), json!(services.queue.depth().await?));
     o.insert("ingest".into(), json!(ingest));
+    o.insert(
+        "relays".into(),
+        json!(crate::relay::relay_status(&services.queue, chrono::Utc::now().timestamp()).await?),
+    );
     o.insert(
         "dead_letters".into(),
         json!(snap.dead_letters as u64 + services.queue.dead_letters().await?),

@@ -19,6 +19,7 @@ pub mod month;
 pub mod pipeline;
 pub mod queue;
 pub mod record;
+pub mod relay;
 pub mod retention;
 pub mod store;
 pub mod tui;

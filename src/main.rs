@@ -260,18 +260,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Ingest(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let services = headless::Services::open(&cfg, Start::Resume, false).await?;
             let cancel = Arc::new(AtomicBool::new(false));
-            let (tx, _rx) = mpsc::channel(1);
+            let (tx, rx) = mpsc::channel(4);
             on_signals(tx, cancel.clone());
-            let icfg = dvmtop::ingest::IngestConfig {
-                validation: cfg.validation.clone(),
-                ..Default::default()
-            };
-            headless::ingest_all(&services.queue, &a.files, &icfg, &cancel).await?;
-            print_line(
-                serde_json::json!({"event": "ingested", "ingest": services.queue.ingest_stats().await?, "queue_depth": services.queue.depth().await?}),
-            );
+            let v = headless::collect(&cfg, &a.files, rx, cancel, print_line).await?;
+            print_line(v);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => {

@@ -50,6 +50,14 @@ impl Keys {
     pub fn seen(&self, day: chrono::NaiveDate) -> String {
         self.key(&format!("seen:{}", day.format("%Y%m%d")))
     }
+    /// The set of relay URLs that have a stats hash.
+    pub fn relays(&self) -> String {
+        self.key("relays")
+    }
+    /// One relay's stats hash (see `relay::stats`).
+    pub fn relay(&self, url: &str) -> String {
+        self.key(&format!("relay:{url}"))
+    }
 }
 
 /// One accepted event ready to enqueue.
@@ -270,6 +278,67 @@ impl Queue {
             .arg(self.keys.ingest_stats())
             .query_async(&mut self.conn.clone())
             .await?)
+    }
+
+    /// Updates one relay's stats hash in one transaction: registers the
+    /// relay, increments `incr`, sets `set`, deletes `del`.
+    pub async fn relay_update(
+        &self,
+        url: &str,
+        incr: &[(String, i64)],
+        set: &[(&str, String)],
+        del: &[&str],
+    ) -> Result<()> {
+        let key = self.keys.relay(url);
+        let mut p = redis::pipe();
+        p.atomic()
+            .cmd("SADD")
+            .arg(self.keys.relays())
+            .arg(url)
+            .ignore();
+        for (f, n) in incr {
+            p.cmd("HINCRBY").arg(&key).arg(f).arg(*n).ignore();
+        }
+        if !set.is_empty() {
+            let mut c = redis::cmd("HSET");
+            c.arg(&key);
+            for (f, v) in set {
+                c.arg(*f).arg(v);
+            }
+            p.add_command(c).ignore();
+        }
+        if !del.is_empty() {
+            p.cmd("HDEL").arg(&key).arg(del).ignore();
+        }
+        let () = p.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// One field of a relay's stats hash.
+    pub async fn relay_field(&self, url: &str, field: &str) -> Result<Option<String>> {
+        Ok(redis::cmd("HGET")
+            .arg(self.keys.relay(url))
+            .arg(field)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Every relay's stats hash, by URL.
+    pub async fn relay_hashes(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        let mut conn = self.conn.clone();
+        let urls: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.relays())
+            .query_async(&mut conn)
+            .await?;
+        let mut out = BTreeMap::new();
+        for url in urls {
+            let h: BTreeMap<String, String> = redis::cmd("HGETALL")
+                .arg(self.keys.relay(&url))
+                .query_async(&mut conn)
+                .await?;
+            out.insert(url, h);
+        }
+        Ok(out)
     }
 
     /// Drops the ingest dedup sets of days before `day` (closed months).

@@ -89,6 +89,8 @@ pub struct RedisView {
     /// events_read, accepted, rejected:<reason>.
     pub ingest: BTreeMap<String, u64>,
     pub dead_letters: u64,
+    /// Per-relay stats (every relay feeding this namespace), by URL.
+    pub relays: Vec<crate::relay::RelayStatus>,
 }
 
 impl RedisView {

@@ -114,6 +114,12 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         input_done,
         ..
     } = headless::launch(cfg, &opts.files, opts.start, &cancel).await?;
+    // The service ingests from the configured relays too; a backtest only
+    // from its files.
+    let relays = match opts.mode {
+        Mode::Serve => headless::start_relays(cfg, &services.queue),
+        Mode::Backtest => None,
+    };
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
     // Ingest errors are shown, not just logged.
     let ingest = {
@@ -170,6 +176,9 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
             cancel.store(true, Ordering::SeqCst);
             let _ = ctl_tx.send(Control::Shutdown).await;
             let _ = pipeline.await;
+            if let Some(r) = relays {
+                r.shutdown(headless::RELAY_SHUTDOWN_WAIT).await;
+            }
             return Err(Error::Config(format!("cannot set up the terminal: {e}")));
         }
     };
@@ -274,6 +283,9 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         None => tracing::warn!("TUI stopped; the pipeline did not stop in time"),
     }
     cancel.store(true, Ordering::SeqCst);
+    if let Some(r) = relays {
+        r.shutdown(headless::RELAY_SHUTDOWN_WAIT).await;
+    }
     if tokio::time::timeout(Duration::from_secs(10), ingest)
         .await
         .is_err()

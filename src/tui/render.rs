@@ -5,7 +5,7 @@
 use super::app::App;
 use super::dialog;
 use super::panes::{
-    self, cleanup, clock, entities, footer, help, ingest, monthly, overflow, queue, status,
+    self, cleanup, clock, entities, footer, help, ingest, monthly, overflow, queue, relays, status,
     throughput, windows,
 };
 use super::theme::Theme;
@@ -38,7 +38,7 @@ pub fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
     status::note(f, note, app, t);
     match app.view {
         1 => history(f, body, app, t),
-        2 => ingest_view(f, body, app, t),
+        2 => ingest_view(f, body, app, t, now),
         _ => overview(f, body, app, t, now),
     }
     footer::render(f, foot, app, t);
@@ -119,8 +119,12 @@ fn history(f: &mut Frame, body: Rect, app: &App, t: &Theme) {
     cleanup::render(f, c, app, t);
 }
 
-fn ingest_view(f: &mut Frame, body: Rect, app: &App, t: &Theme) {
-    let [left, right] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(body);
+fn ingest_view(f: &mut Frame, body: Rect, app: &App, t: &Theme, now: DateTime<Utc>) {
+    // Rejections and queue on top (13 rows hold the whole table), the
+    // relays below: a header and at least four relays at 80×24.
+    let [top, bottom] = Layout::vertical([Constraint::Length(13), Constraint::Min(0)]).areas(body);
+    relays::render(f, bottom, app, t, now);
+    let [left, right] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(top);
     ingest::render(f, left, app, t);
     let [q, thr] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);

@@ -200,6 +200,7 @@ async fn poll_redis(q: &Queue) -> Result<RedisView> {
         depth: q.depth().await?,
         ingest: q.ingest_stats().await?,
         dead_letters: q.dead_letters().await?,
+        relays: crate::relay::relay_status(q, Utc::now().timestamp()).await?,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod monthly;
 pub mod overflow;
 pub mod queue;
+pub mod relays;
 pub mod status;
 pub mod throughput;
 pub mod windows;

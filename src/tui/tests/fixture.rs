@@ -172,7 +172,55 @@ pub fn redis_view() -> RedisView {
             ("rejected:duplicate".into(), 1_142),
         ]),
         dead_letters: 1_515,
+        relays: relays(),
     }
+}
+
+/// Three relays: one up, one down with its error, one being connected.
+pub fn relays() -> Vec<crate::relay::RelayStatus> {
+    use crate::relay::RelayStatus;
+    let t = now().timestamp();
+    let rejected = |bad_sig: u64, future: u64| {
+        BTreeMap::from([
+            ("bad_id".to_owned(), 0),
+            ("bad_sig".to_owned(), bad_sig),
+            ("future".to_owned(), future),
+            ("irrelevant_kind".to_owned(), 0),
+            ("malformed".to_owned(), 0),
+        ])
+    };
+    vec![
+        RelayStatus {
+            url: "wss://nos.lol".into(),
+            connected: true,
+            state: "connected".into(),
+            events_received: 18_220,
+            accepted: 17_902,
+            duplicates: 310,
+            rejected: rejected(6, 2),
+            last_event_at: Some(t - 4),
+            ..Default::default()
+        },
+        RelayStatus {
+            url: "wss://relay.damus.io".into(),
+            connected: false,
+            state: "disconnected".into(),
+            events_received: 9_100,
+            accepted: 41,
+            duplicates: 9_057,
+            rejected: rejected(0, 1),
+            last_event_at: Some(t - 700),
+            last_error: Some("connect: IO error: Connection refused (os error 111)".into()),
+            last_error_at: Some(t - 65),
+            ..Default::default()
+        },
+        RelayStatus {
+            url: "ws://127.0.0.1:7777".into(),
+            state: "connecting".into(),
+            rejected: rejected(0, 0),
+            ..Default::default()
+        },
+    ]
 }
 
 pub fn poll(at: DateTime<Utc>, depth: u64, accepted: u64, processed: i64) -> Poll {

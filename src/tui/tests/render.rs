@@ -87,6 +87,20 @@ fn other_views() {
     snap("history", &app, 80, 24);
     app.view = 2;
     snap("ingest", &app, 80, 24);
+    // Wide enough for the relays' last errors in the table.
+    snap("ingest", &app, 120, 40);
+}
+
+#[test]
+fn ingest_view_without_relays_says_how_to_add_them() {
+    let mut app = busy_app();
+    app.view = 2;
+    if let Some(r) = &mut app.redis.data {
+        r.relays.clear();
+    }
+    let text = format!("{}", draw(&app, 80, 24).backend());
+    assert!(text.contains("Relays · 0/0 connected"), "{text}");
+    assert!(text.contains("no relays: dvmtop --relay wss://"), "{text}");
 }
 
 #[test]
