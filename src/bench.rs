@@ -45,10 +45,12 @@ pub struct BenchReport {
     pub processing_over_redis_ceiling: f64,
     pub end_to_end_events_per_s: Option<f64>,
     pub per_month: Vec<MonthRate>,
-    /// After the queue ran dry: the final commit and window snapshot.
+    /// After the last batch: the final commit and window snapshot.
     pub final_flush_s: f64,
     pub last_over_first_month: Option<f64>,
+    /// Peak RSS of the whole run, and of each phase (generation excluded).
     pub peak_rss_mib: f64,
+    pub peak_rss_by_phase_mib: BTreeMap<String, f64>,
     pub table_bytes: BTreeMap<String, i64>,
     pub processed: u64,
     pub rollovers: u64,
@@ -60,6 +62,36 @@ fn rate(n: u64, secs: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// Peak RSS per phase of the run.
+struct PeakRss {
+    phases: BTreeMap<String, f64>,
+    whole: f64,
+}
+
+impl PeakRss {
+    fn start() -> PeakRss {
+        reset_peak_rss();
+        PeakRss {
+            phases: BTreeMap::new(),
+            whole: 0.0,
+        }
+    }
+
+    /// Ends a phase: its peak, then a fresh measurement for the next.
+    fn phase(&mut self, name: &str) {
+        let peak = peak_rss_mib();
+        self.whole = self.whole.max(peak);
+        self.phases.insert(name.to_owned(), peak);
+        reset_peak_rss();
+    }
+}
+
+/// Starts a new peak-RSS measurement (Linux: writing 5 to clear_refs
+/// resets VmHWM to the current RSS); false where that is not possible.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.
@@ -141,6 +173,7 @@ pub async fn run(
     let path = file.display().to_string();
 
     // 1. Ingest alone: file → queue.
+    let mut rss = PeakRss::start();
     progress("ingest (file → Redis queue)");
     let services = Services::open(cfg, Start::Fresh, true).await?;
     let icfg = IngestConfig {
@@ -154,11 +187,13 @@ pub async fn run(
     let ingest_rate = rate(totals.read, t.elapsed().as_secs_f64());
 
     // 2. The Redis ceiling on the same queued payloads.
+    rss.phase("ingest");
     progress("Redis ceiling (read the queue without processing)");
     let (read, secs) = redis_ceiling(&services, cfg.batch_size).await?;
     let ceiling = rate(read, secs);
 
     // 3. Processing: queue → committed rollups, timed per month of data.
+    rss.phase("redis_ceiling");
     progress("processing (queue → PostgreSQL)");
     let mut proc = Processor::open(
         services.db.clone(),
@@ -167,12 +202,13 @@ pub async fn run(
     )
     .await?;
     let (_tx, mut rx) = tokio::sync::mpsc::channel(1);
-    let mut months: Vec<(YearMonth, Instant, u64)> = Vec::new();
+    // Every interval between two batch reports goes to the month of the
+    // later batch (rollovers, day advances and commits included); what
+    // follows the last batch is the final commit and window snapshot.
+    let mut months: std::collections::BTreeMap<YearMonth, (f64, u64)> = Default::default();
     let mut processed = 0u64;
-    // When the queue first ran dry: what follows is the final commit and
-    // window snapshot, not the processing of any month.
-    let mut dry: Option<(Instant, u64)> = None;
     let t = Instant::now();
+    let mut last = t;
     pipeline::run(
         &mut proc,
         &mut rx,
@@ -180,42 +216,27 @@ pub async fn run(
         |p| {
             if let Progress::Batch(r) = p {
                 processed += r.processed as u64;
+                let now = Instant::now();
                 if let Some(day) = r.day {
-                    let m = YearMonth::of(day);
-                    if months.last().is_none_or(|(last, _, _)| m > *last) {
-                        months.push((m, Instant::now(), processed - r.processed as u64));
-                    }
+                    let m = months.entry(YearMonth::of(day)).or_default();
+                    m.0 += (now - last).as_secs_f64();
+                    m.1 += r.processed as u64;
                 }
-                if r.caught_up && dry.is_none() {
-                    dry = Some((Instant::now(), processed));
-                }
+                last = now;
             }
         },
     )
     .await?;
-    let end = Instant::now();
-    let (dry_at, dry_processed) = dry.unwrap_or((end, processed));
-    let final_flush_s = (end - dry_at).as_secs_f64();
+    let final_flush_s = last.elapsed().as_secs_f64();
     let processing_secs = t.elapsed().as_secs_f64();
     let processing_rate = rate(processed, processing_secs);
     let per_month: Vec<MonthRate> = months
         .iter()
-        .enumerate()
-        .map(|(i, (m, start, before))| {
-            // A month that starts after the queue ran dry (the spill-over
-            // past the last month) runs to the end.
-            let (stop, after) = match months.get(i + 1) {
-                Some((_, s, b)) => (*s, *b),
-                None if *start <= dry_at => (dry_at, dry_processed),
-                None => (end, processed),
-            };
-            let secs = stop.saturating_duration_since(*start).as_secs_f64();
-            MonthRate {
-                month: m.to_string(),
-                events: after.saturating_sub(*before),
-                seconds: (secs * 100.0).round() / 100.0,
-                events_per_s: rate(after.saturating_sub(*before), secs),
-            }
+        .map(|(m, (secs, events))| MonthRate {
+            month: m.to_string(),
+            events: *events,
+            seconds: (secs * 100.0).round() / 100.0,
+            events_per_s: rate(*events, *secs),
         })
         .collect();
     // Complete months: at least half the median month's events (the
@@ -233,6 +254,7 @@ pub async fn run(
         }
         _ => None,
     };
+    rss.phase("processing");
     let snap = services.db.snapshot().await?;
     let table_bytes = services.db.table_bytes().await?;
 
@@ -251,6 +273,7 @@ pub async fn run(
             |_| {},
         )
         .await?;
+        rss.phase("end_to_end");
         Some(rate(s.events_read, s.elapsed_s))
     } else {
         None
@@ -272,7 +295,8 @@ pub async fn run(
         per_month,
         final_flush_s: (final_flush_s * 100.0).round() / 100.0,
         last_over_first_month: last_over_first,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: rss.whole,
+        peak_rss_by_phase_mib: rss.phases,
         table_bytes,
         processed: snap.counters.get("processed").copied().unwrap_or(0) as u64,
         rollovers: snap.monthly_rows as u64,
@@ -320,9 +344,20 @@ pub fn render(r: &BenchReport) -> String {
     );
     line(
         "final commit and snapshot",
-        format!("{:.2} s (after the queue ran dry)", r.final_flush_s),
+        format!("{:.2} s (after the last batch)", r.final_flush_s),
     );
-    line("peak RSS (dvmtop)", format!("{} MiB", r.peak_rss_mib));
+    line(
+        "peak RSS (dvmtop)",
+        format!(
+            "{} MiB ({})",
+            r.peak_rss_mib,
+            r.peak_rss_by_phase_mib
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
     line(
         "processed, rollovers",
         format!("{}, {}", r.processed, r.rollovers),

@@ -64,6 +64,10 @@ pub struct GlobalArgs {
     /// Most queue elements read per batch (overflow included).
     #[arg(long, global = true)]
     pub batch_size: Option<usize>,
+    /// Events per commit group (default 250000): larger groups write each
+    /// active user less often; a crash redoes at most about this many.
+    #[arg(long, global = true)]
+    pub commit_events: Option<u64>,
     /// Month rollover policy (default: auto headless, manual in the TUI).
     #[arg(long, global = true, value_enum)]
     pub rollover: Option<RolloverArg>,

@@ -18,6 +18,7 @@ pub struct FileConfig {
     pub redis_url: Option<String>,
     pub queue_key: Option<String>,
     pub batch_size: Option<usize>,
+    pub commit_events: Option<u64>,
     pub rollover: Option<Policy>,
     pub rollover_buffer_days: Option<u32>,
     pub verify_signatures: Option<bool>,
@@ -41,6 +42,8 @@ pub struct Config {
     pub redis_url: String,
     pub queue_key: Option<String>,
     pub batch_size: usize,
+    /// When the processor commits its in-memory aggregates.
+    pub commit: crate::pipeline::CommitPolicy,
     pub params: Params,
     pub validation: Validation,
     pub data_dir: PathBuf,
@@ -99,6 +102,14 @@ impl Config {
                 "--batch-size must be between 1 and {}, got {batch_size}",
                 crate::pipeline::MAX_BATCH
             )));
+        }
+        let mut commit = crate::pipeline::CommitPolicy::default();
+        if let Some(n) = args.commit_events.or(file.commit_events) {
+            if n == 0 {
+                return Err(Error::Config("--commit-events must be at least 1".into()));
+            }
+            commit.target_events = n;
+            commit.max_events = n.saturating_mul(4);
         }
         let data_dir = args
             .data_dir
@@ -192,6 +203,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_REDIS_URL.into()),
             queue_key: args.queue_key.clone().or(file.queue_key),
             batch_size,
+            commit,
             params: Params {
                 buffer_days: args
                     .rollover_buffer_days

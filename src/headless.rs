@@ -74,7 +74,7 @@ impl Services {
             validation: cfg.validation.clone(),
             retention: cfg.retention,
             backup_dir: Some(cfg.backup_dir.clone()),
-            commit: pipeline::CommitPolicy::default(),
+            commit: cfg.commit,
         }
     }
 }

@@ -62,6 +62,11 @@ fn backtest_cmd(ns: &TestNs, data_dir: &Path, input: &Path, resume: bool) -> Com
     if resume {
         c.arg("--resume");
     }
+    // The interrupted runs commit small groups (so kills land between,
+    // during and after many commits); the reference uses the default.
+    if ns.name.contains("_crash_") {
+        c.arg("--commit-events").arg("2000");
+    }
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

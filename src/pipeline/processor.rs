@@ -15,7 +15,7 @@ use crate::queue::Queue;
 use crate::record::Item;
 use crate::store::Db;
 use chrono::NaiveDate;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// A daily cleanup decided but not written yet.
@@ -253,7 +253,7 @@ impl Processor {
         }
         let started = Instant::now();
         let room = self.settings.batch_size.saturating_sub(self.overflow.len());
-        let raw = if room == 0 {
+        let mut raw = if room == 0 {
             Vec::new()
         } else {
             self.queue.range(self.head_offset(), room).await?
@@ -306,9 +306,11 @@ impl Processor {
         }
         self.group.since.get_or_insert_with(Instant::now);
         let rejected = refused.len();
-        self.group
-            .rejected
-            .extend(refused.into_iter().map(|(why, i)| (why, raw[i].clone())));
+        self.group.rejected.extend(
+            refused
+                .into_iter()
+                .map(|(why, i)| (why, std::mem::take(&mut raw[i]))),
+        );
         // Pending index i < overflow.len() is an overflow element; the rest
         // are fresh[i - overflow.len()].
         let n_over = self.overflow.len();
@@ -337,17 +339,20 @@ impl Processor {
         let parked_fresh = batch.park.iter().filter(|&&i| i >= n_over).count();
         if parked_fresh > 0 || batch.park.len() != n_over {
             self.group.overflow_changed = true;
-            let keep: HashSet<usize> = batch.park.iter().copied().collect();
+            let mut keep = vec![false; n_over + fresh.len()];
+            for &i in &batch.park {
+                keep[i] = true;
+            }
             let mut next: Vec<Parked> = Vec::with_capacity(batch.park.len());
             for (i, p) in std::mem::take(&mut self.overflow).into_iter().enumerate() {
-                if keep.contains(&i) {
+                if keep[i] {
                     next.push(p);
                 }
             }
             for (i, (qi, item)) in fresh.into_iter().enumerate() {
-                if keep.contains(&(i + n_over)) {
+                if keep[i + n_over] {
                     next.push(Parked {
-                        payload: raw[qi].clone(),
+                        payload: std::mem::take(&mut raw[qi]),
                         day: day_of(item.created_at),
                         item,
                     });
@@ -371,6 +376,15 @@ impl Processor {
             millis: started.elapsed().as_secs_f64() * 1000.0,
             caught_up: self.caught_up,
         };
+        tracing::trace!(
+            day = ?report.day,
+            consumed = report.consumed,
+            processed = report.processed,
+            parked = report.parked,
+            overflow = report.overflow,
+            millis = report.millis,
+            "batch"
+        );
         if self.commit_due() && (self.inflight.is_none() || self.commit_forced()) {
             self.start_commit().await?;
         }
