@@ -204,7 +204,10 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         if dirty && due {
             // A failed draw (terminal gone after a hang-up) must not stop
             // the shutdown path.
+            let t = Instant::now();
             let _ = terminal.draw(|f| render::render(f, &app, &theme, chrono::Utc::now()));
+            // The README's render-time figure comes from these lines.
+            tracing::debug!(micros = t.elapsed().as_micros() as u64, "frame");
             dirty = false;
             last_draw = Some(Instant::now());
         }
