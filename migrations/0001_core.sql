@@ -51,6 +51,8 @@ CREATE TABLE seen_ids (
     day date  NOT NULL,
     ids bytea NOT NULL
 );
+-- Random bytes do not compress: store them without trying.
+ALTER TABLE seen_ids ALTER COLUMN ids SET STORAGE EXTERNAL;
 CREATE INDEX seen_ids_day ON seen_ids (day);
 
 -- Detail data: what every entity did, by UTC hour and credited kind. One
@@ -219,7 +221,9 @@ CREATE TABLE job_runs (
 CREATE INDEX job_runs_job ON job_runs (job, id);
 
 -- Rewritten by most commits during a backfill with late events: vacuum
--- eagerly so dead versions are reused instead of piling up.
+-- eagerly so dead versions are reused instead of piling up (the processor
+-- also vacuums these tables itself every few commits, for servers that run
+-- without autovacuum).
 ALTER TABLE overflow SET (
     autovacuum_vacuum_threshold = 1, autovacuum_vacuum_scale_factor = 0,
     autovacuum_vacuum_cost_delay = 0,
@@ -230,4 +234,7 @@ ALTER TABLE entity_activity SET (
     autovacuum_vacuum_scale_factor = 0.05,
     toast.autovacuum_vacuum_scale_factor = 0.05
 );
-ALTER TABLE seen_ids SET (autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE seen_ids SET (
+    autovacuum_vacuum_scale_factor = 0.05,
+    toast.autovacuum_vacuum_scale_factor = 0.05
+);

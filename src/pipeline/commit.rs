@@ -213,10 +213,39 @@ impl Processor {
         self.reports.push(Progress::Committed(report));
         self.queue.ack(f.seq, f.consumed).await?;
         self.unacked = None;
+        self.vacuum_now_and_then();
         if !f.rollovers.is_empty() {
             self.after_rollovers(&f.rollovers, f.started_at).await?;
         }
         self.run_cleanups().await
+    }
+
+    /// Every few commits, vacuums the hot tables in the background (one
+    /// vacuum at a time; a failed one is logged and tried again later).
+    fn vacuum_now_and_then(&mut self) {
+        const EVERY: u32 = 4;
+        self.commits_since_vacuum += 1;
+        if self.commits_since_vacuum < EVERY
+            || self.vacuum.as_ref().is_some_and(|v| !v.is_finished())
+        {
+            return;
+        }
+        self.commits_since_vacuum = 0;
+        let db = self.db.clone();
+        self.vacuum = Some(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = db.vacuum_hot_tables().await;
+            match &r {
+                Ok(()) => tracing::debug!(
+                    millis = t.elapsed().as_millis() as u64,
+                    "vacuumed the hot tables"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "vacuum of the hot tables failed; tried again later")
+                }
+            }
+            r
+        }));
     }
 
     /// After a commit that closed months: their ingest dedup sets go, each

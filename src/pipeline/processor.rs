@@ -50,6 +50,9 @@ pub struct Processor {
     pub(super) unacked: Option<(i64, i64)>,
     /// The group being committed while the next one is processed.
     pub(super) inflight: Option<Inflight>,
+    /// The vacuum of the hot tables under way, and commits since the last.
+    pub(super) vacuum: Option<tokio::task::JoinHandle<Result<()>>>,
+    pub(super) commits_since_vacuum: u32,
     /// A commit failed: the in-memory state is ahead of the tables and is
     /// reloaded from them before anything else.
     pub(super) needs_reload: bool,
@@ -159,6 +162,8 @@ impl Processor {
             unacked: None,
             inflight: None,
             needs_reload: false,
+            vacuum: None,
+            commits_since_vacuum: 0,
             cleanups: Default::default(),
             last_detail_cut: None,
             overflow,
