@@ -191,6 +191,29 @@ async fn wait_stats(
     .await
 }
 
+/// Sends SIGTERM, waits for a clean exit, and returns what the process
+/// printed.
+async fn terminate(child: &mut std::process::Child, what: &str) -> String {
+    let pid = child.id().to_string();
+    let k = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed() < WAIT, "{what} did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{what}: {status:?} {stdout}");
+    stdout
+}
+
 /// The keys of the events in the queue, in order.
 async fn queued_ids(s: &Services) -> Vec<String> {
     let v = dvmtop::event::Validation::default();
@@ -772,26 +795,7 @@ async fn ingest_subcommand_collects_until_sigterm() {
     );
     assert_eq!(v["queue_depth"], 1, "{v}");
 
-    let pid = child.id().to_string();
-    let k = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(k.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "dvmtop ingest did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert!(status.success(), "{status:?} {stdout}");
+    let stdout = terminate(&mut child, "dvmtop ingest").await;
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "ingested", "{stdout}");
     assert_eq!(last["queue_depth"], 1);
@@ -890,28 +894,7 @@ async fn serve_ingests_from_relays_and_processes() {
         (snap.counters.get("processed") == Some(&1)).then_some(())
     })
     .await;
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            started.elapsed() < WAIT,
-            "dvmtop serve did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert!(status.success(), "{status:?} {stdout}");
+    let stdout = terminate(&mut child, "dvmtop serve").await;
     assert!(stdout.contains(r#""event":"relays_started""#), "{stdout}");
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "summary", "{stdout}");

@@ -5,7 +5,6 @@
 use super::commit::{Group, Inflight};
 use super::{BatchReport, MAX_BATCH, Progress, Settings};
 use crate::activity::RowCache;
-use crate::analyze::EntityRole;
 use crate::clock::{self, ClockState, Plan, YearMonth, day_of};
 use crate::entities::Entities;
 use crate::error::{Error, Result};
@@ -201,12 +200,6 @@ impl Processor {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    /// Active and inactive entities of a role, as the processor sees them
-    /// (uncommitted changes included).
-    pub fn entity_activity(&self, role: EntityRole) -> (usize, usize) {
-        self.book.activity(role)
     }
 
     /// Records a confirmation (durably, so an external `dvmtop confirm`

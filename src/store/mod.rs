@@ -2,6 +2,7 @@
 //! the namespace lock, and the committed pipeline state.
 
 mod commit;
+mod load;
 mod rollover;
 mod status;
 

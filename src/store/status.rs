@@ -44,7 +44,7 @@ pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
     .bind(last)
     .fetch(&db.pool);
     while let Some(row) = rows.try_next().await? {
-        let (day, role, entries) = super::commit::decode_row(&row)?;
+        let (day, role, entries) = super::load::decode_row(&row)?;
         w.add_row(day, role, &entries);
     }
     Ok(w.finish())
