@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use dvmtop::event::{self, Event, KindPolicy, Reject, Role, Validation};
 
-const FIXTURE: &str = "../shared/fixtures/dvm-events-real.jsonl";
+const FIXTURE: &str = "tests/fixtures/dvm-events-real.jsonl";
 
 fn fixture_lines() -> Vec<String> {
     std::fs::read_to_string(FIXTURE)

@@ -312,7 +312,7 @@ async fn consumes_a_dvmdash_list_of_raw_events() {
         .await
         .unwrap();
     let mut lines: Vec<String> =
-        std::fs::read_to_string("../shared/fixtures/dvm-events-real.jsonl")
+        std::fs::read_to_string("tests/fixtures/dvm-events-real.jsonl")
             .unwrap()
             .lines()
             .map(str::to_owned)

@@ -7,7 +7,7 @@ async fn fixture_backtest_processes_everything() {
     let cfg = ns.config();
     let s = backtest(
         &cfg,
-        &["../shared/fixtures/dvm-events-real.jsonl".into()],
+        &["tests/fixtures/dvm-events-real.jsonl".into()],
         dvmtop::headless::Start::New,
     )
     .await;
