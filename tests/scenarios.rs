@@ -311,12 +311,11 @@ async fn consumes_a_dvmdash_list_of_raw_events() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let mut lines: Vec<String> =
-        std::fs::read_to_string("tests/fixtures/dvm-events-real.jsonl")
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+    let mut lines: Vec<String> = std::fs::read_to_string("tests/fixtures/dvm-events-real.jsonl")
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
     lines.push(lines[0].clone());
     lines.push("{oops".into());
     let _: () = redis::cmd("RPUSH")
