@@ -108,8 +108,7 @@ impl Config {
             if n == 0 {
                 return Err(Error::Config("--commit-events must be at least 1".into()));
             }
-            commit.target_events = n;
-            commit.max_events = n.saturating_mul(4);
+            commit = crate::pipeline::CommitPolicy::with_target(n);
         }
         let data_dir = args
             .data_dir
