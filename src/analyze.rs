@@ -136,13 +136,18 @@ impl Pending {
         month: &mut MonthAcc,
     ) -> SliceStats {
         let mut stats = SliceStats::default();
+        // The slice is one day: its id list and cells are taken out once
+        // and put back after the loop (only when they hold something, as
+        // if they had been created on the first event that needed them).
+        let mut ids = self.new_ids.remove(&day).unwrap_or_default();
+        let mut act = self.activity.remove(&day).unwrap_or_default();
         for it in slice {
             if !seen.insert(it.key) {
                 stats.duplicates += 1;
                 continue;
             }
             stats.processed += 1;
-            self.new_ids.entry(day).or_default().push(it.key);
+            ids.push(it.key);
             let ts = it.created_at;
             stats.max_ts = stats.max_ts.max(Some(ts));
             let Some(who) = EntityRole::of(it.role) else {
@@ -163,7 +168,7 @@ impl Pending {
             let kind = it.credited_kind.unwrap_or(UNKNOWN_KIND);
             self.totals.add(it.role);
             let hour = day_of_hour(ts);
-            self.activity.entry(day).or_default().cells[who as usize]
+            act.cells[who as usize]
                 .entry((hour, it.pubkey, kind))
                 .or_default()
                 .add(it.role);
@@ -182,6 +187,12 @@ impl Pending {
                         .or_insert_with(|| Span::at(ts));
                 }
             }
+        }
+        if !ids.is_empty() {
+            self.new_ids.insert(day, ids);
+        }
+        if act.cells.iter().any(|c| !c.is_empty()) {
+            self.activity.insert(day, act);
         }
         self.processed += stats.processed;
         self.duplicates += stats.duplicates;

@@ -146,24 +146,21 @@ impl CommitPolicy {
     /// which keeps the worst case under the 256 MiB budget.
     pub const BOUND_FACTOR: u64 = 2;
 
-    /// The policy for a target group size.
+    /// The policy for a target group size (a larger target also raises
+    /// the memory bound).
     pub fn with_target(target_events: u64) -> CommitPolicy {
         CommitPolicy {
             target_events,
             max_events: target_events.saturating_mul(Self::BOUND_FACTOR),
-            ..CommitPolicy::default()
+            max_age: Duration::from_secs(5),
+            live_age: Duration::from_millis(250),
         }
     }
 }
 
 impl Default for CommitPolicy {
     fn default() -> Self {
-        CommitPolicy {
-            target_events: 250_000,
-            max_events: 250_000 * Self::BOUND_FACTOR,
-            max_age: Duration::from_secs(5),
-            live_age: Duration::from_millis(250),
-        }
+        CommitPolicy::with_target(250_000)
     }
 }
 
