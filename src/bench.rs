@@ -3,13 +3,13 @@
 //! (overall and per month of data), an end-to-end backtest, peak RSS and
 //! table sizes.
 
-use crate::clock::YearMonth;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::generate::{GenConfig, generate};
 use crate::headless::{Services, Start};
 use crate::ingest::{self, IngestConfig, Source};
 use crate::pipeline::{self, Processor, Progress};
+use dvmtop_core::YearMonth;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,11 +1,11 @@
 //! Flags + environment + TOML file merged into one [`Config`].
 
 use crate::cli::{GlobalArgs, RolloverArg};
-use crate::clock::{Params, Policy};
 use crate::error::{Error, Result};
 use crate::event::{KindPolicy, Validation};
 use crate::relay::{RelayConfig, RelayUrl, parse_duration};
 use crate::retention::RetentionConfig;
+use dvmtop_core::clock::{Params, Policy};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

@@ -4,8 +4,8 @@
 //! a daily and weekly rhythm — plus knobs for the awkward input the
 //! pipeline must survive.
 
-use crate::clock::{YearMonth, day_start};
 use crate::event::{Event, compute_id};
+use dvmtop_core::{YearMonth, day_start};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -205,7 +205,7 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
             let this_month = YearMonth::of(day);
             let (due, keep): (Vec<_>, Vec<_>) = stragglers
                 .drain(..)
-                .partition(|(t, _)| YearMonth::of(crate::clock::day_of(*t)) < this_month);
+                .partition(|(t, _)| YearMonth::of(dvmtop_core::day_of(*t)) < this_month);
             stragglers = keep;
             for (_, line) in due {
                 emit(line, out, &mut stats)?;

@@ -5,11 +5,11 @@
 //! source's resume offset, so an interrupted ingest resumes exactly where
 //! it stopped.
 
-use crate::clock::day_of;
 use crate::error::{Error, Result};
 use crate::event::{self, Validation};
 use crate::queue::{Accepted, Queue, Refused};
 use crate::record::Record;
+use dvmtop_core::day_of;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,20 +2,14 @@
 //! ingest → Redis queue → day-batched analysis → PostgreSQL rollups —
 //! crash-safe and batch-size independent. See README.md for the picture.
 
-pub mod activity;
-pub mod analyze;
 pub mod bench;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod entities;
 pub mod error;
 pub mod event;
 pub mod generate;
 pub mod headless;
 pub mod ingest;
-pub mod keys;
-pub mod month;
 pub mod pipeline;
 pub mod queue;
 pub mod record;
@@ -23,4 +17,3 @@ pub mod relay;
 pub mod retention;
 pub mod store;
 pub mod tui;
-pub mod windows;

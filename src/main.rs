@@ -3,13 +3,13 @@
 
 use clap::Parser;
 use dvmtop::cli::{Cli, Command, TuiArgs};
-use dvmtop::clock::Policy;
 use dvmtop::config::Config;
 use dvmtop::error::Error;
 use dvmtop::generate::{GenConfig, generate};
 use dvmtop::headless::{self, Start};
 use dvmtop::pipeline::Control;
 use dvmtop::tui::{self, Mode, theme::Palette};
+use dvmtop_core::clock::Policy;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;

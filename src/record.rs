@@ -6,23 +6,11 @@
 //! events. Raw NIP-01 JSON (a DVMDash collector's list) is accepted too and
 //! goes through the full validation chain.
 
-use crate::event::{self, Event, Reject, Role, Validation};
-use serde::{Deserialize, Serialize};
+use crate::event::{self, Event, Reject, Validation};
+use dvmtop_core::keys::{hex32, id_key};
+use dvmtop_core::{Item, JobKind, Kind, Profile, Role};
 
 const TAG: &str = "dvm1\t";
-
-/// DVM profile fields from a NIP-89 announcement (kind 31990).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Profile {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub about: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub picture: Option<String>,
-    #[serde(default)]
-    pub kinds: Vec<u32>,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -31,7 +19,7 @@ pub struct Record {
     pub created_at: i64,
     pub kind: i64,
     pub role: Role,
-    pub credited_kind: Option<u32>,
+    pub credited_kind: Option<JobKind>,
     pub profile: Option<Profile>,
 }
 
@@ -100,21 +88,6 @@ impl Record {
     }
 }
 
-pub use crate::keys::{Pubkey, hex32, id_key};
-
-/// A queue element as the processor sees it: decoded once, fixed-size
-/// keys, no per-event heap allocation (announcements aside).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    /// [`id_key`] of the event id.
-    pub key: u128,
-    pub pubkey: Pubkey,
-    pub created_at: i64,
-    pub role: Role,
-    pub credited_kind: Option<u32>,
-    pub profile: Option<Box<Profile>>,
-}
-
 fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
     let mut f = body.splitn(6, '\t');
     let id = f.next()?;
@@ -123,21 +96,14 @@ fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
     let kind: i64 = f.next()?.parse().ok()?;
     let credited_kind = match f.next()? {
         "-" => None,
-        k => Some(k.parse().ok()?),
+        k => Some(JobKind(k.parse().ok()?)),
     };
     let profile = match f.next()? {
         "-" => None,
         p => Some(Box::new(serde_json::from_str(p).ok()?)),
     };
     // The role follows from the kind under the current policy.
-    let role = match kind {
-        _ if v.kinds.excluded.contains(&kind) => return None,
-        5000..=5999 => Role::Request,
-        6000..=6999 => Role::Response,
-        7000 => Role::Feedback,
-        31990 => Role::Announcement,
-        _ => return None,
-    };
+    let role = v.kinds.role(Kind(kind))?;
     Some(Item {
         key: id_key(id)?,
         pubkey: hex32(pubkey)?,
@@ -148,16 +114,14 @@ fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
     })
 }
 
-impl Item {
-    /// Reads a queue element: our compact form, or raw NIP-01 JSON (fully
-    /// validated, as from a DVMDash collector's list).
-    pub fn decode(payload: &str, v: &Validation, now_unix: i64) -> Result<Item, Reject> {
-        match payload.strip_prefix(TAG) {
-            Some(body) => decode_compact(body, v).ok_or(Reject::Malformed),
-            None => {
-                let (ev, class) = event::validate(payload, v, now_unix)?;
-                Ok(Record::from_event(ev, class).item())
-            }
+/// Reads a queue element: our compact form, or raw NIP-01 JSON (fully
+/// validated, as from a DVMDash collector's list).
+pub fn decode(payload: &str, v: &Validation, now_unix: i64) -> Result<Item, Reject> {
+    match payload.strip_prefix(TAG) {
+        Some(body) => decode_compact(body, v).ok_or(Reject::Malformed),
+        None => {
+            let (ev, class) = event::validate(payload, v, now_unix)?;
+            Ok(Record::from_event(ev, class).item())
         }
     }
 }
@@ -183,17 +147,17 @@ mod tests {
             }),
         };
         let v = Validation::default();
-        assert_eq!(Item::decode(&r.encode(), &v, 0).unwrap(), r.item());
+        assert_eq!(decode(&r.encode(), &v, 0).unwrap(), r.item());
         let f = Record {
             kind: 7000,
             role: Role::Feedback,
-            credited_kind: Some(5300),
+            credited_kind: Some(JobKind(5300)),
             profile: None,
             ..r
         };
-        assert_eq!(Item::decode(&f.encode(), &v, 0).unwrap(), f.item());
-        assert_eq!(Item::decode("dvm1\tgarbage", &v, 0), Err(Reject::Malformed));
+        assert_eq!(decode(&f.encode(), &v, 0).unwrap(), f.item());
+        assert_eq!(decode("dvm1\tgarbage", &v, 0), Err(Reject::Malformed));
         let bad_key = f.encode().replacen(&"b".repeat(64), &"x".repeat(64), 1);
-        assert_eq!(Item::decode(&bad_key, &v, 0), Err(Reject::Malformed));
+        assert_eq!(decode(&bad_key, &v, 0), Err(Reject::Malformed));
     }
 }

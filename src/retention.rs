@@ -7,77 +7,19 @@
 //! statement touches a bounded batch in its own transaction and is retried
 //! on transient errors; every run is audited in `job_runs`.
 
-use crate::analyze::EntityRole;
-use crate::clock::{YearMonth, day_start};
-use crate::entities::Lifecycle;
 use crate::error::{Error, Result};
 use crate::store::{Db, MonthRow};
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use dvmtop_core::EntityRole;
+use dvmtop_core::YearMonth;
+use dvmtop_core::entities::Lifecycle;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Thresholds (days unless named otherwise); defaults as in SPEC §6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// Detail and window-stat rows older than this are deleted.
-    pub activity_days: u32,
-    /// Active entities silent longer than this become inactive.
-    pub inactive_after_days: u32,
-    /// Inactive entities silent longer than this are deleted.
-    pub delete_after_days: u32,
-    /// `cleanup_log` entries older than this are deleted.
-    pub cleanup_log_days: u32,
-    /// `cleanup_log` is trimmed to at most this many rows (oldest first).
-    pub cleanup_log_max_rows: u32,
-    /// Rows per cleanup statement (one transaction each).
-    pub batch_rows: u32,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        RetentionConfig {
-            activity_days: 35,
-            inactive_after_days: 30,
-            delete_after_days: 60,
-            cleanup_log_days: 365,
-            cleanup_log_max_rows: 100_000,
-            batch_rows: 10_000,
-        }
-    }
-}
-
-/// The cut-off instants of one cleanup (pure).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cutoffs {
-    /// Detail rows strictly before this go.
-    pub detail: NaiveDate,
-    pub inactive: DateTime<Utc>,
-    pub delete: DateTime<Utc>,
-    pub cleanup_log: DateTime<Utc>,
-}
-
-fn at(d: NaiveDate) -> DateTime<Utc> {
-    DateTime::from_timestamp(day_start(d), 0).expect("in range")
-}
-
-/// Cut-offs for reference day `r`. Detail rows are kept for the grace
-/// period, and never deleted from `open` (the month not yet rolled up) on.
-pub fn cutoffs(r: NaiveDate, open: Option<YearMonth>, c: &RetentionConfig) -> Cutoffs {
-    let back = |days: u32| {
-        r.checked_sub_days(Days::new(days.into()))
-            .unwrap_or(NaiveDate::MIN)
-    };
-    let grace = back(c.activity_days);
-    Cutoffs {
-        detail: open.map_or(grace, |m| grace.min(m.start())),
-        inactive: at(back(c.inactive_after_days)),
-        delete: at(back(c.delete_after_days)),
-        cleanup_log: at(back(c.cleanup_log_days)),
-    }
-}
+pub use dvmtop_core::retention::{Cutoffs, RetentionConfig, cutoffs};
+use dvmtop_core::time::midnight as at;
 
 /// One audited job run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -285,7 +227,7 @@ SELECT (SELECT count(*) FROM logged), {support}";
 
 /// The daily cleanup with reference day `r`; `open` is the month not yet
 /// rolled up, `lifecycle` what the entity book decided for `r` (see
-/// [`crate::entities::Entities::lifecycle`]). Audited in `job_runs`
+/// [`dvmtop_core::entities::Entities::lifecycle`]). Audited in `job_runs`
 /// whatever happens.
 pub async fn daily_cleanup(
     db: &Db,
@@ -360,7 +302,7 @@ async fn run_cleanup(
         );
         let mut total = 0;
         for chunk in lifecycle.deactivate[role as usize].chunks(limit as usize) {
-            let ids: Vec<String> = chunk.iter().map(crate::keys::hex_of).collect();
+            let ids: Vec<String> = chunk.iter().map(dvmtop_core::keys::hex_of).collect();
             total += retry(attempts, || {
                 let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(reference)
@@ -392,7 +334,7 @@ async fn run_cleanup(
             .replace("{support}", support);
         let (mut deleted, mut support_rows) = (0i64, 0i64);
         for chunk in lifecycle.delete[role as usize].chunks(limit as usize) {
-            let ids: Vec<String> = chunk.iter().map(crate::keys::hex_of).collect();
+            let ids: Vec<String> = chunk.iter().map(dvmtop_core::keys::hex_of).collect();
             let (n, s): (i64, i64) = retry(attempts, || {
                 let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(reference)
@@ -490,15 +432,14 @@ pub async fn restore(db: &Db, file: &Path) -> Result<Restored> {
     let backup: Backup = serde_json::from_str(&text)
         .map_err(|e| Error::Config(format!("{} is not a dvmtop backup: {e}", file.display())))?;
     let mut out = Restored::default();
-    let existing: BTreeMap<String, MonthRow> = db
+    let existing: BTreeMap<YearMonth, MonthRow> = db
         .monthly_rows()
         .await?
         .into_iter()
-        .map(|r| (r.year_month.clone(), r))
+        .map(|r| (r.year_month, r))
         .collect();
     let mut tx = db.pool.begin().await?;
     for row in &backup.rows {
-        row.year_month.parse::<YearMonth>().map_err(Error::Config)?;
         match existing.get(&row.year_month) {
             Some(old)
                 if MonthRow {
@@ -516,27 +457,6 @@ pub async fn restore(db: &Db, file: &Path) -> Result<Restored> {
     }
     tx.commit().await?;
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, day).unwrap()
-    }
-
-    #[test]
-    fn cutoffs_follow_the_reference_day() {
-        let c = RetentionConfig::default();
-        let cut = cutoffs(d(2025, 3, 15), YearMonth::new(2025, 3), &c);
-        assert_eq!(cut.detail, d(2025, 2, 8), "35 days back");
-        assert_eq!(cut.inactive, at(d(2025, 2, 13)));
-        assert_eq!(cut.delete, at(d(2025, 1, 14)));
-        // A month not rolled up keeps all its rows, however long it waits.
-        let waiting = cutoffs(d(2025, 3, 15), YearMonth::new(2025, 1), &c);
-        assert_eq!(waiting.detail, d(2025, 1, 1));
-    }
 }
 
 /// Monitoring figures (the FAQ's list) for `dvmtop status`.

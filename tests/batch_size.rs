@@ -33,7 +33,7 @@ const BUFFER_DAYS: u64 = 3;
 fn gen_config() -> GenConfig {
     GenConfig {
         seed: 3,
-        start: dvmtop::clock::YearMonth {
+        start: dvmtop_core::YearMonth {
             year: 2024,
             month: 1,
         },

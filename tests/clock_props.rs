@@ -2,7 +2,8 @@
 //! confirmations) driven by `clock::plan` over random event orders, batch
 //! sizes and policies must never lose, duplicate or deadlock.
 
-use dvmtop::clock::{self, ClockState, Params, Plan, Policy, YearMonth, day_of};
+use dvmtop_core::clock::{self, ClockState, Params, Plan, Policy};
+use dvmtop_core::{YearMonth, day_of};
 use proptest::prelude::*;
 use std::collections::VecDeque;
 

@@ -19,7 +19,7 @@ fn classify(kind: i64, tags: Vec<Vec<&str>>) -> Option<(Role, Option<u32>)> {
     let ev = Event::parse(&line).unwrap();
     KindPolicy::default()
         .classify(&ev)
-        .map(|c| (c.role, c.credited_kind))
+        .map(|c| (c.role, c.credited_kind.map(|k| k.0)))
 }
 
 #[test]

@@ -43,7 +43,7 @@ type Month = (i32, u32);
 fn gen_config() -> GenConfig {
     GenConfig {
         seed: 11,
-        start: dvmtop::clock::YearMonth {
+        start: dvmtop_core::YearMonth {
             year: 2024,
             month: 1,
         },

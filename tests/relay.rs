@@ -151,7 +151,7 @@ fn id_of(json: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned();
-    format!("{:032x}", dvmtop::keys::id_key(&id).unwrap())
+    format!("{:032x}", dvmtop_core::keys::id_key(&id).unwrap())
 }
 
 /// Short timers, so reconnects and resubscriptions happen within a test.
@@ -222,12 +222,7 @@ async fn queued_ids(s: &Services) -> Vec<String> {
         .await
         .unwrap()
         .iter()
-        .map(|p| {
-            format!(
-                "{:032x}",
-                dvmtop::record::Item::decode(p, &v, 0).unwrap().key
-            )
-        })
+        .map(|p| format!("{:032x}", dvmtop::record::decode(p, &v, 0).unwrap().key))
         .collect()
 }
 
@@ -807,8 +802,8 @@ async fn ingest_subcommand_collects_until_sigterm() {
 #[test]
 fn relay_settings_come_from_flags_over_the_config_file() {
     use dvmtop::cli::{GlobalArgs, RelayArgs};
-    use dvmtop::clock::Policy;
     use dvmtop::config::Config;
+    use dvmtop_core::clock::Policy;
     let dir = std::env::temp_dir().join(format!("dvmtop_relaycfg_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("config.toml");

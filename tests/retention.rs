@@ -3,9 +3,10 @@
 
 mod common;
 use common::*;
-use dvmtop::clock::{Policy, YearMonth};
 use dvmtop::headless::Services;
 use dvmtop::pipeline::{Processor, Progress};
+use dvmtop_core::YearMonth;
+use dvmtop_core::clock::Policy;
 use std::collections::BTreeMap;
 
 async fn processor(ns: &TestNs, policy: Policy) -> (Services, Processor, dvmtop::config::Config) {
@@ -382,7 +383,7 @@ async fn thirteen_months_stay_bounded_while_monthly_history_grows() {
             .await
             .unwrap()
             .into_iter()
-            .map(|r| r.year_month)
+            .map(|r| r.year_month.to_string())
             .collect();
     assert_eq!(months.len(), 14, "{months:?}");
     assert_eq!(months.first().map(String::as_str), Some("2024-01"));

@@ -3,9 +3,10 @@
 
 mod common;
 use common::*;
-use dvmtop::clock::{Policy, YearMonth};
 use dvmtop::headless::Services;
 use dvmtop::pipeline::{Processor, Progress};
+use dvmtop_core::YearMonth;
+use dvmtop_core::clock::Policy;
 
 async fn processor(ns: &TestNs, policy: Policy, batch: usize) -> (Services, Processor) {
     let mut cfg = ns.config();
@@ -78,7 +79,7 @@ async fn month_without_events_still_rolls_over_as_zeros() {
     let rows = s.db.monthly_rows().await.unwrap();
     assert_eq!(
         rows.iter()
-            .map(|r| r.year_month.as_str())
+            .map(|r| r.year_month.to_string())
             .collect::<Vec<_>>(),
         ["2024-01", "2024-02"]
     );
@@ -208,7 +209,7 @@ async fn under_manual_the_month_after_next_waits_for_confirmation_and_nothing_is
     let log = settle(&mut p).await;
     assert!(
         log.iter()
-            .any(|x| matches!(x, Progress::Rolled { row, .. } if row.year_month == "2024-01"))
+            .any(|x| matches!(x, Progress::Rolled { row, .. } if row.year_month == ym("2024-01")))
     );
     assert!(matches!(log.last(), Some(Progress::Idle)));
     assert_eq!(counter(&s, "processed").await, 10);

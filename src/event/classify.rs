@@ -1,24 +1,14 @@
 //! NIP-90 classification (SPEC §2 table).
 
 use super::Event;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// 5000–5999: the author is a user.
-    Request,
-    /// 6000–6999: the author is a DVM.
-    Response,
-    /// 7000: the author is a DVM.
-    Feedback,
-    /// 31990 (NIP-89): a DVM profile, not activity.
-    Announcement,
-}
+pub use dvmtop_core::Role;
+use dvmtop_core::{JobKind, Kind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Classification {
     pub role: Role,
     /// The job kind (5000–5999) the event is credited to, when known.
-    pub credited_kind: Option<u32>,
+    pub credited_kind: Option<JobKind>,
 }
 
 /// Which kinds are DVM events. The excluded list is configurable.
@@ -35,30 +25,28 @@ impl Default for KindPolicy {
     }
 }
 
-fn job_kind(s: &str) -> Option<u32> {
-    s.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|k| (5000..=5999).contains(k))
-}
-
 impl KindPolicy {
     /// `None` means "not a DVM event" (`irrelevant_kind`).
     pub fn classify(&self, ev: &Event) -> Option<Classification> {
-        if self.excluded.contains(&ev.kind) {
-            return None;
-        }
-        let (role, credited_kind) = match ev.kind {
-            5000..=5999 => (Role::Request, Some(ev.kind as u32)),
-            6000..=6999 => (Role::Response, Some((ev.kind - 1000) as u32)),
-            7000 => (Role::Feedback, ev.tag_value("k").and_then(job_kind)),
-            31990 => (Role::Announcement, None),
-            _ => return None,
+        let kind = Kind(ev.kind);
+        let role = self.role(kind)?;
+        let credited_kind = match role {
+            Role::Feedback => ev.tag_value("k").and_then(JobKind::parse),
+            _ => kind.job_kind(),
         };
         Some(Classification {
             role,
             credited_kind,
         })
+    }
+
+    /// The role of a kind under this policy (the core's table minus the
+    /// exclusions); `None`: not a DVM event.
+    pub fn role(&self, kind: Kind) -> Option<Role> {
+        if self.excluded.contains(&kind.0) {
+            return None;
+        }
+        kind.role()
     }
 
     /// The Nostr `kinds` filter for relay subscriptions: every DVM kind but

@@ -8,11 +8,12 @@
 
 use super::processor::Processor;
 use super::{CommitReport, Progress};
-use crate::activity;
-use crate::analyze::{EntityRole, Pending};
-use crate::clock::YearMonth;
 use crate::error::{Error, Result};
 use crate::store::{Commit, MonthRow};
+use dvmtop_core::EntityRole;
+use dvmtop_core::YearMonth;
+use dvmtop_core::activity;
+use dvmtop_core::analyze::Pending;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -143,11 +144,7 @@ impl Processor {
         self.last_seq = seq;
         let processed = commit.pending.processed;
 
-        let rollovers = commit
-            .rollovers
-            .iter()
-            .filter_map(|r| r.year_month.parse().ok())
-            .collect();
+        let rollovers = commit.rollovers.iter().map(|r| r.year_month).collect();
         let db = self.db.clone();
         self.inflight = Some(Inflight {
             seq,

@@ -9,11 +9,12 @@ mod processor;
 
 pub use processor::Processor;
 
-use crate::clock::{Awaiting, Params, YearMonth};
 use crate::error::Result;
 use crate::event::Validation;
 use crate::store::MonthRow;
 use chrono::NaiveDate;
+use dvmtop_core::YearMonth;
+use dvmtop_core::clock::{Awaiting, Params};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 

@@ -4,16 +4,17 @@
 
 use super::commit::{Group, Inflight};
 use super::{BatchReport, MAX_BATCH, Progress, Settings};
-use crate::activity::RowCache;
-use crate::clock::{self, ClockState, Plan, YearMonth, day_of};
-use crate::entities::Entities;
 use crate::error::{Error, Result};
-use crate::keys::FastSet;
-use crate::month::MonthAcc;
 use crate::queue::Queue;
-use crate::record::Item;
 use crate::store::Db;
 use chrono::NaiveDate;
+use dvmtop_core::Item;
+use dvmtop_core::activity::RowCache;
+use dvmtop_core::clock::{self, ClockState, Plan};
+use dvmtop_core::entities::Entities;
+use dvmtop_core::keys::FastSet;
+use dvmtop_core::month::MonthAcc;
+use dvmtop_core::{YearMonth, day_of};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ pub(super) struct DueCleanup {
     day: NaiveDate,
     /// The month not rolled up when it was decided.
     open: Option<YearMonth>,
-    lifecycle: crate::entities::Lifecycle,
+    lifecycle: dvmtop_core::entities::Lifecycle,
 }
 
 /// A read-ahead element of a later day (SPEC §4).
@@ -41,7 +42,7 @@ pub struct Processor {
     /// The open month as committed: retention protects it (and anything
     /// later) even after an in-memory rollover, until that commits.
     pub(super) committed_month: Option<YearMonth>,
-    /// The open months' figures (see [`crate::month`]).
+    /// The open months' figures (see [`dvmtop_core::month`]).
     pub(super) months: BTreeMap<YearMonth, MonthAcc>,
     /// Sequence of the last group handed to the committer.
     pub(super) last_seq: i64,
@@ -129,7 +130,7 @@ impl Processor {
             // wall clock has only moved on since). One that no longer
             // decodes (e.g. a newly excluded kind) is refused, counted and
             // dead-lettered by the next commit, never dropped silently.
-            match Item::decode(&payload, v, i64::MAX / 2) {
+            match crate::record::decode(&payload, v, i64::MAX / 2) {
                 Ok(item) => overflow.push(Parked {
                     day: day_of(item.created_at),
                     payload,
@@ -263,7 +264,7 @@ impl Processor {
         // plan that is not a batch leaves the elements in the queue).
         let mut refused: Vec<(&'static str, usize)> = Vec::new();
         for (i, payload) in raw.iter().enumerate() {
-            match Item::decode(payload, &self.settings.validation, now) {
+            match crate::record::decode(payload, &self.settings.validation, now) {
                 Ok(item) => fresh.push((i, item)),
                 Err(reason) => refused.push((reason.as_str(), i)),
             }
@@ -455,7 +456,7 @@ impl Processor {
             tracing::debug!(day = %r, "cleanup waits for the pending group's commit");
             self.start_commit().await?;
         }
-        self.book.apply(&lifecycle, clock::day_start(r));
+        self.book.apply(&lifecycle, dvmtop_core::day_start(r));
         self.rows.forget_before(cut.detail);
         Ok(DueCleanup {
             day: r,
@@ -549,11 +550,7 @@ impl Processor {
     /// month commit with the group.
     fn rollover(&mut self, m: YearMonth) -> Progress {
         let t = Instant::now();
-        let row = self
-            .months
-            .remove(&m)
-            .unwrap_or_default()
-            .row(m.to_string());
+        let row = self.months.remove(&m).unwrap_or_default().row(m);
         self.seen.remove(&m);
         self.state = clock::after_rollover(&self.state, m);
         self.group.rollovers.push(row.clone());

@@ -4,14 +4,15 @@
 //! sequence and never applied twice.
 
 use super::Db;
-use crate::activity::Entry;
-use crate::analyze::{Counts, EntityRole, Pending};
-use crate::clock::YearMonth;
-use crate::entities::Changes;
-use crate::error::{Error, Result};
-use crate::keys::hex_of;
+use crate::error::Result;
 use crate::store::MonthRow;
 use chrono::{DateTime, NaiveDate, Utc};
+use dvmtop_core::EntityRole;
+use dvmtop_core::YearMonth;
+use dvmtop_core::activity::Entry;
+use dvmtop_core::analyze::{Counts, Pending};
+use dvmtop_core::entities::Changes;
+use dvmtop_core::keys::hex_of;
 use sqlx::{Postgres, Transaction};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -79,7 +80,7 @@ async fn write_row(
     for e in entries {
         hour.push(i16::from(e.hour));
         entity.push(e.entity.as_slice());
-        kind.push(e.kind as i32);
+        kind.push(e.kind.0 as i32);
         rq.push(e.counts.requests as i32);
         rs.push(e.counts.responses as i32);
         fb.push(e.counts.feedback as i32);
@@ -135,7 +136,7 @@ async fn write_rollups(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Resul
     );
     for ((d, k), c) in &p.kind_day {
         day.push(*d);
-        kind.push(*k as i32);
+        kind.push(k.0 as i32);
         rq.push(c.requests);
         rs.push(c.responses);
         fb.push(c.feedback);
@@ -238,7 +239,7 @@ async fn write_support(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Resul
     let (mut kind, mut dvm) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut first, mut last) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for ((k, d), span) in &p.support {
-        kind.push(*k as i32);
+        kind.push(k.0 as i32);
         dvm.push(hex_of(d));
         first.push(ts(span.first));
         last.push(ts(span.last));
@@ -403,7 +404,7 @@ impl Db {
             }
             // Events of a closed month are ignored from now on: their ids
             // need no deduplication any more.
-            let closed: YearMonth = last.year_month.parse().map_err(Error::Namespace)?;
+            let closed = last.year_month;
             sqlx::query("DELETE FROM seen_ids WHERE day < $1")
                 .bind(closed.end())
                 .execute(&mut *tx)

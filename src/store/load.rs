@@ -2,13 +2,14 @@
 //! cache): activity day rows, the entity book, the open months' figures.
 
 use super::Db;
-use crate::activity::Entry;
-use crate::analyze::{Counts, EntityRole};
-use crate::clock::YearMonth;
-use crate::entities::Entity;
 use crate::error::{Error, Result};
-use crate::month::MonthAcc;
 use chrono::{DateTime, NaiveDate, Utc};
+use dvmtop_core::EntityRole;
+use dvmtop_core::YearMonth;
+use dvmtop_core::activity::Entry;
+use dvmtop_core::analyze::Counts;
+use dvmtop_core::entities::Entity;
+use dvmtop_core::month::MonthAcc;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::collections::BTreeMap;
@@ -57,7 +58,7 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         for (day, dvm, responses, feedback) in dvms {
-            let pk = crate::keys::hex32(&dvm).ok_or_else(|| {
+            let pk = dvmtop_core::keys::hex32(&dvm).ok_or_else(|| {
                 Error::Namespace(format!("dvm_stats_rollups holds a bad dvm id {dvm:?}"))
             })?;
             months
@@ -73,7 +74,7 @@ impl Db {
         .await?;
         for (day, kind, requests, responses) in kinds {
             months.entry(YearMonth::of(day)).or_default().add_kind_day(
-                kind as u32,
+                dvmtop_core::JobKind(kind as u32),
                 requests,
                 responses,
             );
@@ -82,7 +83,7 @@ impl Db {
     }
 
     /// The `users` and `dvms` tables, for the processor's entity book.
-    pub async fn load_entities(&self) -> Result<crate::entities::Entities> {
+    pub async fn load_entities(&self) -> Result<dvmtop_core::entities::Entities> {
         type Row = (
             String,
             DateTime<Utc>,
@@ -106,7 +107,7 @@ impl Db {
         ] {
             let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(&self.pool).await?;
             for (id, first, last, active, deact, rq, rs, fb) in rows {
-                let pk = crate::record::hex32(&id).ok_or_else(|| {
+                let pk = dvmtop_core::keys::hex32(&id).ok_or_else(|| {
                     crate::error::Error::Namespace(format!(
                         "{id:?} in {}.{} is not a hex public key",
                         self.namespace,
@@ -132,7 +133,7 @@ impl Db {
             }
         }
         let [users, dvms] = out;
-        Ok(crate::entities::Entities::from_rows(users, dvms))
+        Ok(dvmtop_core::entities::Entities::from_rows(users, dvms))
     }
 }
 
@@ -171,7 +172,7 @@ pub(crate) fn decode_row(row: &PgRow) -> Result<(NaiveDate, EntityRole, Vec<Entr
                     .filter(|h| *h < 24)
                     .ok_or_else(corrupt)?,
                 entity: entity[i].as_slice().try_into().map_err(|_| corrupt())?,
-                kind: u32::try_from(kind[i]).map_err(|_| corrupt())?,
+                kind: dvmtop_core::JobKind(u32::try_from(kind[i]).map_err(|_| corrupt())?),
                 counts: Counts {
                     requests: rq[i].into(),
                     responses: rs[i].into(),

@@ -7,12 +7,14 @@ mod rollover;
 mod status;
 
 pub use commit::Commit;
+pub use dvmtop_core::MonthRow;
 pub use rollover::month_summary;
 pub use rollover::upsert_month;
-pub use status::{MonthRow, Snapshot, WindowStats, windows};
+pub use status::{Snapshot, WindowStats, windows};
 
-use crate::clock::{ClockState, YearMonth};
 use crate::error::{Error, Result};
+use dvmtop_core::YearMonth;
+use dvmtop_core::clock::ClockState;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 use std::str::FromStr;
@@ -319,6 +321,11 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// A job kind as stored (`integer`).
+pub(crate) fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
+    k.map(|k| k.0 as i32)
 }
 
 /// Holds the namespace while alive.

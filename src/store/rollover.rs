@@ -1,10 +1,10 @@
 //! `monthly_activity`: writing and reading rows, and a month's figures from
 //! its detail rows (the rollover dialog's preview; the processor's own
-//! rows come from [`crate::month::MonthAcc`] and must agree with it).
+//! rows come from [`dvmtop_core::month::MonthAcc`] and must agree with it).
 
 use super::{Db, MonthRow};
-use crate::clock::YearMonth;
 use crate::error::Result;
+use dvmtop_core::YearMonth;
 use sqlx::{Postgres, Row};
 
 /// The month's figures from its detail rows; `$1`/`$2` bound the month's
@@ -31,7 +31,7 @@ SELECT
 
 fn row_of(m: YearMonth, r: &sqlx::postgres::PgRow) -> Result<MonthRow> {
     Ok(MonthRow {
-        year_month: m.to_string(),
+        year_month: m,
         total_requests: r.try_get("total_requests")?,
         total_responses: r.try_get("total_responses")?,
         total_feedback: r.try_get("total_feedback")?,
@@ -39,7 +39,9 @@ fn row_of(m: YearMonth, r: &sqlx::postgres::PgRow) -> Result<MonthRow> {
         unique_users: r.try_get("unique_users")?,
         unique_kinds: r.try_get("unique_kinds")?,
         most_popular_dvm: r.try_get("most_popular_dvm")?,
-        most_popular_kind: r.try_get("most_popular_kind")?,
+        most_popular_kind: r
+            .try_get::<Option<i32>, _>("most_popular_kind")?
+            .map(|k| dvmtop_core::JobKind(k as u32)),
         dvm_activity: r.try_get("dvm_activity")?,
         kind_activity: r.try_get("kind_activity")?,
         created_at: r.try_get("created_at").ok(),
@@ -80,7 +82,7 @@ pub async fn upsert_month(
            created_at = coalesce($12, monthly_activity.created_at)
          RETURNING created_at",
     )
-    .bind(&row.year_month)
+    .bind(row.year_month.to_string())
     .bind(row.total_requests)
     .bind(row.total_responses)
     .bind(row.total_feedback)
@@ -88,7 +90,7 @@ pub async fn upsert_month(
     .bind(row.unique_users)
     .bind(row.unique_kinds)
     .bind(&row.most_popular_dvm)
-    .bind(row.most_popular_kind)
+    .bind(super::kind_column(row.most_popular_kind))
     .bind(&row.dvm_activity)
     .bind(&row.kind_activity)
     .bind(row.created_at)

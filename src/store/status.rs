@@ -3,39 +3,20 @@
 
 use super::Db;
 use crate::error::Result;
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, NaiveDate};
+use serde::Serialize;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-/// One `monthly_activity` row (also the backup file format).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MonthRow {
-    pub year_month: String,
-    pub total_requests: i64,
-    pub total_responses: i64,
-    pub total_feedback: i64,
-    pub unique_dvms: i64,
-    pub unique_users: i64,
-    pub unique_kinds: i64,
-    pub most_popular_dvm: Option<String>,
-    pub most_popular_kind: Option<i32>,
-    pub dvm_activity: serde_json::Value,
-    pub kind_activity: serde_json::Value,
-    /// When the row was written (wall clock); absent in a preview.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<DateTime<Utc>>,
-}
-
-pub use crate::windows::WindowStats;
+pub use dvmtop_core::windows::WindowStats;
 
 /// Window stats at processing clock `t` (SPEC §7: event time, never the
 /// wall clock), folded in Rust from the `entity_activity` rows of the
 /// days concerned, streamed one row at a time.
 pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
     use futures_util::TryStreamExt;
-    let (first, last) = crate::windows::day_range(t);
-    let mut w = crate::windows::Windows::new(t);
+    let (first, last) = dvmtop_core::windows::day_range(t);
+    let mut w = dvmtop_core::windows::Windows::new(t);
     let mut rows = sqlx::query(
         "SELECT day, role, hour, entity, kind, requests, responses, feedback FROM entity_activity
          WHERE day >= $1 AND day <= $2",
@@ -145,8 +126,8 @@ impl Db {
             .bind(w.unique_dvms)
             .bind(w.unique_kinds)
             .bind(&w.popular_dvm)
-            .bind(w.popular_kind)
-            .bind(w.competitive_kind)
+            .bind(super::kind_column(w.popular_kind))
+            .bind(super::kind_column(w.competitive_kind))
             .execute(&self.pool)
             .await?;
         }

@@ -5,12 +5,13 @@
 
 use super::dialog::{Choice, Dialog, Preview};
 use super::keymap::{self, Action, Ctx};
-use crate::clock::{Awaiting, Policy, YearMonth};
 use crate::pipeline::{BatchReport, Control, Progress, RunEnd, Until};
 use crate::retention::CleanupRun;
 use crate::store::{MonthRow, WindowStats};
 use chrono::{DateTime, NaiveDate, Utc};
 use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
+use dvmtop_core::YearMonth;
+use dvmtop_core::clock::{Awaiting, Policy};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -706,7 +707,7 @@ impl App {
                 self.say(Level::Info, format!("opened month {m}"));
             }
             Progress::Rolled { row, millis } => {
-                let m: Option<YearMonth> = row.year_month.parse().ok();
+                let m: Option<YearMonth> = Some(row.year_month);
                 if let Some(m) = m {
                     self.run.month = Some(m.next());
                     self.run.rollovers += 1;

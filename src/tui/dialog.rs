@@ -5,8 +5,8 @@
 use super::app::{App, group};
 use super::panes::{centered, short_id};
 use super::theme::Theme;
-use crate::clock::YearMonth;
 use crate::store::MonthRow;
+use dvmtop_core::YearMonth;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};

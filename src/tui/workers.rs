@@ -4,12 +4,12 @@
 //! them), and the month-preview worker of the rollover dialog.
 
 use super::app::{DbPoll, DbView, Msg, Poll, RedisView};
-use crate::clock::YearMonth;
 use crate::error::Result;
 use crate::pipeline::{self, BatchReport, Control, Processor, Progress, RunEnd};
 use crate::queue::Queue;
 use crate::store::{self, Db};
 use chrono::Utc;
+use dvmtop_core::YearMonth;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -281,7 +281,7 @@ pub fn spawn_preview(db: Db, month: YearMonth, ui: mpsc::Sender<Msg>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Awaiting;
+    use dvmtop_core::clock::Awaiting;
 
     fn batch(seq: i64, processed: usize, millis: f64) -> Progress {
         Progress::Batch(BatchReport {

@@ -4,11 +4,11 @@
 #![allow(dead_code)]
 
 use dvmtop::cli::GlobalArgs;
-use dvmtop::clock::Policy;
 use dvmtop::config::Config;
 use dvmtop::headless::{Services, Start};
 use dvmtop::queue::{Keys, Queue};
 use dvmtop::store::Db;
+use dvmtop_core::clock::Policy;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub fn database_url() -> String {

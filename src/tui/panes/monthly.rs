@@ -45,9 +45,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
                 Bar::default()
                     .value(m.total_requests.max(0) as u64)
                     .text_value(si(m.total_requests as f64))
-                    .label(Line::from(
-                        m.year_month.get(2..).unwrap_or(&m.year_month).to_owned(),
-                    ))
+                    .label(Line::from(m.year_month.to_string()[2..].to_owned()))
             })
             .collect();
         f.render_widget(
@@ -77,7 +75,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         };
         Row::new(first(
             vec![
-                Cell::from(m.year_month.clone()),
+                Cell::from(m.year_month.to_string()),
                 num(m.total_requests),
                 num(m.total_responses),
                 Cell::from(Line::from(compl).right_aligned()),

@@ -2,7 +2,7 @@
 
 use super::super::app::{App, Level, Mode, VIEWS};
 use super::super::theme::Theme;
-use crate::clock::Policy;
+use dvmtop_core::clock::Policy;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;

@@ -1,11 +1,12 @@
 //! Fixed data for update and render tests: no wall clock, no services.
 
-use crate::clock::{Awaiting, Policy, YearMonth};
 use crate::pipeline::BatchReport;
 use crate::retention::CleanupRun;
 use crate::store::{MonthRow, WindowStats};
 use crate::tui::app::{App, DbPoll, DbView, Info, Mode, Msg, Poll, RedisView, update};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use dvmtop_core::YearMonth;
+use dvmtop_core::clock::{Awaiting, Policy};
 use std::collections::BTreeMap;
 
 pub fn ym(y: i32, m: u32) -> YearMonth {
@@ -43,7 +44,7 @@ pub fn dvm(n: u8) -> String {
 
 pub fn month_row(m: &str, requests: i64) -> MonthRow {
     MonthRow {
-        year_month: m.into(),
+        year_month: m.parse().unwrap(),
         total_requests: requests,
         total_responses: requests * 9 / 10,
         total_feedback: requests / 5,
@@ -51,7 +52,7 @@ pub fn month_row(m: &str, requests: i64) -> MonthRow {
         unique_users: 1_234 + requests / 100,
         unique_kinds: 17,
         most_popular_dvm: Some(dvm(0xab)),
-        most_popular_kind: Some(5300),
+        most_popular_kind: Some(dvmtop_core::JobKind(5300)),
         dvm_activity: serde_json::json!({}),
         kind_activity: serde_json::json!({}),
         created_at: None,
@@ -69,8 +70,8 @@ fn window(name: &'static str, scale: i64) -> WindowStats {
         unique_dvms: 12 + scale.min(40),
         unique_kinds: 9 + scale.min(8),
         popular_dvm: Some(dvm(0x5c)),
-        popular_kind: Some(5300),
-        competitive_kind: Some(5050),
+        popular_kind: Some(dvmtop_core::JobKind(5300)),
+        competitive_kind: Some(dvmtop_core::JobKind(5050)),
     }
 }
 

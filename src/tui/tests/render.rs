@@ -3,12 +3,12 @@
 //! The `.snap` files are committed; a mismatch fails (CI never writes).
 
 use super::fixture::*;
-use crate::clock::Awaiting;
 use crate::pipeline::Progress;
 use crate::tui::app::{App, Msg, update};
 use crate::tui::render::render;
 use crate::tui::theme::{Palette, Theme};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use dvmtop_core::clock::Awaiting;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 

@@ -2,11 +2,11 @@
 //! rollover dialog flow, read-only, pause/step semantics, redraw-on-change.
 
 use super::fixture::*;
-use crate::clock::{Awaiting, Policy};
 use crate::pipeline::{Control, Progress, RunEnd, Until};
 use crate::tui::app::{App, Command, Level, Msg, Phase, VIEWS, update};
 use crate::tui::dialog::{Choice, Preview};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use dvmtop_core::clock::{Awaiting, Policy};
 use std::time::Duration;
 
 fn key(c: char) -> Msg {

@@ -7,11 +7,33 @@
 //! those), then replays the queue; so the row is the same whether the
 //! month ran in one go or across crashes.
 
-use crate::analyze::UNKNOWN_KIND;
-use crate::event::Role;
 use crate::keys::{FastMap, FastSet, Pubkey, hex_of};
-use crate::store::MonthRow;
+use crate::role::{JobKind, Role};
+use crate::time::YearMonth;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+
+/// One `monthly_activity` row (SPEC §7); also the backup file's format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonthRow {
+    pub year_month: YearMonth,
+    pub total_requests: i64,
+    pub total_responses: i64,
+    pub total_feedback: i64,
+    pub unique_dvms: i64,
+    pub unique_users: i64,
+    pub unique_kinds: i64,
+    pub most_popular_dvm: Option<String>,
+    pub most_popular_kind: Option<JobKind>,
+    /// dvm (hex) → {responses, feedback}
+    pub dvm_activity: Value,
+    /// kind → {requests, responses}
+    pub kind_activity: Value,
+    /// When the row was written (wall clock); absent in a preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+}
 
 /// What a month has done so far.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,16 +46,12 @@ pub struct MonthAcc {
     dvms: FastMap<Pubkey, (i64, i64)>,
     /// job kind (5000–5999) → (requests, responses); kinds credited only
     /// by feedback appear with zeros.
-    kinds: FastMap<u32, (i64, i64)>,
-}
-
-fn job_kind(kind: u32) -> bool {
-    kind != UNKNOWN_KIND && (5000..=5999).contains(&kind)
+    kinds: FastMap<JobKind, (i64, i64)>,
 }
 
 impl MonthAcc {
     /// One applied event.
-    pub fn add(&mut self, role: Role, who: &Pubkey, kind: u32) {
+    pub fn add(&mut self, role: Role, who: &Pubkey, kind: JobKind) {
         match role {
             Role::Request => {
                 self.requests += 1;
@@ -49,7 +67,7 @@ impl MonthAcc {
             }
             Role::Announcement => return,
         }
-        if job_kind(kind) {
+        if kind.is_known() {
             let k = self.kinds.entry(kind).or_default();
             match role {
                 Role::Request => k.0 += 1,
@@ -74,8 +92,8 @@ impl MonthAcc {
     }
 
     /// Committed detail: one `kind_stats_rollups` row of the month.
-    pub fn add_kind_day(&mut self, kind: u32, requests: i64, responses: i64) {
-        if job_kind(kind) {
+    pub fn add_kind_day(&mut self, kind: JobKind, requests: i64, responses: i64) {
+        if kind.is_known() {
             self.requests += requests;
             let k = self.kinds.entry(kind).or_default();
             k.0 += requests;
@@ -84,7 +102,7 @@ impl MonthAcc {
     }
 
     /// The `monthly_activity` row (SPEC §7 definitions).
-    pub fn row(&self, year_month: String) -> MonthRow {
+    pub fn row(&self, year_month: YearMonth) -> MonthRow {
         // Highest count, ties to the smallest key.
         fn top<K: Ord + Copy>(it: impl Iterator<Item = (K, i64)>) -> Option<K> {
             it.filter(|(_, n)| *n > 0)
@@ -111,7 +129,7 @@ impl MonthAcc {
             unique_kinds: self.kinds.values().filter(|(r, s)| r + s > 0).count() as i64,
             most_popular_dvm: top(self.dvms.iter().map(|(pk, (s, _))| (*pk, *s)))
                 .map(|pk| hex_of(&pk)),
-            most_popular_kind: top(self.kinds.iter().map(|(k, (r, _))| (*k, *r))).map(|k| k as i32),
+            most_popular_kind: top(self.kinds.iter().map(|(k, (r, _))| (*k, *r))),
             dvm_activity: Value::Object(dvm_activity),
             kind_activity: Value::Object(kind_activity),
             created_at: None,
@@ -127,24 +145,25 @@ mod tests {
     fn live_and_rebuilt_give_the_same_row() {
         let (u1, u2, d1, d2) = ([1; 32], [2; 32], [3; 32], [4; 32]);
         let mut live = MonthAcc::default();
-        live.add(Role::Request, &u1, 5300);
-        live.add(Role::Request, &u2, 5300);
-        live.add(Role::Request, &u1, 5100);
-        live.add(Role::Response, &d2, 5300);
-        live.add(Role::Response, &d1, 5300);
-        live.add(Role::Feedback, &d1, UNKNOWN_KIND);
-        live.add(Role::Feedback, &d2, 5050);
+        live.add(Role::Request, &u1, JobKind(5300));
+        live.add(Role::Request, &u2, JobKind(5300));
+        live.add(Role::Request, &u1, JobKind(5100));
+        live.add(Role::Response, &d2, JobKind(5300));
+        live.add(Role::Response, &d1, JobKind(5300));
+        live.add(Role::Feedback, &d1, JobKind::UNKNOWN);
+        live.add(Role::Feedback, &d2, JobKind(5050));
         let mut rebuilt = MonthAcc::default();
         rebuilt.add_user(u1);
         rebuilt.add_user(u2);
         rebuilt.add_dvm_day(d1, 1, 1);
         rebuilt.add_dvm_day(d2, 1, 1);
-        rebuilt.add_kind_day(5300, 2, 2);
-        rebuilt.add_kind_day(5100, 1, 0);
-        rebuilt.add_kind_day(5050, 0, 0);
-        rebuilt.add_kind_day(UNKNOWN_KIND, 0, 0);
-        let row = live.row("2024-01".into());
-        assert_eq!(row, rebuilt.row("2024-01".into()));
+        rebuilt.add_kind_day(JobKind(5300), 2, 2);
+        rebuilt.add_kind_day(JobKind(5100), 1, 0);
+        rebuilt.add_kind_day(JobKind(5050), 0, 0);
+        rebuilt.add_kind_day(JobKind::UNKNOWN, 0, 0);
+        let jan = YearMonth::new(2024, 1).unwrap();
+        let row = live.row(jan);
+        assert_eq!(row, rebuilt.row(jan));
         assert_eq!(
             (row.total_requests, row.total_responses, row.total_feedback),
             (3, 2, 2)
@@ -155,14 +174,11 @@ mod tests {
         );
         // d1 and d2 tie on responses: the smaller id wins.
         assert_eq!(row.most_popular_dvm, Some(hex_of(&d1)));
-        assert_eq!(row.most_popular_kind, Some(5300));
+        assert_eq!(row.most_popular_kind, Some(JobKind(5300)));
         assert_eq!(
             row.kind_activity["5050"],
             json!({"requests": 0, "responses": 0})
         );
-        assert_eq!(
-            MonthAcc::default().row("2024-02".into()).most_popular_dvm,
-            None
-        );
+        assert_eq!(MonthAcc::default().row(jan.next()).most_popular_dvm, None);
     }
 }

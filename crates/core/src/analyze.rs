@@ -4,31 +4,12 @@
 //! events; a group may span many batches and days.
 
 use crate::entities::Entities;
-use crate::event::Role;
-use crate::keys::{FastMap, FastSet};
+use crate::item::{Item, Profile};
+use crate::keys::{FastMap, FastSet, Pubkey};
 use crate::month::MonthAcc;
-use crate::record::{Item, Profile, Pubkey};
+use crate::role::{EntityRole, JobKind, Role};
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
-
-/// Which entity an activity row belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EntityRole {
-    User = 0,
-    Dvm = 1,
-}
-
-impl EntityRole {
-    pub const BOTH: [EntityRole; 2] = [EntityRole::User, EntityRole::Dvm];
-
-    pub fn of(role: Role) -> Option<EntityRole> {
-        match role {
-            Role::Request => Some(EntityRole::User),
-            Role::Response | Role::Feedback => Some(EntityRole::Dvm),
-            Role::Announcement => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Counts {
@@ -76,11 +57,8 @@ impl Span {
     }
 }
 
-/// Kind 0 stands for "job kind unknown" (feedback without a `k` tag).
-pub const UNKNOWN_KIND: u32 = 0;
-
 /// One activity cell of a day: (UTC hour of the day, entity, credited kind).
-pub type Cell = (u8, Pubkey, u32);
+pub type Cell = (u8, Pubkey, JobKind);
 
 /// A day's activity cells, per role.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -103,9 +81,9 @@ pub struct Pending {
     /// (day, dvm) → counts: `dvm_stats_rollups`.
     pub dvm_day: FastMap<(NaiveDate, Pubkey), Counts>,
     /// (day, kind) → counts: `kind_stats_rollups`.
-    pub kind_day: FastMap<(NaiveDate, u32), Counts>,
+    pub kind_day: FastMap<(NaiveDate, JobKind), Counts>,
     /// (kind, dvm) → span of responses/feedback for that kind.
-    pub support: FastMap<(u32, Pubkey), Span>,
+    pub support: FastMap<(JobKind, Pubkey), Span>,
     /// dvm → latest announcement.
     pub profiles: FastMap<Pubkey, (i64, Profile)>,
 }
@@ -165,7 +143,7 @@ impl Pending {
             // Feedback without a `k` tag stays "unknown". Crediting it to its
             // request's kind would depend on whether the request happened to
             // be in the same slice, i.e. on batch boundaries (SPEC §3).
-            let kind = it.credited_kind.unwrap_or(UNKNOWN_KIND);
+            let kind = it.credited_kind.unwrap_or(JobKind::UNKNOWN);
             self.totals.add(it.role);
             let hour = day_of_hour(ts);
             act.cells[who as usize]
@@ -180,7 +158,7 @@ impl Pending {
                     .entry((day, it.pubkey))
                     .or_default()
                     .add(it.role);
-                if kind != UNKNOWN_KIND {
+                if kind.is_known() {
                     self.support
                         .entry((kind, it.pubkey))
                         .and_modify(|s| s.widen(ts))
@@ -201,11 +179,11 @@ impl Pending {
     }
 
     /// Kinds (5000–5999) with a request or response in this group.
-    pub fn job_kinds(&self) -> Vec<u32> {
-        let mut kinds: Vec<u32> = self
+    pub fn job_kinds(&self) -> Vec<JobKind> {
+        let mut kinds: Vec<JobKind> = self
             .kind_day
             .iter()
-            .filter(|((_, k), c)| (5000..=5999).contains(k) && c.requests + c.responses > 0)
+            .filter(|((_, k), c)| k.is_known() && c.requests + c.responses > 0)
             .map(|((_, k), _)| *k)
             .collect();
         kinds.sort_unstable();
@@ -222,8 +200,8 @@ fn day_of_hour(ts: i64) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::day_of;
-    use crate::record::hex32;
+    use crate::keys::hex32;
+    use crate::time::day_of;
 
     fn item(id: u8, who: u8, ts: i64, kind: i64) -> Item {
         let role = match kind {
@@ -236,11 +214,7 @@ mod tests {
             pubkey: hex32(&format!("{who:02x}").repeat(32)).unwrap(),
             created_at: ts,
             role,
-            credited_kind: match role {
-                Role::Request => Some(kind as u32),
-                Role::Response => Some(kind as u32 - 1000),
-                _ => None,
-            },
+            credited_kind: crate::role::Kind(kind).job_kind(),
             profile: None,
         }
     }
@@ -260,7 +234,7 @@ mod tests {
         let mut p = Pending::default();
         let mut month = MonthAcc::default();
         let s = p.absorb(day, &slice, &mut seen, &mut book, &mut month);
-        assert_eq!(month.row("1970-01".into()).total_feedback, 1);
+        assert_eq!(month.row(crate::time::YearMonth::of(day)).total_feedback, 1);
         assert_eq!((s.processed, s.duplicates, s.max_ts), (3, 1, Some(4000)));
         assert_eq!(
             p.totals,
@@ -270,9 +244,9 @@ mod tests {
                 feedback: 1
             }
         );
-        assert_eq!(p.kind_day[&(day, 5300)].responses, 1);
+        assert_eq!(p.kind_day[&(day, JobKind(5300))].responses, 1);
         // Feedback without a `k` tag is never credited through its request.
-        assert_eq!(p.kind_day[&(day, UNKNOWN_KIND)].feedback, 1);
+        assert_eq!(p.kind_day[&(day, JobKind::UNKNOWN)].feedback, 1);
         let dvm = hex32(&"08".repeat(32)).unwrap();
         let e = book.get(EntityRole::Dvm, &dvm).unwrap();
         assert_eq!(
@@ -281,8 +255,8 @@ mod tests {
         );
         let day_cells = &p.activity[&day].cells;
         assert_eq!(day_cells[0].len() + day_cells[1].len(), 3);
-        assert_eq!(day_cells[1][&(1, dvm, UNKNOWN_KIND)].feedback, 1);
-        assert_eq!(p.job_kinds(), vec![5300]);
+        assert_eq!(day_cells[1][&(1, dvm, JobKind::UNKNOWN)].feedback, 1);
+        assert_eq!(p.job_kinds(), vec![JobKind(5300)]);
         // The same slice again: all duplicates, nothing changes.
         let before = p.clone();
         let again = p.absorb(day, &slice, &mut seen, &mut book, &mut month);

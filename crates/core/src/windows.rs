@@ -7,9 +7,10 @@
 //! over the activity cells, which the shell streams from `entity_activity`.
 
 use crate::activity::Entry;
-use crate::analyze::{Counts, EntityRole};
-use crate::clock::day_start;
+use crate::analyze::Counts;
 use crate::keys::{FastMap, FastSet, Pubkey, hex_of};
+use crate::role::{EntityRole, JobKind};
+use crate::time::day_start;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -28,9 +29,9 @@ pub struct WindowStats {
     /// Most responses (ties: smallest id).
     pub popular_dvm: Option<String>,
     /// Most requests (ties: smallest kind).
-    pub popular_kind: Option<i32>,
+    pub popular_kind: Option<JobKind>,
     /// Served by the most distinct DVMs (ties: smallest kind).
-    pub competitive_kind: Option<i32>,
+    pub competitive_kind: Option<JobKind>,
 }
 
 pub const NAMES: [&str; 4] = ["1h", "24h", "7d", "30d"];
@@ -62,15 +63,15 @@ struct Acc {
     counts: Counts,
     users: FastSet<Pubkey>,
     dvms: FastSet<Pubkey>,
-    kinds: BTreeSet<u32>,
+    kinds: BTreeSet<JobKind>,
     dvm_responses: FastMap<Pubkey, i64>,
-    kind_requests: FastMap<u32, i64>,
-    kind_dvms: FastMap<u32, FastSet<Pubkey>>,
+    kind_requests: FastMap<JobKind, i64>,
+    kind_dvms: FastMap<JobKind, FastSet<Pubkey>>,
 }
 
 impl Acc {
     fn add(&mut self, role: EntityRole, e: &Entry) {
-        let job = (5000..=5999).contains(&e.kind);
+        let job = e.kind.is_known();
         self.counts = self.counts.plus(e.counts);
         if job && e.counts.requests + e.counts.responses > 0 {
             self.kinds.insert(e.kind);
@@ -110,10 +111,8 @@ impl Acc {
             unique_kinds: self.kinds.len() as i64,
             popular_dvm: top(self.dvm_responses.into_iter().filter(|(_, n)| *n > 0))
                 .map(|pk| hex_of(&pk)),
-            popular_kind: top(self.kind_requests.into_iter().filter(|(_, n)| *n > 0))
-                .map(|k| k as i32),
-            competitive_kind: top(self.kind_dvms.into_iter().map(|(k, s)| (k, s.len() as i64)))
-                .map(|k| k as i32),
+            popular_kind: top(self.kind_requests.into_iter().filter(|(_, n)| *n > 0)),
+            competitive_kind: top(self.kind_dvms.into_iter().map(|(k, s)| (k, s.len() as i64))),
         }
     }
 }
@@ -168,7 +167,7 @@ mod tests {
         Entry {
             hour,
             entity: [who; 32],
-            kind,
+            kind: JobKind(kind),
             counts: Counts {
                 requests: counts.0,
                 responses: counts.1,
@@ -217,8 +216,8 @@ mod tests {
             (1, 2, 2)
         );
         assert_eq!(h1.popular_dvm, Some(hex_of(&[6; 32])));
-        assert_eq!(h1.popular_kind, Some(5100));
-        assert_eq!(h1.competitive_kind, Some(5300));
+        assert_eq!(h1.popular_kind, Some(JobKind(5100)));
+        assert_eq!(h1.competitive_kind, Some(JobKind(5300)));
         assert_eq!(h1.completion, Some(1.0));
         let d30 = &s[3];
         assert_eq!(
@@ -226,7 +225,7 @@ mod tests {
             (4, 3),
             "Dec 16 in, Dec 15 out, 11:00 not yet"
         );
-        assert_eq!(d30.popular_kind, Some(5100));
+        assert_eq!(d30.popular_kind, Some(JobKind(5100)));
         assert_eq!(s.iter().map(|w| w.window).collect::<Vec<_>>(), NAMES);
     }
 }

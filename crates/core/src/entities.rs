@@ -7,10 +7,8 @@
 //! cleanup never has to scan the tables. Loaded from PostgreSQL at start-up;
 //! bounded by retention (entities silent for 60 days are deleted).
 
-use crate::analyze::EntityRole;
-use crate::event::Role;
-use crate::keys::{FastMap, FastSet};
-use crate::record::Pubkey;
+use crate::keys::{FastMap, FastSet, Pubkey};
+use crate::role::{EntityRole, Role};
 
 /// One row of `users` or `dvms` (times in unix seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

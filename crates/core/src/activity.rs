@@ -3,9 +3,9 @@
 //! per (day, role) — the same content whatever the batch size or commit
 //! points — costs two rows a day instead of one per request.
 
-use crate::analyze::{Cell, Counts, EntityRole};
-use crate::keys::FastMap;
-use crate::record::Pubkey;
+use crate::analyze::{Cell, Counts};
+use crate::keys::{FastMap, Pubkey};
+use crate::role::{EntityRole, JobKind};
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub struct Entry {
     pub hour: u8,
     pub entity: Pubkey,
-    pub kind: u32,
+    pub kind: JobKind,
     pub counts: Counts,
 }
 
@@ -98,6 +98,8 @@ impl RowCache {
 mod tests {
     use super::*;
 
+    const K: JobKind = JobKind(5300);
+
     fn c(requests: i64) -> Counts {
         Counts {
             requests,
@@ -110,7 +112,7 @@ mod tests {
         let (a, b) = ([1u8; 32], [2u8; 32]);
         let first = merge(
             &[],
-            &FastMap::from_iter([((5, b, 5300), c(1)), ((5, a, 5300), c(2))]),
+            &FastMap::from_iter([((5, b, K), c(1)), ((5, a, K), c(2))]),
         );
         assert_eq!(
             first.iter().map(|e| e.entity).collect::<Vec<_>>(),
@@ -118,7 +120,7 @@ mod tests {
         );
         let second = merge(
             &first,
-            &FastMap::from_iter([((5, b, 5300), c(3)), ((1, b, 5300), c(1))]),
+            &FastMap::from_iter([((5, b, K), c(3)), ((1, b, K), c(1))]),
         );
         assert_eq!(
             second
@@ -130,11 +132,7 @@ mod tests {
         // Split or whole, the result is the same row.
         let whole = merge(
             &[],
-            &FastMap::from_iter([
-                ((5, b, 5300), c(4)),
-                ((1, b, 5300), c(1)),
-                ((5, a, 5300), c(2)),
-            ]),
+            &FastMap::from_iter([((5, b, K), c(4)), ((1, b, K), c(1)), ((5, a, K), c(2))]),
         );
         assert_eq!(second, whole);
     }

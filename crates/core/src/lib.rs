@@ -1,0 +1,30 @@
+//! dvmtop's pure core: the vocabulary ([`time`], [`role`], [`job`],
+//! [`item`]) and the logic that decides everything — the clock and its
+//! rollover state machine ([`clock`]), the analysis of day slices
+//! ([`analyze`]), the entity book ([`entities`]), the running month
+//! figures ([`month`]), window stats ([`windows`]), activity day rows
+//! ([`activity`]) and the retention policy ([`retention`]).
+//!
+//! No I/O here, and no way to add it by accident: this crate depends on
+//! no database, queue, runtime or terminal crate. The shell (the `dvmtop`
+//! crate) reads and writes; the core is tested exhaustively on its own.
+
+pub mod activity;
+pub mod analyze;
+pub mod clock;
+pub mod entities;
+pub mod item;
+pub mod job;
+pub mod keys;
+pub mod month;
+pub mod retention;
+pub mod role;
+pub mod time;
+pub mod windows;
+
+pub use item::{Item, Profile};
+pub use job::{Job, Outcome};
+pub use keys::Pubkey;
+pub use month::MonthRow;
+pub use role::{EntityRole, JobKind, Kind, Role};
+pub use time::{Day, YearMonth, day_of, day_start};
