@@ -6,9 +6,9 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::generate::{GenConfig, generate};
-use crate::headless::{Services, Start};
 use crate::ingest::{self, IngestConfig, Source};
-use crate::pipeline::{self, Processor, Progress};
+use crate::pipeline::{self, Processor, Progress, Publisher, Wake};
+use crate::run::{Services, Start};
 use dvmtop_core::YearMonth;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -278,11 +278,15 @@ pub async fn run(
     let mut processed = 0u64;
     let t = Instant::now();
     let mut last = t;
-    pipeline::run(
-        &mut proc,
-        &mut rx,
-        || true,
-        |p| {
+    let (publisher, mut sub) = Publisher::new();
+    let mut wake = Wake::new(std::time::Duration::from_secs(1));
+    let processing = async move {
+        let mut publisher = publisher;
+        pipeline::run(&mut proc, &mut rx, &mut wake, || true, &mut publisher).await
+        // The publisher goes here: the events below end.
+    };
+    let timing = async {
+        while let Some(p) = sub.events.recv().await {
             if let Progress::Batch(r) = p {
                 processed += r.processed as u64;
                 let now = Instant::now();
@@ -293,9 +297,10 @@ pub async fn run(
                 }
                 last = now;
             }
-        },
-    )
-    .await?;
+        }
+    };
+    let (end, ()) = tokio::join!(processing, timing);
+    end?;
     let final_flush_s = last.elapsed().as_secs_f64();
     let processing_secs = t.elapsed().as_secs_f64();
     let processing_rate = rate(processed, processing_secs);

@@ -4,16 +4,17 @@
 
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod event;
 pub mod generate;
-pub mod headless;
 pub mod ingest;
 pub mod pipeline;
 pub mod queue;
 pub mod record;
 pub mod relay;
 pub mod retention;
+pub mod run;
 pub mod store;
 pub mod tui;

@@ -6,14 +6,12 @@ use dvmtop::cli::{Cli, Command, TuiArgs};
 use dvmtop::config::Config;
 use dvmtop::error::Error;
 use dvmtop::generate::{GenConfig, generate};
-use dvmtop::headless::{self, Start};
 use dvmtop::pipeline::Control;
-use dvmtop::tui::{self, Mode, theme::Palette};
+use dvmtop::run::{self, Mode, Start};
+use dvmtop::tui::{self, theme::Palette};
 use dvmtop_core::clock::Policy;
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
 fn main() -> ExitCode {
@@ -79,9 +77,8 @@ fn init_logging(cfg: &Config) -> Option<tracing_appender::non_blocking::WorkerGu
     Some(guard)
 }
 
-/// SIGINT, SIGTERM and SIGHUP (an SSH session dropping) all mean: finish
-/// the step in flight, commit, stop.
-fn on_signals(ctl: mpsc::Sender<Control>, cancel: Arc<AtomicBool>) {
+/// SIGINT, SIGTERM and SIGHUP (an SSH session dropping) send `Shutdown`.
+fn stop_on_signals(ctl: mpsc::Sender<Control>) {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
@@ -98,9 +95,30 @@ fn on_signals(ctl: mpsc::Sender<Control>, cancel: Arc<AtomicBool>) {
             _ = hup.recv() => {}
         }
         tracing::info!("signal received: shutting down");
-        cancel.store(true, Ordering::SeqCst);
         let _ = ctl.send(Control::Shutdown).await;
     });
+}
+
+/// A headless backtest or service: JSON lines, the summary last; ingest's
+/// own failure (a truncated file) after the summary, as the exit status.
+async fn headless(
+    cfg: &Config,
+    mode: Mode,
+    files: &[String],
+    start: Start,
+) -> Result<ExitCode, Error> {
+    let r = run::headless(cfg, mode, files, start, true, print_line).await?;
+    let interrupted = r.summary.interrupted;
+    let mut v = serde_json::to_value(&r.summary).map_err(|e| Error::Config(e.to_string()))?;
+    v.as_object_mut()
+        .map(|o| o.insert("event".into(), "summary".into()));
+    print_line(v);
+    r.ingest?;
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_line(v: serde_json::Value) {
@@ -229,47 +247,25 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             if !a.headless {
                 return run_tui(&cfg, &cli.tui, Mode::Backtest, a.files, start).await;
             }
-            let (tx, rx) = mpsc::channel(16);
-            let cancel = Arc::new(AtomicBool::new(false));
-            on_signals(tx.clone(), cancel.clone());
-            let summary = headless::backtest(&cfg, &a.files, start, rx, cancel, print_line).await?;
-            let interrupted = summary.interrupted;
-            let mut v = serde_json::to_value(&summary).map_err(|e| Error::Config(e.to_string()))?;
-            v.as_object_mut()
-                .map(|o| o.insert("event".into(), "summary".into()));
-            print_line(v);
-            Ok(if interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
-            })
+            headless(&cfg, Mode::Backtest, &a.files, start).await
         }
         Command::Serve(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let (tx, rx) = mpsc::channel(16);
-            let cancel = Arc::new(AtomicBool::new(false));
-            on_signals(tx.clone(), cancel.clone());
-            let summary = headless::serve(&cfg, &a.files, rx, cancel, print_line).await?;
-            let mut v = serde_json::to_value(&summary).map_err(|e| Error::Config(e.to_string()))?;
-            v.as_object_mut()
-                .map(|o| o.insert("event".into(), "summary".into()));
-            print_line(v);
-            Ok(ExitCode::SUCCESS)
+            headless(&cfg, Mode::Serve, &a.files, Start::Resume).await
         }
         Command::Ingest(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let cancel = Arc::new(AtomicBool::new(false));
             let (tx, rx) = mpsc::channel(4);
-            on_signals(tx, cancel.clone());
-            let v = headless::collect(&cfg, &a.files, rx, cancel, print_line).await?;
+            stop_on_signals(tx);
+            let v = dvmtop::commands::collect(&cfg, &a.files, rx, print_line).await?;
             print_line(v);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
-            let v = headless::status(&cfg).await?;
+            let v = dvmtop::commands::status(&cfg).await?;
             if a.json {
                 print_line(v);
             } else {
@@ -282,11 +278,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Cleanup => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            match headless::cleanup_now(&cfg).await? {
-                headless::CleanupOutcome::Ran(run) => {
+            match dvmtop::commands::cleanup_now(&cfg).await? {
+                dvmtop::commands::CleanupOutcome::Ran(run) => {
                     print_line(serde_json::json!({"event": "cleanup", "run": run}))
                 }
-                headless::CleanupOutcome::Requested => print_line(serde_json::json!({
+                dvmtop::commands::CleanupOutcome::Requested => print_line(serde_json::json!({
                     "event": "cleanup_requested",
                     "why": "a running dvmtop holds the namespace; it runs the cleanup within a second (or when it next pauses) and audits it in job_runs",
                 })),
@@ -296,7 +292,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Restore(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let services = headless::Services::open(&cfg, Start::Resume, false).await?;
+            let services = run::Services::open(&cfg, Start::Resume, false).await?;
             let r = dvmtop::retention::restore(&services.db, &a.file).await?;
             print_line(
                 serde_json::json!({"event": "restored", "file": a.file.display().to_string(), "result": r}),
@@ -329,7 +325,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         }
         Command::Confirm(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Manual)?;
-            println!("{}", headless::confirm(&cfg, a.month.as_deref()).await?);
+            println!(
+                "{}",
+                dvmtop::commands::confirm(&cfg, a.month.as_deref()).await?
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -9,8 +9,7 @@
 //! between replays the trim at start-up, never the batch.
 
 use crate::error::{Error, Result};
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -54,6 +53,11 @@ impl Keys {
     pub fn relays(&self) -> String {
         self.key("relays")
     }
+    /// The Pub/Sub channel ingest notifies when it enqueued something, so
+    /// an idle processor wakes at once instead of polling.
+    pub fn wake(&self) -> String {
+        self.key("wake")
+    }
     /// One relay's stats hash (see `relay::stats`).
     pub fn relay(&self, url: &str) -> String {
         self.key(&format!("relay:{url}"))
@@ -82,7 +86,8 @@ pub struct ChunkOutcome {
 
 // Atomically: dedup each candidate in its day set and enqueue the new ones,
 // count everything, park refused lines in the dead-letter list and move the
-// source's resume offset. KEYS: queue, stats, dead, offsets.
+// source's resume offset, and notify waiting processors.
+// KEYS: queue, stats, dead, offsets, wake channel.
 // ARGV: offset_field, offset, read, n, (seen_key, id, payload)*n, m, (reason, raw)*m
 const ENQUEUE: &str = r#"
 local i = 5
@@ -108,6 +113,7 @@ if dup > 0 then redis.call('HINCRBY', KEYS[2], 'rejected:duplicate', dup) end
 redis.call('HINCRBY', KEYS[2], 'accepted', acc)
 redis.call('HINCRBY', KEYS[2], 'events_read', tonumber(ARGV[3]))
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) end
+if acc > 0 then redis.call('PUBLISH', KEYS[5], acc) end
 return {acc, dup}
 "#;
 
@@ -122,9 +128,13 @@ end
 return 0
 "#;
 
+/// A namespace's Redis handle. The connection reconnects by itself after
+/// Redis restarts or the link drops (the command in flight fails and is
+/// retried by its caller, like any transient error).
 #[derive(Clone)]
 pub struct Queue {
-    conn: MultiplexedConnection,
+    client: redis::Client,
+    conn: ConnectionManager,
     pub keys: Keys,
     enqueue: std::sync::Arc<redis::Script>,
     ack: std::sync::Arc<redis::Script>,
@@ -144,11 +154,14 @@ impl Queue {
             .map_err(|e| Error::Config(format!("invalid REDIS_URL {url:?}: {e}")))?;
         // redis-rs 1.x times responses out after 500 ms by default; our
         // scripts on large batches can take longer, so allow generously.
-        let cfg = AsyncConnectionConfig::new()
+        // Reconnects back off from 100 ms to 5 s, forever.
+        let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(120)));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&cfg)
+            .set_response_timeout(Some(Duration::from_secs(120)))
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(5))
+            .set_number_of_retries(usize::MAX);
+        let mut conn = ConnectionManager::new_with_config(client.clone(), cfg)
             .await
             .map_err(redis_err(url))?;
         let _: String = redis::cmd("PING")
@@ -156,6 +169,7 @@ impl Queue {
             .await
             .map_err(redis_err(url))?;
         Ok(Queue {
+            client,
             conn,
             keys,
             enqueue: std::sync::Arc::new(redis::Script::new(ENQUEUE)),
@@ -178,6 +192,7 @@ impl Queue {
             .key(self.keys.ingest_stats())
             .key(self.keys.dead())
             .key(self.keys.offsets())
+            .key(self.keys.wake())
             .arg(offset_field)
             .arg(offset)
             .arg(read)
@@ -194,6 +209,40 @@ impl Queue {
             accepted: acc,
             duplicates: dup,
         })
+    }
+
+    /// Waits for ingest's notifications on the wake channel and sends a
+    /// [`Signal::Work`](crate::pipeline::Signal) for each (dropped when one
+    /// is already waiting). Resubscribes after a lost connection; returns
+    /// when the receiver is gone.
+    pub async fn forward_wakes(&self, to: tokio::sync::mpsc::Sender<crate::pipeline::Signal>) {
+        use futures_util::StreamExt;
+        let mut delay = Duration::from_millis(200);
+        while !to.is_closed() {
+            let stream = async {
+                let mut ps = self.client.get_async_pubsub().await?;
+                ps.subscribe(self.keys.wake()).await?;
+                Ok::<_, redis::RedisError>(ps.into_on_message())
+            };
+            match stream.await {
+                Ok(mut messages) => {
+                    delay = Duration::from_millis(200);
+                    // A signal now: work may have arrived while unsubscribed.
+                    let _ = to.try_send(crate::pipeline::Signal::Work);
+                    while messages.next().await.is_some() {
+                        if to.try_send(crate::pipeline::Signal::Work).is_err() && to.is_closed() {
+                            return;
+                        }
+                    }
+                    tracing::debug!("Redis wake subscription ended; subscribing again");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot subscribe to the Redis wake channel; retrying in {delay:?}");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
     }
 
     /// Where a source's ingest stopped (elements already handled).

@@ -22,7 +22,7 @@ mod common;
 use chrono::{DateTime, Datelike, Days, NaiveDate};
 use common::*;
 use dvmtop::generate::{GenConfig, GenStats, STRAGGLER_DAY, generate};
-use dvmtop::headless::{Start, Summary};
+use dvmtop::run::{Start, Summary};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 

@@ -650,8 +650,8 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
 /// request's feedback (no `k` tag) is only enqueued after the resume.
 #[tokio::test]
 async fn resume_that_splits_a_day_into_two_slices_matches_uninterrupted_run() {
-    use dvmtop::headless::Services;
     use dvmtop::pipeline::Processor;
+    use dvmtop::run::Services;
     let user = 0x11u8;
     let t = at(2024, 1, 10, 10);
     let request = event_line(user, t, 5300, vec![vec!["i", "hello", "text"]], "");

@@ -30,7 +30,7 @@ mod common;
 use chrono::{DateTime, Datelike, Days, NaiveDate};
 use common::*;
 use dvmtop::generate::{GenConfig, STRAGGLER_DAY, generate};
-use dvmtop::headless::Start;
+use dvmtop::run::Start;
 use serde_json::Value;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet, HashSet};

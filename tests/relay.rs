@@ -5,8 +5,8 @@
 
 mod common;
 use common::*;
-use dvmtop::headless::Services;
 use dvmtop::relay::{RelayConfig, RelayIngest, RelayStatus, RelayUrl, relay_status};
+use dvmtop::run::Services;
 use futures_util::{SinkExt, StreamExt};
 use nostr_relay_builder::prelude::{
     EventBuilder, JsonUtil, Keys, Kind, LocalRelay, MemoryDatabase, MemoryDatabaseOptions,

@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use dvmtop::headless::Services;
 use dvmtop::pipeline::{Processor, Progress};
+use dvmtop::run::Services;
 use dvmtop_core::YearMonth;
 use dvmtop_core::clock::Policy;
 use std::collections::BTreeMap;
@@ -164,11 +164,11 @@ async fn lifecycle_edges_at_exactly_30_and_60_days() {
     // The audit of that run counts exactly what happened on Jan 15. (Users
     // 10–12 and DVM 20 were already deactivated by earlier daily runs.)
     let audited =
-        s.db.job_runs(Some("daily_cleanup"), 1000, None)
+        s.db.job_runs(Some(dvmtop_core::Job::DailyCleanup), 1000, None)
             .await
             .unwrap();
     let jan15 = audited.iter().find(|r| r.id == run.id).unwrap();
-    assert_eq!(jan15.outcome, "ok");
+    assert_eq!(jan15.outcome, dvmtop_core::Outcome::Ok);
     assert_eq!(jan15.rows.get("users_deleted"), Some(&1));
     assert_eq!(jan15.rows.get("dvms_deleted"), Some(&1));
     let total = |k: &str| {
@@ -474,8 +474,11 @@ async fn a_failed_backup_is_reported_and_processing_goes_on() {
         s.db.snapshot().await.unwrap().counters.get("processed"),
         Some(&3)
     );
-    let audit = s.db.job_runs(Some("backup"), 1, None).await.unwrap();
-    assert_eq!(audit[0].outcome, "failed");
+    let audit =
+        s.db.job_runs(Some(dvmtop_core::Job::Backup), 1, None)
+            .await
+            .unwrap();
+    assert_eq!(audit[0].outcome, dvmtop_core::Outcome::Failed);
 }
 
 #[tokio::test]
@@ -485,15 +488,15 @@ async fn cleanup_now_is_audited() {
     push_lines(&s.queue, &[req(1, at(2025, 1, 10, 0))]).await;
     settle(&mut p).await;
     let before =
-        s.db.job_runs(Some("daily_cleanup"), 100, None)
+        s.db.job_runs(Some(dvmtop_core::Job::DailyCleanup), 100, None)
             .await
             .unwrap()
             .len();
     let run = p.cleanup_now().await.unwrap();
-    assert_eq!(run.outcome, "ok");
+    assert_eq!(run.outcome, dvmtop_core::Outcome::Ok);
     assert_eq!(run.reference_time, Some(ts("2025-01-10T00:00:00Z")));
     assert_eq!(
-        s.db.job_runs(Some("daily_cleanup"), 100, None)
+        s.db.job_runs(Some(dvmtop_core::Job::DailyCleanup), 100, None)
             .await
             .unwrap()
             .len(),

@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use dvmtop::headless::Services;
 use dvmtop::pipeline::{Processor, Progress};
+use dvmtop::run::Services;
 use dvmtop_core::YearMonth;
 use dvmtop_core::clock::Policy;
 
@@ -235,7 +235,7 @@ async fn external_confirmation_reaches_a_waiting_pipeline() {
         settle(&mut p).await.last(),
         Some(Progress::Blocked(_))
     ));
-    let msg = dvmtop::headless::confirm(&ns.config(), None).await.unwrap();
+    let msg = dvmtop::commands::confirm(&ns.config(), None).await.unwrap();
     assert!(msg.contains("2024-01"), "{msg}");
     p.refresh_requests().await.unwrap();
     let log = settle(&mut p).await;

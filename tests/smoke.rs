@@ -8,7 +8,7 @@ async fn fixture_backtest_processes_everything() {
     let s = backtest(
         &cfg,
         &["tests/fixtures/dvm-events-real.jsonl".into()],
-        dvmtop::headless::Start::New,
+        dvmtop::run::Start::New,
     )
     .await;
     assert_eq!((s.events_read, s.accepted, s.processed), (118, 118, 118));

@@ -1,20 +1,37 @@
-//! The processing shell around the pure clock: peek the queue, plan, carry
-//! out the plan's action in PostgreSQL, acknowledge, publish progress.
+//! The processing shell around the pure core: read the queue, plan with
+//! the clock, fold batches in memory, commit groups, acknowledge — and
+//! publish one [`PipelineStatus`] snapshot.
 //!
 //! The TUI and headless mode drive it through the same [`Control`]
-//! messages and read the same [`Progress`] stream.
+//! messages and render the same snapshot. It is generic over its two
+//! seams ([`Store`], [`QueueOps`]), so every failure branch runs in a test
+//! against in-memory fakes. It never polls while idle: it waits for a
+//! control, a [`Signal`] (new queue work, another process's request) or a
+//! long fallback timer.
 
-mod commit;
+mod committer;
+#[cfg(test)]
+mod fake;
+mod group;
+mod ports;
 mod processor;
+mod status;
+#[cfg(test)]
+mod tests;
 
-pub use processor::Processor;
+pub use ports::{DueCleanup, Loaded, QueueOps, Requests, Store};
+pub use processor::{EntityCounts, Processor};
+pub use status::{
+    AwaitingRollover, Latency, Phase, PipelineStatus, Publisher, Session, Subscription,
+};
 
 use crate::error::Result;
 use crate::event::Validation;
-use crate::store::MonthRow;
+use crate::store::{JobRun, MonthRow};
 use chrono::NaiveDate;
 use dvmtop_core::YearMonth;
 use dvmtop_core::clock::{Awaiting, Params};
+use serde::Serialize;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -70,7 +87,7 @@ pub enum Progress {
         day: NaiveDate,
     },
     /// A day's cleanup ran and was audited.
-    DailyCleanup(crate::retention::CleanupRun),
+    DailyCleanup(JobRun),
     /// A batch was processed (in memory; see `Committed`).
     Batch(BatchReport),
     /// A commit group reached PostgreSQL and left the queue.
@@ -82,7 +99,7 @@ pub enum Progress {
         accepted: bool,
     },
     /// A cleanup run finished (daily, or on request).
-    Cleanup(crate::retention::CleanupRun),
+    Cleanup(JobRun),
     /// The loop paused (after a stepping command) or resumed.
     Paused(bool),
     /// A transient error; the step is retried after `millis`.
@@ -92,7 +109,7 @@ pub enum Progress {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct BatchReport {
     pub seq: i64,
     pub day: Option<NaiveDate>,
@@ -185,7 +202,8 @@ pub enum RunEnd {
 }
 
 /// Where a stepping command stops again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Until {
     Batch,
     Day,
@@ -208,6 +226,7 @@ impl Until {
 }
 
 /// The run loop's operator state.
+#[derive(Debug, Default)]
 struct Driver {
     paused: bool,
     until: Option<Until>,
@@ -232,31 +251,225 @@ impl Driver {
     }
 }
 
+/// Why an idle pipeline should look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// New elements in the queue (ingest's Redis notification, or the
+    /// input ended).
+    Work,
+    /// Another process asked for something (`dvmtop confirm`, `dvmtop
+    /// cleanup`: PostgreSQL `NOTIFY`).
+    Requests,
+}
+
+/// Where an idle pipeline waits for [`Signal`]s, with fallback timers for
+/// when a signal source is down (or absent: a DVMDash collector does not
+/// notify).
+pub struct Wake {
+    tx: mpsc::Sender<Signal>,
+    rx: mpsc::Receiver<Signal>,
+    /// Longest idle wait without a signal before the queue is read again.
+    pub idle_fallback: Duration,
+    /// Longest wait before other processes' requests are read again.
+    pub requests_fallback: Duration,
+    /// A request signal arrived while the loop was busy.
+    requests_pending: bool,
+}
+
+impl Wake {
+    pub fn new(idle_fallback: Duration) -> Wake {
+        let (tx, rx) = mpsc::channel(16);
+        Wake {
+            tx,
+            rx,
+            idle_fallback,
+            requests_fallback: Duration::from_secs(30),
+            requests_pending: false,
+        }
+    }
+
+    /// A handle for signal sources (listeners, the ingest task).
+    pub fn sender(&self) -> mpsc::Sender<Signal> {
+        self.tx.clone()
+    }
+
+    /// Takes the signals that arrived meanwhile; true if one was a request.
+    fn drain(&mut self) -> bool {
+        while let Ok(s) = self.rx.try_recv() {
+            self.requests_pending |= s == Signal::Requests;
+        }
+        std::mem::take(&mut self.requests_pending)
+    }
+}
+
+/// What ended a wait.
+enum Woke {
+    Control(Control),
+    Signal(Signal),
+    Timeout,
+}
+
+async fn wait(ctl: &mut mpsc::Receiver<Control>, wake: &mut Wake, limit: Duration) -> Woke {
+    let open = !ctl.is_closed();
+    tokio::select! {
+        c = ctl.recv(), if open => match c {
+            Some(c) => Woke::Control(c),
+            None => Woke::Timeout,
+        },
+        s = wake.rx.recv() => s.map_or(Woke::Timeout, Woke::Signal),
+        _ = tokio::time::sleep(limit) => Woke::Timeout,
+    }
+}
+
+/// The loop's state besides the processor.
+struct Run<'a> {
+    ctl: &'a mut mpsc::Receiver<Control>,
+    wake: &'a mut Wake,
+    out: &'a mut Publisher,
+    d: Driver,
+    phase: Phase,
+    requests_read: Instant,
+}
+
+impl<'a> Run<'a> {
+    fn publish<S: Store, Q: QueueOps>(&mut self, p: &Processor<S, Q>, force: bool) {
+        self.out.phase(self.phase.clone());
+        self.out
+            .publish(p, self.d.paused, self.d.until, self.d.delay, force);
+    }
+
+    fn report<S: Store, Q: QueueOps>(&mut self, p: &mut Processor<S, Q>) {
+        for r in p.take_reports() {
+            self.out.event(r);
+        }
+    }
+
+    async fn commit<S: Store, Q: QueueOps>(&mut self, p: &mut Processor<S, Q>) -> Result<()> {
+        let r = p.commit().await;
+        self.report(p);
+        r
+    }
+
+    /// Reads other processes' requests (and runs a requested cleanup).
+    async fn requests<S: Store, Q: QueueOps>(&mut self, p: &mut Processor<S, Q>) -> Result<()> {
+        self.requests_read = Instant::now();
+        let run = p.refresh_requests().await;
+        self.report(p);
+        if let Some(run) = run? {
+            self.out.event(Progress::Cleanup(run));
+        }
+        Ok(())
+    }
+
+    /// Applies one control message; true means shut down (after a commit).
+    async fn control<S: Store, Q: QueueOps>(
+        &mut self,
+        p: &mut Processor<S, Q>,
+        c: Control,
+    ) -> Result<bool> {
+        let was_paused = self.d.paused;
+        match c {
+            Control::Pause => {
+                self.d.paused = true;
+                self.d.until = None;
+            }
+            Control::Resume => {
+                self.d.paused = false;
+                self.d.until = None;
+            }
+            Control::StepBatch => self.d.until = Some(Until::Batch),
+            Control::StepDay => self.d.until = Some(Until::Day),
+            Control::RunToRollover => self.d.until = Some(Until::Rollover),
+            Control::SetDelay(delay) => self.d.delay = delay,
+            Control::Confirm(m) => {
+                let ok = p.confirm(m).await?;
+                self.out.event(Progress::Confirmed {
+                    month: m,
+                    accepted: ok,
+                });
+            }
+            Control::CleanupNow => {
+                let run = p.cleanup_now().await;
+                self.report(p);
+                self.out.event(Progress::Cleanup(run?));
+            }
+            Control::Shutdown => {
+                self.phase = Phase::Stopping;
+                self.publish(p, true);
+                self.commit(p).await?;
+                return Ok(true);
+            }
+        }
+        // A stepping command runs from a paused state and pauses again.
+        if self.d.until.is_some() {
+            self.d.paused = true;
+        }
+        if self.d.paused != was_paused {
+            if self.d.paused {
+                self.commit(p).await?;
+            }
+            self.out.event(Progress::Paused(self.d.paused));
+        }
+        self.publish(p, true);
+        Ok(false)
+    }
+
+    /// Waits up to `limit` for a control or a signal and handles it.
+    /// Returns true on shutdown.
+    async fn idle<S: Store, Q: QueueOps>(
+        &mut self,
+        p: &mut Processor<S, Q>,
+        limit: Duration,
+    ) -> Result<bool> {
+        match wait(self.ctl, self.wake, limit).await {
+            Woke::Control(c) => self.control(p, c).await,
+            Woke::Signal(Signal::Requests) => self.requests(p).await.map(|_| false),
+            Woke::Signal(Signal::Work) => Ok(false),
+            Woke::Timeout => {
+                if self.requests_read.elapsed() >= self.wake.requests_fallback {
+                    self.requests(p).await?;
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
 /// Drives a processor until shutdown or, when `input_done` says the input
-/// is finished, until queue and overflow are empty. Transient errors are
-/// retried with backoff and reported; others end the run. Whatever is
-/// pending is committed before it returns, pauses, or waits.
-pub async fn run(
-    p: &mut Processor,
+/// is finished, until queue and overflow are empty (and no rollover waits
+/// for confirmation). Transient errors are retried with backoff and shown
+/// as `Retrying`; others end the run. Whatever is pending is committed
+/// before it returns, pauses, or waits.
+pub async fn run<S: Store, Q: QueueOps>(
+    p: &mut Processor<S, Q>,
     ctl: &mut mpsc::Receiver<Control>,
+    wake: &mut Wake,
     input_done: impl Fn() -> bool,
-    mut report: impl FnMut(&Progress),
+    out: &mut Publisher,
 ) -> Result<RunEnd> {
-    let mut d = Driver {
-        paused: false,
-        until: None,
-        delay: Duration::ZERO,
+    let mut r = Run {
+        ctl,
+        wake,
+        out,
+        d: Driver::default(),
+        phase: Phase::Running,
+        requests_read: Instant::now(),
     };
+    r.publish(p, true);
     let mut backoff = Duration::from_millis(100);
-    let mut requests_checked = Instant::now();
+    let mut attempt = 0u32;
     loop {
-        while let Ok(c) = ctl.try_recv() {
-            if apply_control(p, c, &mut d, &mut report).await? {
+        while let Ok(c) = r.ctl.try_recv() {
+            if r.control(p, c).await? {
                 return Ok(RunEnd::Shutdown);
             }
         }
-        if !d.may_step() {
-            if wait_for(ctl, p, &mut d, &mut report, Duration::from_millis(500)).await? {
+        if r.wake.drain() || r.requests_read.elapsed() >= r.wake.requests_fallback {
+            r.requests(p).await?;
+        }
+        if !r.d.may_step() {
+            r.publish(p, true);
+            if r.idle(p, r.wake.requests_fallback).await? {
                 return Ok(RunEnd::Shutdown);
             }
             continue;
@@ -264,132 +477,91 @@ pub async fn run(
         let progress = match p.step().await {
             Ok(x) => {
                 backoff = Duration::from_millis(100);
+                attempt = 0;
                 x
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "transient error; retrying in {backoff:?}");
-                report(&Progress::Retrying {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "transient error; retrying in {backoff:?}");
+                r.report(p);
+                r.phase = Phase::Retrying {
+                    error: e.to_string(),
+                    attempt,
+                    next_in_ms: backoff.as_millis() as u64,
+                };
+                r.out.event(Progress::Retrying {
                     error: e.to_string(),
                     millis: backoff.as_millis() as u64,
                 });
-                tokio::time::sleep(backoff).await;
+                r.publish(p, true);
+                if let Woke::Control(c) = wait(r.ctl, r.wake, backoff).await {
+                    if c == Control::Shutdown {
+                        // Nothing uncommitted is acknowledged: stopping
+                        // without a commit loses nothing.
+                        if let Err(e) = r.commit(p).await {
+                            tracing::warn!(error = %e, "stopping without the last commit; the queue still holds what it had");
+                        }
+                        return Ok(RunEnd::Shutdown);
+                    }
+                    if r.control(p, c).await? {
+                        return Ok(RunEnd::Shutdown);
+                    }
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
             Err(e) => return Err(e),
         };
-        report(&progress);
-        if d.reached(&progress) {
-            commit(p, &mut report).await?;
-            report(&Progress::Paused(true));
+        r.phase = match &progress {
+            Progress::Idle => Phase::Idle,
+            Progress::Blocked(_) => Phase::Waiting,
+            _ => Phase::Running,
+        };
+        let batch = matches!(progress, Progress::Batch(_));
+        let reached = r.d.reached(&progress);
+        r.out.event(progress.clone());
+        r.report(p);
+        if reached {
+            r.commit(p).await?;
+            r.out.event(Progress::Paused(true));
         }
-        let quiet = matches!(progress, Progress::Idle | Progress::Blocked(_));
-        if quiet || requests_checked.elapsed() >= Duration::from_secs(1) {
-            requests_checked = Instant::now();
-            if let Some(run) = p.refresh_requests().await? {
-                report(&Progress::Cleanup(run));
+        match progress {
+            Progress::Batch(_) => {
+                r.publish(p, reached);
+                if !r.d.delay.is_zero() && r.idle(p, r.d.delay).await? {
+                    return Ok(RunEnd::Shutdown);
+                }
             }
-        }
-        report_commits(p, &mut report);
-        let pause = match progress {
-            Progress::Batch(_) => d.delay,
             Progress::Idle => {
                 if input_done() && p.drained().await? {
-                    p.catch_up().await?;
-                    p.snapshot_windows().await?;
-                    report_commits(p, &mut report);
-                    return Ok(RunEnd::Drained);
+                    if p.awaiting().is_none() {
+                        p.catch_up().await?;
+                        p.snapshot_windows().await?;
+                        r.report(p);
+                        r.phase = Phase::Finished;
+                        r.publish(p, true);
+                        return Ok(RunEnd::Drained);
+                    }
+                    // Everything is processed but a rollover is due: it
+                    // waits for its confirmation, then the run finishes.
+                    r.phase = Phase::Waiting;
                 }
-                Duration::from_millis(50)
+                r.publish(p, true);
+                // A pending group commits once it is old enough (live).
+                let limit = p
+                    .commit_due_in()
+                    .map_or(r.wake.idle_fallback, |d| d.min(r.wake.idle_fallback));
+                if r.idle(p, limit).await? {
+                    return Ok(RunEnd::Shutdown);
+                }
             }
-            Progress::Blocked(_) => Duration::from_millis(250),
-            _ => Duration::ZERO,
-        };
-        if !pause.is_zero() && wait_for(ctl, p, &mut d, &mut report, pause).await? {
-            return Ok(RunEnd::Shutdown);
+            Progress::Blocked(_) => {
+                r.publish(p, true);
+                if r.idle(p, r.wake.requests_fallback).await? {
+                    return Ok(RunEnd::Shutdown);
+                }
+            }
+            _ => r.publish(p, !batch),
         }
-    }
-}
-
-fn report_commits(p: &mut Processor, report: &mut impl FnMut(&Progress)) {
-    for r in std::mem::take(&mut p.reports) {
-        report(&r);
-    }
-}
-
-async fn commit(p: &mut Processor, report: &mut impl FnMut(&Progress)) -> Result<()> {
-    p.commit().await?;
-    report_commits(p, report);
-    Ok(())
-}
-
-/// Applies one control message; true means shut down (after a commit).
-async fn apply_control(
-    p: &mut Processor,
-    c: Control,
-    d: &mut Driver,
-    report: &mut impl FnMut(&Progress),
-) -> Result<bool> {
-    let was_paused = d.paused;
-    match c {
-        Control::Pause => {
-            d.paused = true;
-            d.until = None;
-        }
-        Control::Resume => {
-            d.paused = false;
-            d.until = None;
-        }
-        Control::StepBatch => d.until = Some(Until::Batch),
-        Control::StepDay => d.until = Some(Until::Day),
-        Control::RunToRollover => d.until = Some(Until::Rollover),
-        Control::SetDelay(delay) => d.delay = delay,
-        Control::Confirm(m) => {
-            let ok = p.confirm(m).await?;
-            report(&Progress::Confirmed {
-                month: m,
-                accepted: ok,
-            });
-        }
-        Control::CleanupNow => {
-            let run = p.cleanup_now().await?;
-            report_commits(p, report);
-            report(&Progress::Cleanup(run));
-        }
-        Control::Shutdown => {
-            commit(p, report).await?;
-            return Ok(true);
-        }
-    }
-    // A stepping command runs from a paused state and pauses again.
-    if d.until.is_some() {
-        d.paused = true;
-    }
-    if d.paused != was_paused {
-        if d.paused {
-            commit(p, report).await?;
-        }
-        report(&Progress::Paused(d.paused));
-    }
-    Ok(false)
-}
-
-/// Sleeps up to `wait`, waking early on a control message. Returns true on
-/// shutdown.
-async fn wait_for(
-    ctl: &mut mpsc::Receiver<Control>,
-    p: &mut Processor,
-    d: &mut Driver,
-    report: &mut impl FnMut(&Progress),
-    wait: Duration,
-) -> Result<bool> {
-    match tokio::time::timeout(wait, ctl.recv()).await {
-        Ok(Some(c)) => apply_control(p, c, d, report).await,
-        // Nobody can send controls any more: just wait.
-        Ok(None) => {
-            tokio::time::sleep(wait).await;
-            Ok(false)
-        }
-        Err(_) => Ok(false),
     }
 }

@@ -1,99 +1,76 @@
 //! The processor: reads the queue, asks the pure clock what to do, folds
-//! batches into the pending group in memory, and hands groups to the
-//! committer ([`super::commit`]).
+//! batches into the pending group in memory (the core's analysis), and
+//! hands groups to the [`Committer`]. It owns the clock state and the
+//! book; everything that writes goes through the committer.
 
-use super::commit::{Group, Inflight};
+use super::committer::Committer;
+use super::group::{Group, Parked};
+use super::ports::{DueCleanup, QueueOps, Store};
 use super::{BatchReport, MAX_BATCH, Progress, Settings};
 use crate::error::{Error, Result};
 use crate::queue::Queue;
-use crate::store::Db;
+use crate::store::{Commit, Db, JobRun};
 use chrono::NaiveDate;
-use dvmtop_core::Item;
 use dvmtop_core::activity::RowCache;
-use dvmtop_core::clock::{self, ClockState, Plan};
+use dvmtop_core::clock::{self, Awaiting, ClockState, Plan};
 use dvmtop_core::entities::Entities;
 use dvmtop_core::keys::FastSet;
 use dvmtop_core::month::MonthAcc;
-use dvmtop_core::{YearMonth, day_of};
+use dvmtop_core::{EntityRole, Item, MonthRow, YearMonth, day_of};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A daily cleanup decided but not written yet.
-pub(super) struct DueCleanup {
-    day: NaiveDate,
-    /// The month not rolled up when it was decided.
-    open: Option<YearMonth>,
-    lifecycle: dvmtop_core::entities::Lifecycle,
+/// Counts of the entity book, by role and state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EntityCounts {
+    pub dvms_active: u64,
+    pub dvms_inactive: u64,
+    pub users_active: u64,
+    pub users_inactive: u64,
 }
 
-/// A read-ahead element of a later day (SPEC §4).
-pub(super) struct Parked {
-    /// The queue element as it arrived (what the overflow stores).
-    pub(super) payload: String,
-    pub(super) day: NaiveDate,
-    pub(super) item: Item,
-}
-
-pub struct Processor {
-    pub db: Db,
-    pub queue: Queue,
-    pub(super) settings: Settings,
-    pub(super) state: ClockState,
-    /// The open month as committed: retention protects it (and anything
-    /// later) even after an in-memory rollover, until that commits.
-    pub(super) committed_month: Option<YearMonth>,
+pub struct Processor<S = Db, Q = Queue> {
+    c: Committer<S, Q>,
+    settings: Settings,
+    state: ClockState,
     /// The open months' figures (see [`dvmtop_core::month`]).
-    pub(super) months: BTreeMap<YearMonth, MonthAcc>,
-    /// Sequence of the last group handed to the committer.
-    pub(super) last_seq: i64,
-    /// A committed group whose queue trim has not succeeded yet.
-    pub(super) unacked: Option<(i64, i64)>,
-    /// The group being committed while the next one is processed.
-    pub(super) inflight: Option<Inflight>,
-    /// The vacuum of the hot tables under way, and commits since the last.
-    pub(super) vacuum: Option<tokio::task::JoinHandle<Result<()>>>,
-    pub(super) commits_since_vacuum: u32,
-    /// A commit failed: the in-memory state is ahead of the tables and is
-    /// reloaded from them before anything else.
-    pub(super) needs_reload: bool,
-    /// Cleanups decided while a commit was under way, oldest first.
-    pub(super) cleanups: std::collections::VecDeque<DueCleanup>,
-    /// The detail cut-off the last written cleanup used.
-    last_detail_cut: Option<NaiveDate>,
-    pub(super) overflow: Vec<Parked>,
+    months: BTreeMap<YearMonth, MonthAcc>,
+    overflow: Vec<Parked>,
     /// Ids applied in each open month, pending ones included (duplicates
     /// share their `created_at`, so their month).
-    pub(super) seen: BTreeMap<YearMonth, FastSet<u128>>,
-    pub(super) book: Entities,
-    pub(super) rows: RowCache,
-    pub(super) group: Group,
-    /// The last peek found the queue shorter than asked: we are live, not
+    seen: BTreeMap<YearMonth, FastSet<u128>>,
+    book: Entities,
+    rows: RowCache,
+    group: Group,
+    /// The last read found the queue shorter than asked: we are live, not
     /// working through a backlog.
-    pub(super) caught_up: bool,
+    caught_up: bool,
     /// When windows were last snapshotted (wall clock; rate limit).
     last_snapshot: Option<Instant>,
-    /// What commits did that is not reported yet (commits, backups); the
-    /// run loop reports them.
-    pub reports: Vec<Progress>,
+    /// The rollover waiting for confirmation, as the last plan said.
+    awaiting: Option<Awaiting>,
+    /// What [`Store::set_awaiting`] last recorded.
+    awaiting_stored: Option<Option<Awaiting>>,
 }
 
 fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-impl Processor {
+impl<S: Store, Q: QueueOps> Processor<S, Q> {
     /// Loads the committed state and finishes an interrupted acknowledge.
-    pub async fn open(db: Db, queue: Queue, settings: Settings) -> Result<Processor> {
+    pub async fn open(store: S, queue: Q, settings: Settings) -> Result<Self> {
         if settings.batch_size == 0 || settings.batch_size > MAX_BATCH {
             return Err(Error::Config(format!(
                 "--batch-size must be between 1 and {MAX_BATCH}"
             )));
         }
-        let st = db.load_state().await?;
-        let interrupted = db.mark_interrupted_jobs().await?;
-        if interrupted > 0 {
+        let loaded = store.load().await?;
+        let st = loaded.state;
+        if loaded.interrupted_jobs > 0 {
             tracing::warn!(
-                interrupted,
+                interrupted = loaded.interrupted_jobs,
                 "job runs interrupted by an earlier stop are marked so"
             );
         }
@@ -117,7 +94,8 @@ impl Processor {
             Some(a) if a > st.last_seq => {
                 return Err(Error::Namespace(format!(
                     "namespace {}: Redis has acknowledged group {a} but PostgreSQL only holds {}; the two were reset separately: start over with --fresh",
-                    db.namespace, st.last_seq
+                    store.namespace(),
+                    st.last_seq
                 )));
             }
             Some(_) => {}
@@ -125,7 +103,7 @@ impl Processor {
         let v = &settings.validation;
         let mut group = Group::default();
         let mut overflow = Vec::new();
-        for payload in db.load_overflow().await? {
+        for payload in loaded.overflow {
             // Parked payloads were valid when parked (no future check: the
             // wall clock has only moved on since). One that no longer
             // decodes (e.g. a newly excluded kind) is refused, counted and
@@ -143,51 +121,50 @@ impl Processor {
             }
         }
         let mut seen: BTreeMap<YearMonth, FastSet<u128>> = BTreeMap::new();
-        for (day, keys) in db.load_seen().await? {
+        for (day, keys) in loaded.seen {
             seen.entry(YearMonth::of(day)).or_default().extend(keys);
         }
-        let book = db.load_entities().await?;
-        let months = match st.clock.month {
-            Some(m) => db.load_open_months(m).await?,
-            None => BTreeMap::new(),
-        };
-        Ok(Processor {
-            db,
+        let c = Committer::new(
+            store,
             queue,
+            settings.retention,
+            settings.backup_dir.clone(),
+            st.last_seq,
+            st.clock.month,
+        );
+        Ok(Processor {
+            c,
             settings,
-            committed_month: st.clock.month,
-            months,
+            months: loaded.months,
             state: st.clock,
-            last_seq: st.last_seq,
-            unacked: None,
-            inflight: None,
-            needs_reload: false,
-            vacuum: None,
-            commits_since_vacuum: 0,
-            cleanups: Default::default(),
-            last_detail_cut: None,
             overflow,
             seen,
-            book,
+            book: loaded.book,
             rows: RowCache::default(),
             group,
             caught_up: false,
             last_snapshot: None,
-            reports: Vec::new(),
+            awaiting: None,
+            awaiting_stored: None,
         })
     }
 
-    /// After a failed commit: everything in memory is rebuilt from the
+    /// After a failed write: everything in memory is rebuilt from the
     /// tables and the queue, which still holds every uncommitted element.
-    pub(super) async fn reload_if_needed(&mut self) -> Result<()> {
-        if !self.needs_reload {
+    async fn reload_if_needed(&mut self) -> Result<()> {
+        if !self.c.failed {
             return Ok(());
         }
-        let fresh =
-            Processor::open(self.db.clone(), self.queue.clone(), self.settings.clone()).await?;
-        let reports = std::mem::take(&mut self.reports);
-        *self = Processor { reports, ..fresh };
-        tracing::warn!("reloaded the processor's state after a failed commit");
+        let reports = std::mem::take(&mut self.c.reports);
+        let fresh = Processor::open(
+            self.c.store.clone(),
+            self.c.queue.clone(),
+            self.settings.clone(),
+        )
+        .await?;
+        *self = fresh;
+        self.c.reports = reports;
+        tracing::warn!("reloaded the processor's state after a failed write");
         Ok(())
     }
 
@@ -199,14 +176,75 @@ impl Processor {
         self.overflow.len()
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+    /// The overflow by UTC day.
+    pub fn overflow_days(&self) -> Vec<(NaiveDate, usize)> {
+        let mut days: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+        for p in &self.overflow {
+            *days.entry(p.day).or_default() += 1;
+        }
+        days.into_iter().collect()
+    }
+
+    /// The rollover waiting for the operator's confirmation, if any.
+    pub fn awaiting(&self) -> Option<Awaiting> {
+        self.awaiting
+    }
+
+    /// Whether the last read found nothing waiting behind it.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// The sequence of the last group known committed.
+    pub fn committed_seq(&self) -> i64 {
+        self.c.committed_seq()
+    }
+
+    /// Whether a commit is under way.
+    pub fn committing(&self) -> bool {
+        self.c.busy()
+    }
+
+    /// The entity book's counts (a pass over the book: call it sparingly).
+    pub fn entity_counts(&self) -> EntityCounts {
+        let (da, di) = self.book.activity(EntityRole::Dvm);
+        let (ua, ui) = self.book.activity(EntityRole::User);
+        EntityCounts {
+            dvms_active: da as u64,
+            dvms_inactive: di as u64,
+            users_active: ua as u64,
+            users_inactive: ui as u64,
+        }
+    }
+
+    /// The row `m`'s rollover would write now: the very computation the
+    /// rollover makes (the rollover dialog shows exactly this).
+    pub fn preview(&self, m: YearMonth) -> MonthRow {
+        self.months.get(&m).cloned().unwrap_or_default().row(m)
+    }
+
+    /// Events applied to month `m` so far (a change marker for previews).
+    pub fn month_events(&self, m: YearMonth) -> u64 {
+        self.months.get(&m).map_or(0, MonthAcc::events)
+    }
+
+    /// How long until the pending group is old enough to commit while
+    /// live (`None`: nothing pending). An idle loop waits no longer.
+    pub fn commit_due_in(&self) -> Option<Duration> {
+        self.group
+            .since
+            .map(|t| self.settings.commit.live_age.saturating_sub(t.elapsed()))
+    }
+
+    /// What commits and cleanups did since the last call.
+    pub fn take_reports(&mut self) -> Vec<Progress> {
+        std::mem::take(&mut self.c.reports)
     }
 
     /// Records a confirmation (durably, so an external `dvmtop confirm`
     /// and the TUI's dialog do the same thing).
     pub async fn confirm(&mut self, m: YearMonth) -> Result<bool> {
-        let ok = self.db.confirm(m).await?;
+        let ok = self.c.store.confirm(m).await?;
         if ok {
             self.state.confirmed = Some(m);
         }
@@ -215,27 +253,38 @@ impl Processor {
 
     /// Picks up a confirmation or cleanup request written by another
     /// process (`dvmtop confirm`, `dvmtop cleanup`).
-    pub async fn refresh_requests(&mut self) -> Result<Option<crate::retention::CleanupRun>> {
-        let (confirmed, cleanup) = self.db.requests().await?;
+    pub async fn refresh_requests(&mut self) -> Result<Option<JobRun>> {
+        let r = self.c.store.requests().await?;
         // A confirmation of a month the processor has already closed (in
         // memory, not committed yet) is moot.
-        if confirmed.is_none() || confirmed == self.state.month {
-            self.state.confirmed = confirmed;
+        if r.confirmed.is_none() || r.confirmed == self.state.month {
+            self.state.confirmed = r.confirmed;
         }
-        if !cleanup || self.state.day.is_none() {
+        if !r.cleanup || self.state.day.is_none() {
             return Ok(None);
         }
         let run = self.cleanup_now().await?;
-        self.db.cleanup_done().await?;
+        self.c.store.cleanup_done().await?;
         Ok(Some(run))
     }
 
     /// Where the next read starts: the queue head holds every element of
     /// the groups not acknowledged yet.
-    pub(super) fn head_offset(&self) -> i64 {
-        self.unacked.map_or(0, |(_, n)| n)
-            + self.inflight.as_ref().map_or(0, |f| f.consumed)
-            + self.group.consumed
+    fn head_offset(&self) -> i64 {
+        self.c.uncommitted_head() + self.group.consumed
+    }
+
+    /// Records the awaited rollover for other processes when it changes.
+    async fn note_awaiting(&mut self, a: Option<Awaiting>) -> Result<()> {
+        self.awaiting = a;
+        if self.awaiting_stored != Some(a) {
+            self.c
+                .store
+                .set_awaiting(a.map(|a| (a.month, a.blocked)))
+                .await?;
+            self.awaiting_stored = Some(a);
+        }
+        Ok(())
     }
 
     /// One action: a batch, a rollover, a day advance, or nothing. Batches
@@ -243,19 +292,16 @@ impl Processor {
     /// says so and runs while the next batches are processed.
     pub async fn step(&mut self) -> Result<Progress> {
         self.reload_if_needed().await?;
-        if let Some((seq, count)) = self.unacked {
-            self.queue.ack(seq, count).await?;
-            self.unacked = None;
-        }
-        if self.inflight.as_ref().is_some_and(Inflight::is_finished) {
-            self.join_inflight().await?;
+        self.c.retry_ack().await?;
+        if self.c.inflight_finished() {
+            self.c.join().await?;
         }
         let started = Instant::now();
         let room = self.settings.batch_size.saturating_sub(self.overflow.len());
         let mut raw = if room == 0 {
             Vec::new()
         } else {
-            self.queue.range(self.head_offset(), room).await?
+            self.c.queue.range(self.head_offset(), room).await?
         };
         self.caught_up = raw.len() < room;
         let now = now_unix();
@@ -278,25 +324,29 @@ impl Processor {
         let batch = match clock::plan(&self.state, &self.settings.params, &ts) {
             Plan::Idle => clock::Batch::default(),
             Plan::Init(m) => {
-                self.db.set_month(m).await?;
+                self.c.store.open_month(m).await?;
                 self.state.month = Some(m);
-                self.committed_month = Some(m);
+                self.c.set_committed_month(Some(m));
                 return Ok(Progress::Init(m));
             }
-            Plan::Rollover(m) => return Ok(self.rollover(m)),
+            Plan::Rollover(m) => {
+                self.note_awaiting(None).await?;
+                return Ok(self.rollover(m));
+            }
             Plan::AdvanceDay(d) => {
                 self.advance_day(d).await?;
                 return Ok(Progress::DayAdvanced { day: d });
             }
             Plan::Batch(b) => b,
         };
+        self.note_awaiting(batch.awaiting).await?;
         if raw.is_empty() && batch.take.is_empty() && batch.ignore.is_empty() {
             // Nothing moved: commit what is pending when live (or waiting).
             let blocked = batch.awaiting.filter(|a| a.blocked);
             if blocked.is_some() || self.group.age() >= self.settings.commit.live_age {
                 self.commit().await?;
-            } else if self.inflight.is_some() {
-                self.join_inflight().await?;
+            } else if self.c.busy() {
+                self.c.join().await?;
             }
             return Ok(match blocked {
                 Some(a) => Progress::Blocked(a),
@@ -362,7 +412,7 @@ impl Processor {
         self.group.consumed += raw.len() as i64;
         self.group.ignored += batch.ignore.len() as i64;
         let report = BatchReport {
-            seq: self.last_seq + 1,
+            seq: self.c.next_seq(),
             day: batch.day,
             consumed: raw.len(),
             processed: stats.map_or(0, |s| s.processed as usize),
@@ -384,16 +434,94 @@ impl Processor {
             millis = report.millis,
             "batch"
         );
-        if self.commit_due() && (self.inflight.is_none() || self.commit_forced()) {
+        if self.commit_due() && (!self.c.busy() || self.commit_forced()) {
             self.start_commit().await?;
         }
         Ok(Progress::Batch(report))
     }
 
+    /// Whether the [`super::CommitPolicy`] wants the pending group
+    /// committed now.
+    fn commit_due(&self) -> bool {
+        let (policy, g) = (self.settings.commit, &self.group);
+        g.events() >= policy.target_events
+            || g.age() >= policy.max_age
+            || !g.rollovers.is_empty()
+            || (self.caught_up && g.age() >= policy.live_age)
+    }
+
+    /// Past the memory bound, a commit starts even if it has to wait for
+    /// the one under way; otherwise a due commit starts once that one is
+    /// done, so processing never waits for PostgreSQL.
+    fn commit_forced(&self) -> bool {
+        self.group.events() >= self.settings.commit.max_events
+    }
+
+    /// Commits the pending group and waits for it (and for any commit
+    /// under way): afterwards the tables hold everything processed.
+    pub async fn commit(&mut self) -> Result<()> {
+        self.start_commit().await?;
+        self.c.join().await
+    }
+
+    /// Hands the pending group to the committer (after the commit under
+    /// way has finished) and starts a new group.
+    async fn start_commit(&mut self) -> Result<()> {
+        self.reload_if_needed().await?;
+        if self.group.is_empty() && !self.book.is_dirty() {
+            return Ok(());
+        }
+        // The rows below are merged with what is stored, which no commit
+        // may be writing meanwhile.
+        self.c.join().await?;
+        // Whole activity rows: what is stored merged with the pending cells
+        // (stored: the copy kept from the last write, else the table's).
+        let mut rows = Vec::new();
+        for (&day, act) in &self.group.pending.activity {
+            for role in EntityRole::BOTH {
+                let cells = &act.cells[role as usize];
+                if cells.is_empty() {
+                    continue;
+                }
+                let merged = match self.rows.get(day, role) {
+                    Some(base) => dvmtop_core::activity::merge(base, cells),
+                    None => dvmtop_core::activity::merge(
+                        &self.c.store.load_day_row(day, role).await?,
+                        cells,
+                    ),
+                };
+                rows.push((day, role, Arc::new(merged)));
+            }
+        }
+        for (day, role, entries) in &rows {
+            self.rows.put(*day, *role, entries.clone());
+        }
+        let g = std::mem::take(&mut self.group);
+        let commit = Commit {
+            seq: self.c.next_seq(),
+            consumed: g.consumed,
+            pending: g.pending,
+            rows,
+            entities: self.book.changes(),
+            overflow: g.overflow_changed.then(|| {
+                self.overflow
+                    .iter()
+                    .map(|p| (p.payload.clone(), p.day))
+                    .unzip()
+            }),
+            ignored_prior_month: g.ignored,
+            rejected: g.rejected,
+            rollovers: g.rollovers,
+            month: self.state.month,
+        };
+        self.book.committed();
+        self.c.submit(commit).await
+    }
+
     /// The clock moves to a new day: window snapshot and daily cleanup
     /// with reference time = the day's start, before any of the day's
     /// events (SPEC §4). The cleanup is decided now, on the entity book;
-    /// it is written once no commit is under way (see [`Self::cleanup`]).
+    /// the committer writes it once no commit is under way.
     async fn advance_day(&mut self, d: NaiveDate) -> Result<()> {
         // Window snapshots scan up to 30 days of detail: worth it once a day
         // when live, pointless (and the main cost) while working through a
@@ -409,25 +537,9 @@ impl Processor {
             self.last_snapshot = Some(Instant::now());
             tracing::debug!(day = %d, windows_ms = t.elapsed().as_millis() as u64, "windows");
         }
-        self.cleanup(d).await?;
+        let due = self.decide_cleanup(d).await?;
+        self.c.cleanup(due).await?;
         self.state.day = Some(d);
-        Ok(())
-    }
-
-    /// The daily cleanup for reference day `r`, decided now: the entity
-    /// book names who is deactivated and deleted (and mirrors it at once),
-    /// the open month bounds the detail rows that may go. It is written —
-    /// in its own bounded transactions, with the new current day — right
-    /// away when no commit is under way, else as soon as that commit is
-    /// done and before the next one starts: cleanups and commits never
-    /// write at the same time, and always in the order they were decided.
-    /// A crash before it is written repeats it (it is idempotent).
-    async fn cleanup(&mut self, r: NaiveDate) -> Result<()> {
-        let due = self.decide_cleanup(r).await?;
-        self.cleanups.push_back(due);
-        if self.inflight.is_none() {
-            self.run_cleanups().await?;
-        }
         Ok(())
     }
 
@@ -441,11 +553,8 @@ impl Processor {
     /// commit timing.
     async fn decide_cleanup(&mut self, r: NaiveDate) -> Result<DueCleanup> {
         let cfg = self.settings.retention;
-        let open = self
-            .inflight
-            .as_ref()
-            .map_or(self.committed_month, |f| f.month);
-        let cut = crate::retention::cutoffs(r, open, &cfg);
+        let open = self.c.protected_month();
+        let cut = dvmtop_core::retention::cutoffs(r, open, &cfg);
         let lifecycle = self
             .book
             .lifecycle(cut.inactive.timestamp(), cut.delete.timestamp());
@@ -471,53 +580,15 @@ impl Processor {
     /// timing (it is idempotent; nothing else changes).
     pub async fn catch_up(&mut self) -> Result<()> {
         self.commit().await?;
-        let (Some(r), Some(used)) = (self.state.day, self.last_detail_cut) else {
+        let (Some(r), Some(used)) = (self.state.day, self.c.last_detail_cut()) else {
             return Ok(());
         };
-        let now = crate::retention::cutoffs(r, self.committed_month, &self.settings.retention);
+        let now =
+            dvmtop_core::retention::cutoffs(r, self.c.committed_month(), &self.settings.retention);
         if now.detail > used {
             let due = self.decide_cleanup(r).await?;
-            let run = self.write_cleanup(&due).await?;
-            self.reports.push(Progress::DailyCleanup(run));
-        }
-        Ok(())
-    }
-
-    /// Writes one decided cleanup, and makes its day the current one. A
-    /// failure leaves the book ahead of the tables: the processor reloads
-    /// before going on.
-    async fn write_cleanup(&mut self, c: &DueCleanup) -> Result<crate::retention::CleanupRun> {
-        let t = Instant::now();
-        let written = async {
-            let run = crate::retention::daily_cleanup(
-                &self.db,
-                c.day,
-                c.open,
-                &self.settings.retention,
-                &c.lifecycle,
-            )
-            .await?;
-            self.db.set_day(c.day).await?;
-            Ok::<_, Error>(run)
-        }
-        .await;
-        match &written {
-            Ok(_) => {
-                self.last_detail_cut =
-                    Some(crate::retention::cutoffs(c.day, c.open, &self.settings.retention).detail);
-            }
-            Err(_) => self.needs_reload = true,
-        }
-        tracing::debug!(day = %c.day, cleanup_ms = t.elapsed().as_millis() as u64, "day advanced");
-        written
-    }
-
-    /// Writes the decided cleanups, oldest first (nothing is being
-    /// committed), and reports them.
-    pub(super) async fn run_cleanups(&mut self) -> Result<()> {
-        while let Some(c) = self.cleanups.pop_front() {
-            let run = self.write_cleanup(&c).await?;
-            self.reports.push(Progress::DailyCleanup(run));
+            let run = self.c.write_cleanup(&due).await?;
+            self.c.reports.push(Progress::DailyCleanup(run));
         }
         Ok(())
     }
@@ -526,14 +597,14 @@ impl Processor {
     pub async fn snapshot_windows(&mut self) -> Result<()> {
         self.commit().await?;
         match self.state.clock {
-            Some(t) => self.db.snapshot_windows(t).await,
+            Some(t) => self.c.store.snapshot_windows(t).await,
             None => Ok(()),
         }
     }
 
     /// The operator's "cleanup now": the daily cleanup for the current day,
     /// run at once (everything pending is committed first).
-    pub async fn cleanup_now(&mut self) -> Result<crate::retention::CleanupRun> {
+    pub async fn cleanup_now(&mut self) -> Result<JobRun> {
         let day = self.state.day.ok_or_else(|| {
             Error::Namespace(
                 "nothing has been processed yet: there is no current day to clean up for".into(),
@@ -541,7 +612,7 @@ impl Processor {
         })?;
         self.commit().await?;
         let due = self.decide_cleanup(day).await?;
-        self.write_cleanup(&due).await
+        self.c.write_cleanup(&due).await
     }
 
     /// Rolls `m` over in memory: its row comes from the accumulator, the
@@ -563,6 +634,6 @@ impl Processor {
 
     /// Whether queue and overflow are both empty (once committed).
     pub async fn drained(&self) -> Result<bool> {
-        Ok(self.overflow.is_empty() && self.queue.depth().await? as i64 <= self.head_offset())
+        Ok(self.overflow.is_empty() && self.c.queue.depth().await? as i64 <= self.head_offset())
     }
 }

@@ -1,13 +1,17 @@
 //! PostgreSQL: connection and namespace (schema) management, migrations,
 //! the namespace lock, and the committed pipeline state.
 
+mod audit;
 mod commit;
+mod figures;
 mod load;
 mod rollover;
 mod status;
 
+pub use audit::JobRun;
 pub use commit::Commit;
 pub use dvmtop_core::MonthRow;
+pub use figures::{BOUNDED_TABLES, Figures};
 pub use rollover::month_summary;
 pub use rollover::upsert_month;
 pub use status::{Snapshot, WindowStats, windows};
@@ -208,15 +212,7 @@ impl Db {
         )
         .fetch_one(&self.pool)
         .await?;
-        let month = |c: &str| -> Result<Option<YearMonth>> {
-            row.try_get::<Option<String>, _>(c)?
-                .map(|s| {
-                    s.parse().map_err(|e: String| {
-                        Error::Namespace(format!("corrupt pipeline_state.{c}: {e}"))
-                    })
-                })
-                .transpose()
-        };
+        let month = |c: &str| parse_month(c, row.try_get(c)?);
         Ok(PersistedState {
             clock: ClockState {
                 month: month("current_month")?,
@@ -286,33 +282,112 @@ impl Db {
         Ok(())
     }
 
+    /// The `LISTEN`/`NOTIFY` channel a running pipeline listens on for
+    /// other processes' requests.
+    pub fn channel(&self) -> String {
+        format!("dvmtop_{}", self.namespace)
+    }
+
     /// Records the operator's confirmation of `m`'s rollover; only the open
-    /// month can be confirmed. Returns whether it took.
+    /// month can be confirmed. Returns whether it took. A running pipeline
+    /// is notified.
     pub async fn confirm(&self, m: YearMonth) -> Result<bool> {
-        let n = sqlx::query("UPDATE pipeline_state SET confirmed_month = $1, updated_at = now() WHERE current_month = $1")
-            .bind(m.to_string())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE pipeline_state SET confirmed_month = $1, updated_at = now() WHERE current_month = $1",
+        )
+        .bind(m.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("SELECT pg_notify($1, 'confirm')")
+            .bind(self.channel())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(n == 1)
     }
 
     /// What other processes asked of the running pipeline: the confirmed
     /// month, and whether a cleanup was requested.
-    pub async fn requests(&self) -> Result<(Option<YearMonth>, bool)> {
+    pub async fn requests(&self) -> Result<crate::pipeline::Requests> {
         let (month, cleanup): (Option<String>, bool) =
             sqlx::query_as("SELECT confirmed_month, cleanup_requested FROM pipeline_state")
                 .fetch_one(&self.pool)
                 .await?;
-        Ok((month.and_then(|s| s.parse().ok()), cleanup))
+        Ok(crate::pipeline::Requests {
+            confirmed: parse_month("confirmed_month", month)?,
+            cleanup,
+        })
     }
 
-    /// Asks the pipeline that holds the namespace to run the daily cleanup.
-    pub async fn request_cleanup(&self) -> Result<()> {
-        sqlx::query("UPDATE pipeline_state SET cleanup_requested = true, updated_at = now()")
-            .execute(&self.pool)
-            .await?;
+    /// Records the rollover waiting for confirmation (`since` moves only
+    /// when the month changes), or that none waits.
+    pub async fn set_awaiting(&self, a: Option<(YearMonth, bool)>) -> Result<()> {
+        sqlx::query(
+            "UPDATE pipeline_state SET
+               awaiting_since = CASE WHEN $1::text IS NULL THEN NULL
+                 WHEN awaiting_month IS DISTINCT FROM $1 THEN now() ELSE awaiting_since END,
+               awaiting_month = $1, awaiting_blocked = coalesce($2, false)",
+        )
+        .bind(a.map(|(m, _)| m.to_string()))
+        .bind(a.map(|(_, b)| b))
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// Asks the pipeline that holds the namespace to run the daily cleanup
+    /// (and notifies it).
+    pub async fn request_cleanup(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE pipeline_state SET cleanup_requested = true, updated_at = now()")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_notify($1, 'cleanup')")
+            .bind(self.channel())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forwards notifications on [`Self::channel`] as
+    /// [`Signal::Requests`](crate::pipeline::Signal) until the receiver is
+    /// gone; reconnects (sqlx's listener does) and resubscribes after a
+    /// lost connection. A request that arrives while it is down is still
+    /// seen: the pipeline reads the requests on a fallback timer too.
+    pub async fn forward_requests(&self, to: tokio::sync::mpsc::Sender<crate::pipeline::Signal>) {
+        let mut delay = std::time::Duration::from_millis(200);
+        while !to.is_closed() {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+                l.listen(&self.channel()).await?;
+                Ok::<_, sqlx::Error>(l)
+            };
+            match listener.await {
+                Ok(mut l) => loop {
+                    delay = std::time::Duration::from_millis(200);
+                    match l.recv().await {
+                        Ok(_) => {
+                            let _ = to.try_send(crate::pipeline::Signal::Requests);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "PostgreSQL listener lost; listening again");
+                            break;
+                        }
+                    }
+                    if to.is_closed() {
+                        return;
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot LISTEN on PostgreSQL; retrying in {delay:?}");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        }
     }
 
     pub async fn cleanup_done(&self) -> Result<()> {
@@ -321,6 +396,16 @@ impl Db {
             .await?;
         Ok(())
     }
+}
+
+/// A month column of `pipeline_state`; a value that is not a month is
+/// corruption, said so (never silently dropped).
+fn parse_month(column: &str, v: Option<String>) -> Result<Option<YearMonth>> {
+    v.map(|s| {
+        s.parse()
+            .map_err(|e: String| Error::Namespace(format!("corrupt pipeline_state.{column}: {e}")))
+    })
+    .transpose()
 }
 
 /// A job kind as stored (`integer`).
@@ -333,7 +418,7 @@ pub struct NamespaceLock {
     _conn: PgConnection,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PersistedState {
     pub clock: ClockState,
     pub last_seq: i64,

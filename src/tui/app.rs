@@ -1,17 +1,21 @@
 //! The TUI's state and its one `update` function (the Elm architecture):
-//! every input — a key, a pipeline report, a poll result — is a [`Msg`];
-//! [`update`] changes the [`App`] and returns [`Command`]s for the runtime
-//! to carry out. No I/O and no clock in here: times arrive inside messages.
+//! every input — a key, the pipeline's published snapshot, one of its
+//! events, a poll result — is a [`Msg`]; [`update`] changes the [`App`]
+//! and returns [`Command`]s for the runtime to carry out. No I/O and no
+//! clock in here: times arrive inside messages.
+//!
+//! The run state is the pipeline's [`PipelineStatus`], held as published
+//! and never rebuilt from events: the screen cannot contradict the
+//! pipeline, and the TUI shows what the JSON lines say.
 
-use super::dialog::{Choice, Dialog, Preview};
+use super::dialog::{Choice, Dialog};
 use super::keymap::{self, Action, Ctx};
-use crate::pipeline::{BatchReport, Control, Progress, RunEnd, Until};
-use crate::retention::CleanupRun;
-use crate::store::{MonthRow, WindowStats};
+use crate::pipeline::{Control, Phase, PipelineStatus, Progress, RunEnd, Until};
+use crate::store::{JobRun, MonthRow, WindowStats};
 use chrono::{DateTime, NaiveDate, Utc};
 use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
-use dvmtop_core::YearMonth;
-use dvmtop_core::clock::{Awaiting, Policy};
+use dvmtop_core::clock::Policy;
+use dvmtop_core::{Outcome, YearMonth};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -24,14 +28,7 @@ pub const DELAYS_MS: [u64; 9] = [0, 5, 20, 50, 100, 250, 500, 1000, 2000];
 /// Samples kept for the sparklines.
 pub const HISTORY: usize = 240;
 
-/// What the TUI is running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `dvmtop` without a subcommand: the service, until stopped.
-    Serve,
-    /// `dvmtop backtest FILE...`: ends when everything is processed.
-    Backtest,
-}
+pub use crate::run::Mode;
 
 /// Fixed facts about the run, shown in the title bar and dialogs.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +63,7 @@ pub struct DbView {
     /// Refused queue elements kept in PostgreSQL.
     pub dead_letters: i64,
     /// Newest audited job runs (cleanups, rollovers, backups), newest first.
-    pub jobs: Vec<CleanupRun>,
+    pub jobs: Vec<JobRun>,
 }
 
 impl DbView {
@@ -148,72 +145,6 @@ impl<T: PartialEq> Source<T> {
     }
 }
 
-/// What the pipeline task is doing, as far as its reports tell.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Phase {
-    /// No report yet.
-    Starting,
-    /// Processing batches.
-    Running,
-    /// Nothing pending in the queue.
-    Idle,
-    /// A transient error; the step is retried.
-    Retrying { error: String, millis: u64 },
-    /// A backtest processed all its input; the pipeline stopped.
-    Finished,
-    /// The pipeline stopped on an error.
-    Failed(String),
-    /// Shutdown requested; waiting for the batch in flight.
-    ShuttingDown,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Run {
-    pub phase: Phase,
-    pub paused: bool,
-    /// A stepping command in progress (it pauses again when reached).
-    pub stepping: Option<Until>,
-    /// A rollover due and waiting for confirmation (manual policy).
-    pub due: Option<Awaiting>,
-    /// "Not yet" was answered for this month on this day.
-    pub deferred: Option<(YearMonth, Option<NaiveDate>)>,
-    /// Confirmation sent, rollover not reported yet.
-    pub confirmed: Option<YearMonth>,
-    pub delay_ms: u64,
-    /// From the pipeline's reports (fresher than the poller's).
-    pub month: Option<YearMonth>,
-    pub day: Option<NaiveDate>,
-    pub overflow: Option<usize>,
-    pub batches: u64,
-    pub processed: u64,
-    pub rollovers: u32,
-    pub last_batch: Option<BatchReport>,
-    /// Slowest batch seen.
-    pub max_batch_ms: f64,
-}
-
-impl Default for Run {
-    fn default() -> Self {
-        Run {
-            phase: Phase::Starting,
-            paused: false,
-            stepping: None,
-            due: None,
-            deferred: None,
-            confirmed: None,
-            delay_ms: 0,
-            month: None,
-            day: None,
-            overflow: None,
-            batches: 0,
-            processed: 0,
-            rollovers: 0,
-            last_batch: None,
-            max_batch_ms: 0.0,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Info,
@@ -228,32 +159,33 @@ pub struct Note {
     pub text: String,
 }
 
-/// Rates from two successive polls.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Rates {
-    /// Events accepted by ingest per second.
-    pub in_per_s: Option<f64>,
-    /// Events processed per second.
-    pub out_per_s: Option<f64>,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
     pub info: Info,
     pub view: usize,
     pub help: bool,
     pub dialog: Option<Dialog>,
-    pub run: Run,
+    /// The pipeline's latest snapshot (the whole run state).
+    pub status: PipelineStatus,
+    /// The pipeline task returned (how).
+    pub ended: Option<Result<RunEnd, String>>,
+    /// "Not yet" was answered for this month on this day.
+    pub deferred: Option<(YearMonth, Option<NaiveDate>)>,
+    /// A confirmation sent and not yet visible in the snapshot: the dialog
+    /// does not pop up again for it meanwhile.
+    pub confirm_sent: Option<YearMonth>,
     pub db: Source<DbView>,
     pub windows: Vec<WindowStats>,
     pub months: Vec<MonthRow>,
     pub redis: Source<RedisView>,
     pub depth_history: VecDeque<u64>,
-    /// Batch latency, milliseconds (rounded up), per report.
+    /// Batch latency, milliseconds (rounded up), one sample per snapshot
+    /// that saw new batches.
     pub latency_history: VecDeque<u64>,
-    pub rates: Rates,
-    /// (when, accepted, processed) of the previous poll, for the rates.
-    prev_sample: Option<(DateTime<Utc>, Option<u64>, Option<i64>)>,
+    /// Events accepted by ingest per second (from two polls).
+    pub in_per_s: Option<f64>,
+    /// (when, accepted) of the previous poll, for the ingest rate.
+    prev_sample: Option<(DateTime<Utc>, u64)>,
     pub note: Option<Note>,
     /// The wall-clock minute of the last poll: texts that depend on the
     /// wall clock (lag) are redrawn once a minute, no more.
@@ -266,8 +198,6 @@ pub struct App {
 pub enum Command {
     /// Send a control message to the pipeline task.
     Send(Control),
-    /// Compute the month's rollover summary (in a worker) for the dialog.
-    FetchPreview(YearMonth),
     /// Something visible changed.
     Redraw,
     /// Clear the terminal and repaint everything (Ctrl-L).
@@ -281,23 +211,14 @@ pub enum Msg {
     Key(KeyEvent),
     Mouse(MouseEvent),
     Resize(u16, u16),
-    /// A pipeline report (batches arrive as [`Msg::Batches`]).
-    Progress(Progress),
-    /// One or more consecutive batch reports, merged: counts summed, the
-    /// rest from the last one.
-    Batches {
-        report: BatchReport,
-        count: u32,
-        max_ms: f64,
-        total_ms: f64,
-    },
+    /// A new snapshot of the pipeline.
+    Status(Box<PipelineStatus>),
+    /// One of the pipeline's events (notes only: the state is in the
+    /// snapshot).
+    Event(Progress),
     /// The pipeline task returned.
     PipelineEnded(Result<RunEnd, String>),
     Polled(Box<Poll>),
-    Preview {
-        month: YearMonth,
-        result: Result<MonthRow, String>,
-    },
     /// SIGINT, SIGTERM or SIGHUP.
     Signal(&'static str),
     /// Something the runtime wants shown (e.g. a control it could not send).
@@ -311,14 +232,17 @@ impl App {
             view: 0,
             help: false,
             dialog: None,
-            run: Run::default(),
+            status: PipelineStatus::default(),
+            ended: None,
+            deferred: None,
+            confirm_sent: None,
             db: Source::default(),
             windows: Vec::new(),
             months: Vec::new(),
             redis: Source::default(),
             depth_history: VecDeque::new(),
             latency_history: VecDeque::new(),
-            rates: Rates::default(),
+            in_per_s: None,
             prev_sample: None,
             note: None,
             last_minute: i64::MIN,
@@ -337,37 +261,80 @@ impl App {
         }
     }
 
-    /// The pipeline's current day: from its reports, else from the poller.
-    pub fn current_day(&self) -> Option<NaiveDate> {
-        self.run
-            .day
-            .or(self.db.data.as_ref().and_then(|d| d.current_day))
+    /// Whether the pipeline has published anything yet.
+    fn started(&self) -> bool {
+        self.status.phase != Phase::Starting
     }
 
-    /// The open month: from the pipeline's reports, else from the poller.
+    /// The pipeline's phase, with the task's own end taken into account.
+    pub fn phase(&self) -> Phase {
+        match &self.ended {
+            Some(Ok(RunEnd::Drained)) => Phase::Finished,
+            Some(Err(e)) => Phase::Failed { error: e.clone() },
+            Some(Ok(RunEnd::Shutdown)) => Phase::Stopping,
+            None if self.quitting && !self.status.phase.is_over() => Phase::Stopping,
+            None => self.status.phase.clone(),
+        }
+    }
+
+    /// The current day: the pipeline's, else (before its first snapshot)
+    /// the committed one.
+    pub fn current_day(&self) -> Option<NaiveDate> {
+        if self.started() {
+            return self.status.day;
+        }
+        self.db.data.as_ref().and_then(|d| d.current_day)
+    }
+
+    /// The open month: the pipeline's, else the committed one.
     pub fn current_month(&self) -> Option<YearMonth> {
-        self.run.month.or_else(|| {
-            self.db
-                .data
-                .as_ref()
-                .and_then(|d| d.current_month.as_deref())
-                .and_then(|m| m.parse().ok())
-        })
+        if self.started() {
+            return self.status.month;
+        }
+        self.db
+            .data
+            .as_ref()
+            .and_then(|d| d.current_month.as_deref())
+            .and_then(|m| m.parse().ok())
+    }
+
+    /// The processing clock: the pipeline's, else the committed one.
+    pub fn clock(&self) -> Option<i64> {
+        if self.started() {
+            return self.status.clock;
+        }
+        self.db.data.as_ref().and_then(|d| d.clock)
     }
 
     pub fn overflow(&self) -> Option<usize> {
-        self.run.overflow.or(self
-            .db
+        if self.started() {
+            return Some(self.status.overflow);
+        }
+        self.db
             .data
             .as_ref()
-            .map(|d| d.overflow_size.max(0) as usize))
+            .map(|d| d.overflow_size.max(0) as usize)
+    }
+
+    /// The overflow by day.
+    pub fn overflow_days(&self) -> Vec<(NaiveDate, i64)> {
+        if self.started() {
+            return self
+                .status
+                .overflow_days
+                .iter()
+                .map(|(d, n)| (*d, *n as i64))
+                .collect();
+        }
+        self.db
+            .data
+            .as_ref()
+            .map(|d| d.overflow_days.clone())
+            .unwrap_or_default()
     }
 
     pub fn pipeline_alive(&self) -> bool {
-        !matches!(
-            self.run.phase,
-            Phase::Finished | Phase::Failed(_) | Phase::ShuttingDown
-        )
+        !self.quitting && !self.phase().is_over()
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
@@ -380,29 +347,31 @@ impl App {
     /// The one-line pipeline state: a glyph and word (meaning without
     /// colour), then why.
     pub fn state_line(&self) -> (Level, &'static str, String) {
-        let r = &self.run;
-        let due_text = |a: &Awaiting| {
-            if a.blocked {
+        let s = &self.status;
+        let awaiting = s.awaiting.as_ref();
+        let confirmed = awaiting.is_some_and(|a| s.confirmed == Some(a.month));
+        let due_text = |blocked: bool| {
+            let a = awaiting.expect("only called when a rollover waits");
+            if blocked {
                 format!(
-                    "rollover of {} due: waiting for confirmation; nothing moves until it is confirmed (the next pending day is past {}; c opens the dialog)",
-                    a.month,
-                    a.month.next()
+                    "rollover of {} due: waiting for confirmation; nothing moves until it is confirmed (c reviews it)",
+                    a.month
                 )
             } else {
                 format!(
-                    "rollover of {} due, waiting for confirmation; {} is still processed (c to review)",
+                    "rollover of {} due, waiting for confirmation; {} is still processed (c reviews it)",
                     a.month,
                     a.month.next()
                 )
             }
         };
-        match &r.phase {
-            Phase::Failed(e) => (
+        match self.phase() {
+            Phase::Failed { error } => (
                 Level::Error,
                 "✖ ERROR",
-                format!("pipeline stopped: {e} (q quits)"),
+                format!("pipeline stopped: {error} (q quits)"),
             ),
-            Phase::ShuttingDown => (
+            Phase::Stopping => (
                 Level::Warn,
                 "■ STOPPING",
                 "finishing the batch in flight and committing…".into(),
@@ -412,8 +381,8 @@ impl App {
                 "■ FINISHED",
                 "backtest input fully processed (q quits)".into(),
             ),
-            _ if r.stepping.is_some() => {
-                let what = match r.stepping {
+            _ if s.stepping.is_some() => {
+                let what = match s.stepping {
                     Some(Until::Batch) => "one batch",
                     Some(Until::Day) => "to the next day",
                     _ => "to the next rollover",
@@ -424,36 +393,34 @@ impl App {
                     format!("running {what}, then pausing"),
                 )
             }
-            _ if r.paused => {
-                let mut s = "processing paused; the view keeps updating (space resumes)".to_owned();
-                if let Some(a) = &r.due {
-                    s = format!("{s}; {}", due_text(a));
+            _ if s.paused => {
+                let mut t = "processing paused; the view keeps updating (space resumes)".to_owned();
+                if let Some(a) = awaiting
+                    && !confirmed
+                {
+                    t = format!("{t}; {}", due_text(a.blocked));
                 }
-                (Level::Warn, "‖ PAUSED", s)
+                (Level::Warn, "‖ PAUSED", t)
             }
-            _ if r.due.is_some_and(|a| a.blocked) && r.confirmed.is_none() => (
-                Level::Warn,
-                "⚠ WAITING",
-                due_text(r.due.as_ref().expect("checked")),
-            ),
-            Phase::Retrying { error, millis } => (
+            Phase::Waiting if !confirmed => (Level::Warn, "⚠ WAITING", due_text(true)),
+            Phase::Retrying {
+                error, next_in_ms, ..
+            } => (
                 Level::Error,
                 "↻ RETRYING",
-                format!("{error} (next try in {millis} ms)"),
+                format!("{error} (next try in {next_in_ms} ms)"),
             ),
-            _ if r.confirmed.is_some() => (
+            _ if confirmed => (
                 Level::Info,
                 "▶ RUNNING",
                 format!(
                     "rollover of {} confirmed; it runs before the next batch",
-                    r.confirmed.expect("checked")
+                    awaiting
+                        .map(|a| a.month)
+                        .expect("confirmed implies awaiting")
                 ),
             ),
-            _ if r.due.is_some() => (
-                Level::Warn,
-                "▶ RUNNING",
-                due_text(r.due.as_ref().expect("checked")),
-            ),
+            _ if awaiting.is_some() => (Level::Warn, "▶ RUNNING", due_text(false)),
             Phase::Idle => (
                 Level::Info,
                 "◇ IDLE",
@@ -464,40 +431,64 @@ impl App {
         }
     }
 
-    /// A due notice from the pipeline: remember it, and open the dialog
-    /// unless the operator said "not yet" for this month on this day.
-    fn due_notice(&mut self, a: Awaiting) -> Vec<Command> {
-        let changed = self.run.due != Some(a);
-        self.run.due = Some(a);
-        if let Some(d) = &mut self.dialog {
-            if d.month == a.month {
-                d.blocked = a.blocked;
-            }
-            return redraw_if(changed);
-        }
-        let deferred = match self.run.deferred {
-            Some((m, day)) => a.month < m || (a.month == m && self.current_day() <= day),
+    /// Whether the dialog should pop up for this month now.
+    fn should_prompt(&self, m: YearMonth) -> bool {
+        let deferred = match self.deferred {
+            Some((dm, day)) => m < dm || (m == dm && self.current_day() <= day),
             None => false,
         };
-        if self.info.policy != Policy::Manual
-            || self.info.readonly
-            || deferred
-            || self.run.confirmed == Some(a.month)
-            || self.quitting
-        {
-            return redraw_if(changed);
-        }
-        self.open_dialog(a.month, a.blocked)
+        self.info.policy == Policy::Manual
+            && !self.info.readonly
+            && !deferred
+            && self.status.confirmed != Some(m)
+            && self.confirm_sent != Some(m)
+            && !self.quitting
+            && self.pipeline_alive()
     }
 
-    fn open_dialog(&mut self, month: YearMonth, blocked: bool) -> Vec<Command> {
+    /// A new snapshot: take it, keep the dialog in step with what waits.
+    fn status(&mut self, s: PipelineStatus) -> Vec<Command> {
+        if s == self.status {
+            return Vec::new();
+        }
+        if s.session.batches > self.status.session.batches {
+            push(&mut self.latency_history, s.latency.last_ms.ceil() as u64);
+        }
+        if self.status.paused != s.paused
+            && self
+                .note
+                .as_ref()
+                .is_some_and(|n| n.text.starts_with("pausing"))
+        {
+            self.note = None;
+        }
+        self.status = s;
+        let waiting = self.status.awaiting.as_ref().map(|a| a.month);
+        if self.confirm_sent.is_some() && self.confirm_sent != waiting {
+            self.confirm_sent = None;
+        }
+        match (waiting, self.dialog.as_ref().map(|d| d.month)) {
+            // The month rolled over (here or by `dvmtop confirm`), or a
+            // later one waits now: the dialog follows.
+            (w, Some(open)) if w != Some(open) => {
+                self.dialog = None;
+                if let Some(m) = w
+                    && self.should_prompt(m)
+                {
+                    self.open_dialog(m);
+                }
+            }
+            (Some(m), None) if self.should_prompt(m) => self.open_dialog(m),
+            _ => {}
+        }
+        vec![Command::Redraw]
+    }
+
+    fn open_dialog(&mut self, month: YearMonth) {
         self.dialog = Some(Dialog {
             month,
-            blocked,
             choice: Choice::NotYet,
-            preview: Preview::Loading,
         });
-        vec![Command::FetchPreview(month), Command::Redraw]
     }
 
     fn send(&mut self, c: Control) -> Vec<Command> {
@@ -515,12 +506,12 @@ impl App {
         if self.quitting {
             return Vec::new();
         }
+        let alive = self.pipeline_alive();
         self.quitting = true;
         self.dialog = None;
         self.help = false;
         let mut out = Vec::new();
-        if self.pipeline_alive() {
-            self.run.phase = Phase::ShuttingDown;
+        if alive {
             out.push(Command::Send(Control::Shutdown));
         }
         out.extend([Command::Quit, Command::Redraw]);
@@ -547,29 +538,20 @@ impl App {
             }
             Action::Redraw => vec![Command::ClearScreen],
             Action::TogglePause => {
-                if self.run.paused {
+                if self.status.paused {
                     self.send(Control::Resume)
                 } else {
                     self.say(Level::Info, "pausing after the step in flight");
                     self.send(Control::Pause)
                 }
             }
-            Action::StepBatch | Action::StepDay | Action::RunToRollover => {
-                let (until, c) = match a {
-                    Action::StepBatch => (Until::Batch, Control::StepBatch),
-                    Action::StepDay => (Until::Day, Control::StepDay),
-                    _ => (Until::Rollover, Control::RunToRollover),
-                };
-                let out = self.send(c);
-                if self.pipeline_alive() {
-                    self.run.stepping = Some(until);
-                    self.note = None;
-                }
-                out
-            }
-            Action::ReviewRollover => match self.run.due {
-                Some(a) if self.run.confirmed != Some(a.month) => {
-                    self.open_dialog(a.month, a.blocked)
+            Action::StepBatch => self.send(Control::StepBatch),
+            Action::StepDay => self.send(Control::StepDay),
+            Action::RunToRollover => self.send(Control::RunToRollover),
+            Action::ReviewRollover => match self.status.awaiting.as_ref().map(|a| a.month) {
+                Some(m) if self.status.confirmed != Some(m) && self.confirm_sent != Some(m) => {
+                    self.open_dialog(m);
+                    vec![Command::Redraw]
                 }
                 _ => {
                     self.say(Level::Info, "no rollover is waiting for confirmation");
@@ -590,19 +572,19 @@ impl App {
                 self.send(Control::CleanupNow)
             }
             Action::Faster | Action::Slower => {
+                let now = self.status.delay_ms;
                 let i = DELAYS_MS
                     .iter()
-                    .position(|&d| d >= self.run.delay_ms)
+                    .position(|&d| d >= now)
                     .unwrap_or(DELAYS_MS.len() - 1);
                 let j = if a == Action::Faster {
                     i.saturating_sub(1)
                 } else {
                     (i + 1).min(DELAYS_MS.len() - 1)
                 };
-                if DELAYS_MS[j] == self.run.delay_ms {
+                if DELAYS_MS[j] == now {
                     return Vec::new();
                 }
-                self.run.delay_ms = DELAYS_MS[j];
                 self.send(Control::SetDelay(Duration::from_millis(DELAYS_MS[j])))
             }
             Action::NextView => {
@@ -634,23 +616,42 @@ impl App {
         }
     }
 
+    /// The figures the dialog shows: the snapshot's preview of the month,
+    /// `None` while it is not there (then `y` does nothing).
+    pub fn dialog_preview(&self) -> Option<&MonthRow> {
+        let d = self.dialog.as_ref()?;
+        self.status
+            .awaiting
+            .as_ref()
+            .filter(|a| a.month == d.month)
+            .map(|a| &a.preview)
+    }
+
     fn confirm(&mut self) -> Vec<Command> {
-        let Some(d) = self.dialog.take() else {
+        let Some(m) = self.dialog.as_ref().map(|d| d.month) else {
             return Vec::new();
         };
-        self.run.confirmed = Some(d.month);
+        if self.dialog_preview().is_none() {
+            self.say(
+                Level::Info,
+                "the month's figures are still loading: confirm once they are shown",
+            );
+            return vec![Command::Redraw];
+        }
+        self.dialog = None;
+        self.confirm_sent = Some(m);
         self.say(
             Level::Info,
-            format!("confirmed: {} rolls over before the next batch", d.month),
+            format!("confirmed: {m} rolls over before the next batch"),
         );
-        self.send(Control::Confirm(d.month))
+        self.send(Control::Confirm(m))
     }
 
     fn defer(&mut self) -> Vec<Command> {
         let Some(d) = self.dialog.take() else {
             return Vec::new();
         };
-        self.run.deferred = Some((d.month, self.current_day()));
+        self.deferred = Some((d.month, self.current_day()));
         self.say(
             Level::Info,
             format!(
@@ -661,28 +662,10 @@ impl App {
         vec![Command::Redraw]
     }
 
-    fn progress(&mut self, p: Progress) -> Vec<Command> {
-        let before = self.clone_state();
-        if let Some(u) = self.run.stepping
-            && u.reached_by(&p)
-        {
-            self.run.stepping = None;
-        }
-        let live = |phase: &mut Phase, to: Phase| {
-            if !matches!(
-                phase,
-                Phase::Finished | Phase::Failed(_) | Phase::ShuttingDown
-            ) {
-                *phase = to;
-            }
-        };
+    /// A pipeline event: a note for the operator (the state is in the
+    /// snapshot).
+    fn event(&mut self, p: Progress) -> Vec<Command> {
         match p {
-            Progress::Batch(b) => {
-                let ms = b.millis;
-                return self.batches(b, 1, ms, ms);
-            }
-            // The poller shows committed figures; nothing to draw here.
-            Progress::Committed(_) => return Vec::new(),
             Progress::Backup { month, result } => match result {
                 Ok(path) => self.say(Level::Info, format!("backup of {month} written to {path}")),
                 Err(e) => self.say(
@@ -690,37 +673,8 @@ impl App {
                     format!("BACKUP FAILED after the rollover of {month} ({e}); retried at the next rollover"),
                 ),
             },
-            Progress::Idle => {
-                live(&mut self.run.phase, Phase::Idle);
-                return redraw_if(before != self.clone_state());
-            }
-            Progress::Blocked(a) => {
-                live(&mut self.run.phase, Phase::Running);
-                let mut out = self.due_notice(a);
-                if before != self.clone_state() && !out.contains(&Command::Redraw) {
-                    out.push(Command::Redraw);
-                }
-                return out;
-            }
-            Progress::Init(m) => {
-                self.run.month = Some(m);
-                self.say(Level::Info, format!("opened month {m}"));
-            }
+            Progress::Init(m) => self.say(Level::Info, format!("opened month {m}")),
             Progress::Rolled { row, millis } => {
-                let m: Option<YearMonth> = Some(row.year_month);
-                if let Some(m) = m {
-                    self.run.month = Some(m.next());
-                    self.run.rollovers += 1;
-                    if self.run.due.is_some_and(|a| a.month == m) {
-                        self.run.due = None;
-                    }
-                    if self.run.confirmed == Some(m) {
-                        self.run.confirmed = None;
-                    }
-                    if self.dialog.as_ref().is_some_and(|d| d.month == m) {
-                        self.dialog = None;
-                    }
-                }
                 self.say(
                     Level::Info,
                     format!(
@@ -731,53 +685,43 @@ impl App {
                         group(row.unique_users),
                     ),
                 );
-                if let Some(i) = self
+                match self
                     .months
-                    .iter()
-                    .position(|r| r.year_month >= row.year_month)
+                    .binary_search_by_key(&row.year_month, |r| r.year_month)
                 {
-                    if self.months[i].year_month == row.year_month {
-                        self.months[i] = row;
-                    } else {
-                        self.months.insert(i, row);
-                    }
-                } else {
-                    self.months.push(row);
+                    Ok(i) => self.months[i] = row,
+                    Err(i) => self.months.insert(i, row),
                 }
             }
-            Progress::DayAdvanced { day } => {
-                self.run.day = Some(day);
+            Progress::DailyCleanup(run) if run.outcome != Outcome::Ok => {
+                let day = run
+                    .reference_time
+                    .map_or_else(|| "?".to_owned(), |t| t.date_naive().to_string());
+                self.say(
+                    Level::Error,
+                    format!(
+                        "daily cleanup for {day} ended {}: {}",
+                        run.outcome,
+                        run.detail.unwrap_or_default()
+                    ),
+                );
             }
-            Progress::DailyCleanup(cleanup) => {
-                if cleanup.outcome != "ok" {
-                    let day = cleanup
-                        .reference_time
-                        .map_or_else(|| "?".to_owned(), |t| t.date_naive().to_string());
-                    self.say(
-                        Level::Error,
-                        format!(
-                            "daily cleanup for {day} ended {}: {}",
-                            cleanup.outcome,
-                            cleanup.detail.unwrap_or_default()
-                        ),
-                    );
+            Progress::Confirmed {
+                month,
+                accepted: false,
+            } => {
+                if self.confirm_sent == Some(month) {
+                    self.confirm_sent = None;
                 }
-            }
-            Progress::Confirmed { month, accepted } => {
-                if !accepted {
-                    if self.run.confirmed == Some(month) {
-                        self.run.confirmed = None;
-                    }
-                    self.say(
-                        Level::Warn,
-                        format!("{month} is not the open month: the confirmation was not taken"),
-                    );
-                }
+                self.say(
+                    Level::Warn,
+                    format!("{month} is not the open month: the confirmation was not taken"),
+                );
             }
             Progress::Cleanup(run) => {
                 let rows: i64 = run.rows.values().sum();
                 self.say(
-                    if run.outcome == "ok" {
+                    if run.outcome == Outcome::Ok {
                         Level::Info
                     } else {
                         Level::Error
@@ -790,95 +734,31 @@ impl App {
                     ),
                 );
             }
-            Progress::Paused(p) => {
-                self.run.paused = p;
-                if !p {
-                    self.run.stepping = None;
-                }
-                if self
-                    .note
-                    .as_ref()
-                    .is_some_and(|n| n.text.starts_with("pausing"))
-                {
-                    self.note = None;
-                }
-            }
-            Progress::Retrying { error, millis } => {
-                live(&mut self.run.phase, Phase::Retrying { error, millis });
-            }
+            _ => return Vec::new(),
         }
         vec![Command::Redraw]
     }
 
-    /// The parts of the state a report can change, for "did it change".
-    fn clone_state(&self) -> (Phase, Option<Awaiting>, Option<Until>, bool) {
-        (
-            self.run.phase.clone(),
-            self.run.due,
-            self.run.stepping,
-            self.dialog.is_some(),
-        )
-    }
-
-    fn batches(&mut self, b: BatchReport, count: u32, max_ms: f64, total_ms: f64) -> Vec<Command> {
-        if !matches!(
-            self.run.phase,
-            Phase::Finished | Phase::Failed(_) | Phase::ShuttingDown
-        ) {
-            self.run.phase = Phase::Running;
-        }
-        self.run.batches += u64::from(count);
-        self.run.processed += b.processed as u64;
-        self.run.overflow = Some(b.overflow);
-        if let Some(d) = b.day {
-            self.run.day = Some(self.run.day.map_or(d, |c| c.max(d)));
-        }
-        self.run.max_batch_ms = self.run.max_batch_ms.max(max_ms);
-        let avg = total_ms / f64::from(count.max(1));
-        push(&mut self.latency_history, avg.ceil() as u64);
-        let awaiting = b.awaiting;
-        self.run.last_batch = Some(b);
-        let mut out = match awaiting {
-            Some(a) => self.due_notice(a),
-            None => {
-                self.run.due = None;
-                Vec::new()
-            }
-        };
-        if !out.contains(&Command::Redraw) {
-            out.push(Command::Redraw);
-        }
-        out
-    }
-
     fn polled(&mut self, p: Poll) -> Vec<Command> {
         let mut changed = false;
-        let (accepted, processed) = (
-            p.redis.as_ref().ok().map(|r| r.stat("accepted")),
-            p.db.as_ref().ok().map(|d| d.view.counter("processed")),
-        );
+        let accepted = p.redis.as_ref().ok().map(|r| r.stat("accepted"));
         if let Ok(r) = &p.redis {
             let flat = self.depth_history.back() == Some(&r.depth) && self.depth_history.len() > 1;
             push(&mut self.depth_history, r.depth);
             changed |= !flat;
         }
-        let rates = match self.prev_sample {
-            Some((t0, a0, p0)) if p.at > t0 => {
+        let rate = match (self.prev_sample, accepted) {
+            (Some((t0, a0)), Some(a1)) if p.at > t0 => {
                 let dt = (p.at - t0).num_milliseconds() as f64 / 1000.0;
-                let rate = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                    (Some(a), Some(b)) => Some(((b - a) / dt).max(0.0)),
-                    _ => None,
-                };
-                Rates {
-                    in_per_s: rate(a0.map(|v| v as f64), accepted.map(|v| v as f64)),
-                    out_per_s: rate(p0.map(|v| v as f64), processed.map(|v| v as f64)),
-                }
+                Some(((a1 as f64 - a0 as f64) / dt).max(0.0))
             }
-            _ => self.rates,
+            _ => self.in_per_s,
         };
-        changed |= rates != self.rates;
-        self.rates = rates;
-        self.prev_sample = Some((p.at, accepted, processed));
+        changed |= rate != self.in_per_s;
+        self.in_per_s = rate;
+        if let Some(a) = accepted {
+            self.prev_sample = Some((p.at, a));
+        }
         match p.db {
             Ok(d) => {
                 if let Some(w) = d.windows {
@@ -954,64 +834,23 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
         },
         Msg::Mouse(_) => Vec::new(),
         Msg::Resize(..) => vec![Command::Redraw],
-        Msg::Progress(p) => app.progress(p),
-        Msg::Batches {
-            report,
-            count,
-            max_ms,
-            total_ms,
-        } => {
-            if let Some(u) = app.run.stepping
-                && u.reached_by(&Progress::Batch(report.clone()))
-            {
-                app.run.stepping = None;
-            }
-            app.batches(report, count, max_ms, total_ms)
-        }
+        Msg::Status(s) => app.status(*s),
+        Msg::Event(p) => app.event(p),
         Msg::PipelineEnded(r) => {
-            app.run.stepping = None;
-            match r {
+            match &r {
                 Ok(RunEnd::Drained) => {
-                    if !app.quitting {
-                        app.run.phase = Phase::Finished;
-                    }
-                    // With nothing left to process no rollover can run (it
-                    // is decided on the next pending day): say so instead
-                    // of leaving a dialog that cannot act.
-                    let waiting = app
-                        .dialog
-                        .take()
-                        .map(|d| d.month)
-                        .or(app.run.due.map(|a| a.month));
-                    app.run.due = None;
-                    match waiting {
-                        Some(m) => app.say(
-                            Level::Info,
-                            format!("all input processed; the pipeline stopped. {m} stays open: it rolls over once later events arrive (--resume)"),
-                        ),
-                        None => app.say(Level::Info, "all input processed; the pipeline stopped"),
-                    }
+                    app.say(Level::Info, "all input processed; the pipeline stopped")
                 }
                 Ok(RunEnd::Shutdown) => {}
                 Err(e) => {
                     app.dialog = None;
-                    app.run.phase = Phase::Failed(e.clone());
-                    app.say(Level::Error, e);
+                    app.say(Level::Error, e.clone());
                 }
             }
+            app.ended = Some(r);
             vec![Command::Redraw]
         }
         Msg::Polled(p) => app.polled(*p),
-        Msg::Preview { month, result } => match &mut app.dialog {
-            Some(d) if d.month == month => {
-                d.preview = match result {
-                    Ok(row) => Preview::Ready(Box::new(row)),
-                    Err(e) => Preview::Failed(e),
-                };
-                vec![Command::Redraw]
-            }
-            _ => Vec::new(),
-        },
         Msg::Signal(name) => {
             if !app.quitting {
                 app.say(Level::Warn, format!("{name}: shutting down"));

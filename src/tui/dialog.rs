@@ -1,11 +1,12 @@
 //! The rollover confirmation dialog: it carries the pending action as data
 //! (the month), defaults to "not yet", and says exactly what confirming
-//! does, with the month's figures computed by a worker.
+//! does, with the figures of the row it writes — the pipeline's own
+//! preview in the published snapshot, computed as the rollover computes
+//! it.
 
 use super::app::{App, group};
 use super::panes::{centered, short_id};
 use super::theme::Theme;
-use crate::store::MonthRow;
 use dvmtop_core::YearMonth;
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -18,23 +19,12 @@ pub enum Choice {
     RollOver,
 }
 
-/// The month's summary, as far as the worker got.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Preview {
-    Loading,
-    Ready(Box<MonthRow>),
-    Failed(String),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dialog {
     /// The month whose rollover confirming performs.
     pub month: YearMonth,
-    /// Nothing can be processed until it is confirmed.
-    pub blocked: bool,
     /// The selected button; "not yet" unless the operator moves it.
     pub choice: Choice,
-    pub preview: Preview,
 }
 
 pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog, t: &Theme) {
@@ -53,7 +43,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog, t: &Theme) {
         app.info.buffer_days,
         m.next()
     ))];
-    if d.blocked {
+    let blocked = app
+        .status
+        .awaiting
+        .as_ref()
+        .is_some_and(|a| a.month == m && a.blocked);
+    if blocked {
         lines.push(Line::styled(
             format!(
                 "⚠ Events past {} are waiting: nothing moves until it is confirmed.",
@@ -69,13 +64,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog, t: &Theme) {
             Span::styled(v, t.value()),
         ]
     };
-    match &d.preview {
-        Preview::Loading => lines.push(Line::styled("computing the month's summary…", t.label())),
-        Preview::Failed(e) => lines.push(Line::styled(
-            format!("✖ summary unavailable: {e}"),
-            t.error(),
+    match app.dialog_preview() {
+        None => lines.push(Line::styled(
+            "loading the month's figures… (y waits for them)",
+            t.label(),
         )),
-        Preview::Ready(row) => {
+        Some(row) => {
             let completion = if row.total_requests > 0 {
                 format!(
                     "{:.1} %",

@@ -18,13 +18,11 @@ pub mod workers;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::headless::{self, Launched, Start};
-use crate::pipeline::{Control, RunEnd};
+use crate::pipeline::RunEnd;
+use crate::run::{Ended, Runtime, Start};
 pub use app::{App, Command, Info, Mode, Msg, update};
 use crossterm::event::Event;
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use theme::{Palette, Theme};
 use tokio::sync::mpsc;
@@ -105,61 +103,23 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
             });
         }
     }
-    let cancel = Arc::new(AtomicBool::new(false));
     // Before the terminal is taken over, so errors print as one plain line.
-    let Launched {
-        services,
-        processor,
-        ingest,
-        input_done,
-        ..
-    } = headless::launch(cfg, &opts.files, opts.start, &cancel).await?;
-    // The service ingests from the configured relays too; a backtest only
-    // from its files.
-    let relays = match opts.mode {
-        Mode::Serve => headless::start_relays(cfg, &services.queue),
-        Mode::Backtest => None,
-    };
+    let mut rt = Runtime::launch(cfg, opts.mode, &opts.files, opts.start).await?;
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
-    // Ingest errors are shown, not just logged.
-    let ingest = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let r = match ingest.await {
-                Ok(r) => r,
-                Err(e) => Err(Error::Config(format!("ingest task failed: {e}"))),
-            };
-            if let Err(e) = &r {
-                tracing::error!(error = %e, "ingest stopped");
-                let _ = tx
-                    .send(Msg::Notice(
-                        app::Level::Error,
-                        format!("ingest stopped: {e}"),
-                    ))
-                    .await;
-            }
-            r
-        })
-    };
-    let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(32);
-    let mut pipeline = match opts.mode {
-        Mode::Backtest => {
-            let done = input_done.clone();
-            workers::spawn_pipeline(
-                processor,
-                ctl_rx,
-                move || done.load(Ordering::SeqCst),
-                tx.clone(),
-            )
-        }
-        Mode::Serve => workers::spawn_pipeline(processor, ctl_rx, || false, tx.clone()),
-    };
-    let poller = workers::spawn_poller(
-        services.db.clone(),
-        services.queue.clone(),
-        tx.clone(),
-        workers::PollTiming::default(),
-    );
+    let ctl = rt.controls();
+    let mut workers = vec![
+        workers::spawn_status(rt.status(), tx.clone()),
+        workers::spawn_poller(
+            rt.services.db.clone(),
+            rt.services.queue.clone(),
+            tx.clone(),
+            workers::PollTiming::default(),
+            rt.status(),
+        ),
+    ];
+    if let Some(events) = rt.take_events() {
+        workers.push(workers::spawn_events(events, tx.clone()));
+    }
     use tokio::signal::unix::{SignalKind, signal};
     let sig =
         |k| signal(k).map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")));
@@ -173,12 +133,7 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         Ok(t) => t,
         Err(e) => {
             terminal::restore(opts.mouse);
-            cancel.store(true, Ordering::SeqCst);
-            let _ = ctl_tx.send(Control::Shutdown).await;
-            let _ = pipeline.await;
-            if let Some(r) = relays {
-                r.shutdown(headless::RELAY_SHUTDOWN_WAIT).await;
-            }
+            rt.shutdown(SHUTDOWN_WAIT).await;
             return Err(Error::Config(format!("cannot set up the terminal: {e}")));
         }
     };
@@ -197,7 +152,7 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
     let mut last_draw: Option<Instant> = None;
     let mut interrupted = false;
     let mut quit_at: Option<Instant> = None;
-    let mut ended = None;
+    let mut ended = false;
 
     loop {
         let due = last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME);
@@ -211,7 +166,7 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
             dirty = false;
             last_draw = Some(Instant::now());
         }
-        if ended.is_some() && quit_at.is_some() {
+        if quit_at.is_some() && ended {
             break;
         }
         let frame_wait = if dirty {
@@ -221,15 +176,18 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         };
         let give_up = quit_at.map(|t| SHUTDOWN_WAIT.saturating_sub(t.elapsed()));
         let msg = tokio::select! {
-            // Keys, resizes, reports, polls: everything comes as a message.
+            // Keys, resizes, snapshots, events, polls: all are messages.
             m = rx.recv() => m,
-            r = &mut pipeline, if ended.is_none() => {
-                let r = r.unwrap_or_else(|e| Err(Error::Config(format!("pipeline task failed: {e}"))));
-                // Its last messages are already in the channel; the end
-                // itself is recorded here, so a quit can finish.
-                ended = Some(r);
-                None
-            }
+            e = rt.next_end() => match e {
+                Ended::Pipeline(e) => {
+                    ended = true;
+                    Some(Msg::PipelineEnded(e))
+                }
+                // Ingest errors (an unreadable or truncated file) are shown.
+                Ended::Ingest(r) => r
+                    .err()
+                    .map(|e| Msg::Notice(app::Level::Error, format!("ingest stopped: {e}"))),
+            },
             _ = int.recv() => { interrupted = true; Some(Msg::Signal("SIGINT")) }
             _ = term.recv() => { interrupted = true; Some(Msg::Signal("SIGTERM")) }
             _ = hup.recv() => { interrupted = true; Some(Msg::Signal("SIGHUP")) }
@@ -246,10 +204,10 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         for c in update(&mut app, msg) {
             match c {
                 Command::Send(c) => {
-                    if ended.is_some() {
+                    if ended {
                         continue;
                     }
-                    if let Err(e) = ctl_tx.try_send(c) {
+                    if let Err(e) = ctl.try_send(c) {
                         let why = match e {
                             mpsc::error::TrySendError::Full(_) => "the pipeline is busy: try again",
                             mpsc::error::TrySendError::Closed(_) => "the pipeline has stopped",
@@ -259,9 +217,6 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
                         }
                     }
                 }
-                Command::FetchPreview(m) => {
-                    workers::spawn_preview(services.db.clone(), m, tx.clone());
-                }
                 Command::Redraw => dirty = true,
                 Command::ClearScreen => {
                     let _ = terminal::repaint(&mut terminal);
@@ -269,53 +224,51 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
                     last_draw = None;
                 }
                 Command::Quit => {
-                    if quit_at.is_none() {
-                        quit_at = Some(Instant::now());
-                        cancel.store(true, Ordering::SeqCst);
-                    }
+                    quit_at.get_or_insert_with(Instant::now);
                 }
             }
         }
     }
 
-    poller.abort();
+    for w in &workers {
+        w.abort();
+    }
     terminal::leave(terminal, opts.mouse);
-    match &ended {
+    let processed = app.status.session.processed;
+    let month = app.current_month().map_or("none".into(), |m| m.to_string());
+    // The pipeline has stopped (or did not in time): the rest of the one
+    // shutdown sequence — ingest, relays, listeners.
+    let stopped = rt.shutdown(Duration::from_secs(1)).await;
+    if let Err(e) = &stopped.ingest {
+        tracing::error!(error = %e, "ingest stopped");
+    }
+    match &stopped.end {
         Some(Ok(end)) => tracing::info!(?end, "TUI stopped; the pipeline ended cleanly"),
         Some(Err(e)) => tracing::error!(error = %e, "TUI stopped; the pipeline had failed"),
         None => tracing::warn!("TUI stopped; the pipeline did not stop in time"),
     }
-    cancel.store(true, Ordering::SeqCst);
-    if let Some(r) = relays {
-        r.shutdown(headless::RELAY_SHUTDOWN_WAIT).await;
-    }
-    if tokio::time::timeout(Duration::from_secs(10), ingest)
-        .await
-        .is_err()
-    {
-        tracing::warn!("ingest did not stop within 10 s");
-    }
-    let processed = app.run.processed;
-    let month = app.current_month().map_or("none".into(), |m| m.to_string());
-    match ended {
-        Some(Err(e)) => Err(e),
+    match stopped.end {
+        Some(Err(e)) => Err(Error::Config(e)),
         None => Err(Error::Config(format!(
             "the pipeline did not stop within {} s; nothing uncommitted was acknowledged, so a restart continues where it was",
             SHUTDOWN_WAIT.as_secs()
         ))),
-        Some(Ok(end)) => Ok(Outcome {
-            interrupted,
-            summary: format!(
-                "dvmtop: {} · {} events processed this session · open month {month}{}",
-                cfg.namespace,
-                app::group(processed as i64),
-                if end == RunEnd::Drained {
-                    " · input fully processed"
-                } else {
-                    ""
-                }
-            ),
-        }),
+        Some(Ok(end)) => {
+            stopped.ingest?;
+            Ok(Outcome {
+                interrupted,
+                summary: format!(
+                    "dvmtop: {} · {} events processed this session · open month {month}{}",
+                    cfg.namespace,
+                    app::group(processed as i64),
+                    if end == RunEnd::Drained {
+                        " · input fully processed"
+                    } else {
+                        ""
+                    }
+                ),
+            })
+        }
     }
 }
 #[cfg(test)]

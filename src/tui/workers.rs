@@ -1,134 +1,68 @@
-//! Background tasks that feed the UI over a bounded channel: the pipeline
-//! task (the same [`pipeline::run`] headless mode drives), the poller
-//! (PostgreSQL and Redis, each under a timeout, so the UI never waits on
-//! them), and the month-preview worker of the rollover dialog.
+//! Background tasks that feed the UI over a bounded channel: the
+//! pipeline's snapshot and events (forwarded), and the poller of what
+//! only the stores know — window stats, the monthly history, the job
+//! audit, ingest counters — each store under a timeout, so the UI never
+//! waits on them.
 
 use super::app::{DbPoll, DbView, Msg, Poll, RedisView};
 use crate::error::Result;
-use crate::pipeline::{self, BatchReport, Control, Processor, Progress, RunEnd};
+use crate::pipeline::{PipelineStatus, Progress};
 use crate::queue::Queue;
 use crate::store::{self, Db};
 use chrono::Utc;
-use dvmtop_core::YearMonth;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// Turns a burst of pipeline reports into UI messages: consecutive batch
-/// reports merge into one, and a repeated Idle or Blocked (the loop sends
-/// them several times a second while nothing moves) is dropped.
-pub fn coalesce(reports: Vec<Progress>, last_quiet: &mut Option<Progress>) -> Vec<Msg> {
-    struct Merge {
-        report: BatchReport,
-        count: u32,
-        max_ms: f64,
-        total_ms: f64,
-    }
-    fn flush(m: &mut Option<Merge>, out: &mut Vec<Msg>) {
-        if let Some(m) = m.take() {
-            out.push(Msg::Batches {
-                report: m.report,
-                count: m.count,
-                max_ms: m.max_ms,
-                total_ms: m.total_ms,
-            });
-        }
-    }
-    let mut out = Vec::new();
-    let mut merge: Option<Merge> = None;
-    for p in reports {
-        match p {
-            Progress::Batch(b) => {
-                *last_quiet = None;
-                merge = Some(match merge.take() {
-                    None => Merge {
-                        count: 1,
-                        max_ms: b.millis,
-                        total_ms: b.millis,
-                        report: b,
-                    },
-                    Some(m) => Merge {
-                        count: m.count + 1,
-                        max_ms: m.max_ms.max(b.millis),
-                        total_ms: m.total_ms + b.millis,
-                        report: BatchReport {
-                            consumed: m.report.consumed + b.consumed,
-                            processed: m.report.processed + b.processed,
-                            duplicates: m.report.duplicates + b.duplicates,
-                            ignored: m.report.ignored + b.ignored,
-                            parked: m.report.parked + b.parked,
-                            rejected: m.report.rejected + b.rejected,
-                            ..b
-                        },
-                    },
-                });
-            }
-            p => {
-                flush(&mut merge, &mut out);
-                let quiet = matches!(p, Progress::Idle | Progress::Blocked(_));
-                if quiet && last_quiet.as_ref() == Some(&p) {
-                    continue;
-                }
-                *last_quiet = quiet.then(|| p.clone());
-                out.push(Msg::Progress(p));
+/// Forwards the pipeline's snapshots (the watch channel keeps only the
+/// latest, so a slow UI never falls behind) until either side is gone.
+pub fn spawn_status(
+    mut status: watch::Receiver<PipelineStatus>,
+    ui: mpsc::Sender<Msg>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while status.changed().await.is_ok() {
+            let s = status.borrow_and_update().clone();
+            if ui.send(Msg::Status(Box::new(s))).await.is_err() {
+                return;
             }
         }
-    }
-    flush(&mut merge, &mut out);
-    out
+    })
 }
 
-/// Runs the pipeline until it drains (when `input_done` says so) or shuts
-/// down. Reports reach the UI through an unbounded hop (the pipeline never
-/// waits on the UI) and a coalescing forwarder into the bounded UI channel.
-pub fn spawn_pipeline(
-    mut processor: Processor,
-    mut ctl: mpsc::Receiver<Control>,
-    input_done: impl Fn() -> bool + Send + 'static,
+/// Forwards the pipeline's events that the screen notes (rollovers,
+/// backups, cleanups, confirmations); batches and commits are in the
+/// snapshot already.
+pub fn spawn_events(
+    mut events: mpsc::UnboundedReceiver<Progress>,
     ui: mpsc::Sender<Msg>,
-) -> JoinHandle<Result<RunEnd>> {
+) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let (utx, mut urx) = mpsc::unbounded_channel::<Progress>();
-        let fwd_ui = ui.clone();
-        let forwarder = tokio::spawn(async move {
-            let mut last_quiet = None;
-            while let Some(first) = urx.recv().await {
-                let mut burst = vec![first];
-                while burst.len() < 4096 {
-                    match urx.try_recv() {
-                        Ok(p) => burst.push(p),
-                        Err(_) => break,
-                    }
-                }
-                for m in coalesce(burst, &mut last_quiet) {
-                    if fwd_ui.send(m).await.is_err() {
-                        return;
-                    }
-                }
+        while let Some(e) = events.recv().await {
+            let noted = matches!(
+                e,
+                Progress::Init(_)
+                    | Progress::Rolled { .. }
+                    | Progress::Backup { .. }
+                    | Progress::DailyCleanup(_)
+                    | Progress::Cleanup(_)
+                    | Progress::Confirmed { .. }
+            );
+            if noted && ui.send(Msg::Event(e)).await.is_err() {
+                return;
             }
-        });
-        let result = pipeline::run(&mut processor, &mut ctl, input_done, |p| {
-            let _ = utx.send(p.clone());
-        })
-        .await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "pipeline stopped");
         }
-        drop(utx);
-        let _ = forwarder.await;
-        let _ = ui
-            .send(Msg::PipelineEnded(
-                result.as_ref().map(|e| *e).map_err(|e| e.to_string()),
-            ))
-            .await;
-        result
     })
 }
 
 /// Poller timing.
 #[derive(Debug, Clone, Copy)]
 pub struct PollTiming {
+    /// Poll at least this often (other processes change the stores too).
     pub period: Duration,
+    /// After a change the pipeline published (a commit, a phase), poll
+    /// again, but not more often than this.
+    pub min_gap: Duration,
     /// Per source and round; past it the source is marked stale.
     pub timeout: Duration,
     /// Window stats (four aggregate queries) at most this often.
@@ -138,7 +72,8 @@ pub struct PollTiming {
 impl Default for PollTiming {
     fn default() -> Self {
         PollTiming {
-            period: Duration::from_secs(1),
+            period: Duration::from_secs(5),
+            min_gap: Duration::from_secs(1),
             timeout: Duration::from_secs(3),
             windows_every: Duration::from_secs(5),
         }
@@ -219,15 +154,25 @@ async fn timed<T>(
     }
 }
 
-/// Polls both stores every period until the UI goes away.
+/// What in a snapshot means the stores changed: a commit, or a phase.
+fn store_marker(s: &PipelineStatus) -> (i64, std::mem::Discriminant<crate::pipeline::Phase>) {
+    (s.committed_seq, std::mem::discriminant(&s.phase))
+}
+
+/// Polls both stores when the pipeline committed something (at most every
+/// `min_gap`) and at least every `period`, until the UI goes away. Idle,
+/// it wakes once a period.
 pub fn spawn_poller(
     db: Db,
     queue: Queue,
     ui: mpsc::Sender<Msg>,
     timing: PollTiming,
+    mut status: watch::Receiver<PipelineStatus>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut memo = PollMemo::default();
+        let mut seen = store_marker(&status.borrow());
+        let mut live = true;
         loop {
             let at = Utc::now();
             let (d, r) = tokio::join!(
@@ -260,90 +205,33 @@ pub fn spawn_poller(
             if ui.send(Msg::Polled(Box::new(poll))).await.is_err() {
                 return;
             }
-            tokio::time::sleep(timing.period).await;
+            let polled = Instant::now();
+            // Until the next period, or the next commit (after the gap).
+            let next = tokio::time::Instant::from_std(polled + timing.period);
+            loop {
+                let changed = async {
+                    if live {
+                        status.changed().await.is_ok()
+                    } else {
+                        std::future::pending().await
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => break,
+                    ok = changed => {
+                        if !ok {
+                            live = false;
+                            continue;
+                        }
+                        let now = store_marker(&status.borrow_and_update());
+                        if now != seen {
+                            seen = now;
+                            tokio::time::sleep(timing.min_gap.saturating_sub(polled.elapsed())).await;
+                            break;
+                        }
+                    }
+                }
+            }
         }
     })
-}
-
-/// Computes what `month`'s rollover row would be, for the dialog.
-pub fn spawn_preview(db: Db, month: YearMonth, ui: mpsc::Sender<Msg>) {
-    tokio::spawn(async move {
-        let result = timed(
-            Duration::from_secs(10),
-            "PostgreSQL",
-            store::month_summary(&db.pool, month),
-        )
-        .await;
-        let _ = ui.send(Msg::Preview { month, result }).await;
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use dvmtop_core::clock::Awaiting;
-
-    fn batch(seq: i64, processed: usize, millis: f64) -> Progress {
-        Progress::Batch(BatchReport {
-            seq,
-            processed,
-            consumed: processed,
-            overflow: seq as usize,
-            millis,
-            ..Default::default()
-        })
-    }
-
-    #[test]
-    fn batches_merge_and_quiet_repeats_drop() {
-        let a = Awaiting {
-            month: YearMonth::new(2024, 1).unwrap(),
-            blocked: true,
-        };
-        let mut last = None;
-        let out = coalesce(
-            vec![
-                batch(1, 10, 5.0),
-                batch(2, 20, 9.0),
-                Progress::Idle,
-                Progress::Idle,
-                Progress::Blocked(a),
-                Progress::Blocked(a),
-                batch(3, 1, 1.0),
-                Progress::Idle,
-            ],
-            &mut last,
-        );
-        assert_eq!(out.len(), 5, "{out:#?}");
-        let Msg::Batches {
-            report,
-            count,
-            max_ms,
-            total_ms,
-        } = &out[0]
-        else {
-            panic!("{:?}", out[0])
-        };
-        assert_eq!(
-            (
-                report.seq,
-                report.processed,
-                report.consumed,
-                report.overflow
-            ),
-            (2, 30, 30, 2)
-        );
-        assert_eq!((*count, *max_ms, *total_ms), (2, 9.0, 14.0));
-        assert_eq!(out[1], Msg::Progress(Progress::Idle));
-        assert_eq!(out[2], Msg::Progress(Progress::Blocked(a)));
-        assert!(matches!(out[3], Msg::Batches { count: 1, .. }));
-        assert_eq!(out[4], Msg::Progress(Progress::Idle));
-        // The next burst's Idle repeats the last one: dropped.
-        assert!(coalesce(vec![Progress::Idle], &mut last).is_empty());
-        assert_eq!(
-            coalesce(vec![Progress::Paused(true)], &mut last),
-            vec![Msg::Progress(Progress::Paused(true))]
-        );
-        assert_eq!(coalesce(vec![Progress::Idle], &mut last).len(), 1);
-    }
 }

@@ -5,8 +5,8 @@
 
 use dvmtop::cli::GlobalArgs;
 use dvmtop::config::Config;
-use dvmtop::headless::{Services, Start};
 use dvmtop::queue::{Keys, Queue};
+use dvmtop::run::{Services, Start};
 use dvmtop::store::Db;
 use dvmtop_core::clock::Policy;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -180,10 +180,10 @@ pub async fn settle(p: &mut dvmtop::pipeline::Processor) -> Vec<dvmtop::pipeline
         let stop = matches!(step, Progress::Idle | Progress::Blocked(_));
         // What commits did (commits, backups) comes first; the step that
         // settled stays last.
-        log.append(&mut p.reports);
+        log.append(&mut p.take_reports());
         if stop {
             p.catch_up().await.expect("commit");
-            log.append(&mut p.reports);
+            log.append(&mut p.take_reports());
             log.push(step);
             return log;
         }
@@ -201,10 +201,17 @@ pub fn write_input(cfg: &Config, name: &str, lines: &[String]) -> String {
 }
 
 /// Runs a headless backtest in-process to the end.
-pub async fn backtest(cfg: &Config, files: &[String], start: Start) -> dvmtop::headless::Summary {
-    let (_tx, rx) = tokio::sync::mpsc::channel(4);
-    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    dvmtop::headless::backtest(cfg, files, start, rx, cancel, |_| {})
-        .await
-        .expect("backtest")
+pub async fn backtest(cfg: &Config, files: &[String], start: Start) -> dvmtop::run::Summary {
+    let run = dvmtop::run::headless(
+        cfg,
+        dvmtop::run::Mode::Backtest,
+        files,
+        start,
+        false,
+        |_| {},
+    )
+    .await
+    .expect("backtest");
+    run.ingest.expect("ingest");
+    run.summary
 }

@@ -101,7 +101,7 @@ fn day_number(ts: i64) -> i64 {
 /// Decides the next action. Pure: same inputs, same plan.
 pub fn plan(state: &ClockState, params: &Params, pending: &[i64]) -> Plan {
     let Some(earliest) = pending.iter().copied().min() else {
-        return Plan::Idle;
+        return idle(state, params);
     };
     let Some(month) = state.month else {
         return Plan::Init(YearMonth::of(day_of(earliest)));
@@ -153,6 +153,31 @@ pub fn plan(state: &ClockState, params: &Params, pending: &[i64]) -> Plan {
         }
     }
     Plan::Batch(batch)
+}
+
+/// Nothing pending. A rollover that was already due on the current day
+/// (manual policy: days of the next month were processed while it waited)
+/// still waits for its confirmation, and runs once confirmed — so a
+/// backtest that ends waiting can be confirmed and finish like a headless
+/// run. (Under `auto` the clock never advances past a due rollover, so
+/// nothing is due here.)
+fn idle(state: &ClockState, params: &Params) -> Plan {
+    match (state.month, state.day) {
+        (Some(m), Some(d)) if params.due(m, d) => {
+            if params.policy == Policy::Auto || state.confirmed == Some(m) {
+                Plan::Rollover(m)
+            } else {
+                Plan::Batch(Batch {
+                    awaiting: Some(Awaiting {
+                        month: m,
+                        blocked: false,
+                    }),
+                    ..Batch::default()
+                })
+            }
+        }
+        _ => Plan::Idle,
+    }
 }
 
 /// State after a committed batch.
@@ -270,6 +295,37 @@ mod tests {
             plan(&confirmed, &params, &[ts(2024, 5, 1, 1)]),
             Plan::Rollover(YearMonth::new(2024, 3).unwrap())
         );
+    }
+
+    #[test]
+    fn a_due_rollover_waits_and_runs_when_nothing_is_pending() {
+        let params = Params {
+            buffer_days: 3,
+            policy: Policy::Manual,
+        };
+        // March is open, April 10 processed while March waited.
+        let s = st((2024, 3), (2024, 4, 10));
+        let march = YearMonth::new(2024, 3).unwrap();
+        let Plan::Batch(b) = plan(&s, &params, &[]) else {
+            panic!()
+        };
+        assert!(b.take.is_empty() && b.park.is_empty());
+        assert_eq!(
+            b.awaiting,
+            Some(Awaiting {
+                month: march,
+                blocked: false
+            })
+        );
+        let confirmed = ClockState {
+            confirmed: Some(march),
+            ..s.clone()
+        };
+        assert_eq!(plan(&confirmed, &params, &[]), Plan::Rollover(march));
+        // Not due yet (April 3 is inside the buffer): idle.
+        let early = st((2024, 3), (2024, 4, 3));
+        assert_eq!(plan(&early, &params, &[]), Plan::Idle);
+        assert_eq!(plan(&ClockState::default(), &params, &[]), Plan::Idle);
     }
 
     #[test]

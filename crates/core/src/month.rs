@@ -77,6 +77,12 @@ impl MonthAcc {
         }
     }
 
+    /// Events applied so far (requests, responses, feedback): grows with
+    /// every change, so it marks a figure computed from this month as fresh.
+    pub fn events(&self) -> u64 {
+        (self.requests + self.responses + self.feedback) as u64
+    }
+
     /// Committed detail, when rebuilding: a user seen in the month.
     pub fn add_user(&mut self, who: Pubkey) {
         self.users.insert(who);

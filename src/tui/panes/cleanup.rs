@@ -4,16 +4,17 @@
 use super::super::app::{App, group};
 use super::super::theme::Theme;
 use super::pane;
+use dvmtop_core::{Job, Outcome};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-fn job_name(job: &str) -> &str {
+fn job_name(job: Job) -> &'static str {
     match job {
-        "daily_cleanup" => "cleanup",
-        "monthly_rollover" => "rollover",
-        other => other,
+        Job::DailyCleanup => "cleanup",
+        Job::MonthlyRollover => "rollover",
+        Job::Backup => "backup",
     }
 }
 
@@ -48,14 +49,14 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         return;
     }
     let rows = jobs.iter().map(|j| {
-        let outcome = match j.outcome.as_str() {
-            "ok" => Cell::from(Line::styled("ok", t.ok())),
-            "running" => Cell::from(Line::styled("running", t.warn())),
+        let outcome = match j.outcome {
+            Outcome::Ok => Cell::from(Line::styled("ok", t.ok())),
+            Outcome::Running => Cell::from(Line::styled("running", t.warn())),
             other => Cell::from(Line::styled(format!("✖{other}"), t.error())),
         };
         Row::new(vec![
             Cell::from(j.started_at.format("%H:%M:%S").to_string()),
-            Cell::from(job_name(&j.job).to_owned()),
+            Cell::from(job_name(j.job)),
             Cell::from(
                 j.reference_time
                     .map_or("–".into(), |r| r.format("%Y-%m-%d").to_string()),

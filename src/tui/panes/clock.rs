@@ -14,10 +14,9 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme, now: DateTime<Utc
     let block = pane("Clock (from the queue's events)", t, app.db.stale_since);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let db = app.db.data.as_ref();
     let month = app.current_month().map_or("– (no event yet)".into(), |m| {
         let mut s = format!("{m} open");
-        if app.run.due.is_some_and(|a| a.month == m) {
+        if app.status.awaiting.as_ref().is_some_and(|a| a.month == m) {
             s.push_str(" · rollover due");
         }
         s
@@ -25,7 +24,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme, now: DateTime<Utc
     let day = app
         .current_day()
         .map_or("–".into(), |d| d.format("%Y-%m-%d").to_string());
-    let clock = db.and_then(|d| d.clock);
+    let clock = app.clock();
     let (clock_s, lag) = match clock.and_then(|c| DateTime::from_timestamp(c, 0)) {
         Some(c) => (
             c.format("%Y-%m-%d %H:%M:%S UTC").to_string(),

@@ -20,12 +20,7 @@ pub fn lines<'a>(app: &'a App, t: &Theme, width: u16) -> Vec<Line<'a>> {
     let mut l1 = kv(t, "overflow ", head);
     l1.push(Span::styled(bar(ratio, room.min(20)), t.chart()));
     l1.push(Span::styled(pct, t.value()));
-    let days = app
-        .db
-        .data
-        .as_ref()
-        .map(|d| d.overflow_days.as_slice())
-        .unwrap_or_default();
+    let days = app.overflow_days();
     let l2 = if size == 0 {
         Line::styled("  empty: no later day parked", t.label())
     } else if days.is_empty() {

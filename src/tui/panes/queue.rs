@@ -31,8 +31,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     };
     let rate = |v: Option<f64>| v.map_or("–".into(), |v| format!("{}/s", si(v)));
     let mut spans = kv(t, "depth ", group(r.depth as i64));
-    spans.extend(kv(t, "  in ", rate(app.rates.in_per_s)));
-    spans.extend(kv(t, "  out ", rate(app.rates.out_per_s)));
+    spans.extend(kv(t, "  in ", rate(app.in_per_s)));
+    spans.extend(kv(t, "  out ", rate(Some(app.status.processed_per_s))));
     f.render_widget(Paragraph::new(Line::from(spans)), top);
     if chart.height > 0 {
         let data = tail(&app.depth_history, chart.width as usize);

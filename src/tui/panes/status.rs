@@ -22,6 +22,7 @@ pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let mode = match i.mode {
         Mode::Serve => "service",
         Mode::Backtest => "backtest",
+        Mode::Collect => "collector",
     };
     let policy = match i.policy {
         Policy::Manual => "manual rollover",
@@ -32,8 +33,8 @@ pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         i.namespace,
         super::super::app::group(i.batch_size as i64)
     );
-    if app.run.delay_ms > 0 {
-        left.push_str(&format!(" · throttle {} ms", app.run.delay_ms));
+    if app.status.delay_ms > 0 {
+        left.push_str(&format!(" · throttle {} ms", app.status.delay_ms));
     }
     if i.readonly {
         left.push_str(" · READ-ONLY");

@@ -1,8 +1,9 @@
 //! Fixed data for update and render tests: no wall clock, no services.
 
-use crate::pipeline::BatchReport;
-use crate::retention::CleanupRun;
-use crate::store::{MonthRow, WindowStats};
+use crate::pipeline::{
+    AwaitingRollover, BatchReport, EntityCounts, Latency, Phase, PipelineStatus, Session,
+};
+use crate::store::{JobRun, MonthRow, WindowStats};
 use crate::tui::app::{App, DbPoll, DbView, Info, Mode, Msg, Poll, RedisView, update};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use dvmtop_core::YearMonth;
@@ -82,15 +83,16 @@ fn job(
     started: DateTime<Utc>,
     ms: i64,
     rows: &[(&str, i64)],
-) -> CleanupRun {
-    CleanupRun {
+) -> JobRun {
+    JobRun {
         id,
-        job: job.into(),
+        job: job.parse().unwrap(),
         reference_time: Some(reference.and_hms_opt(0, 0, 0).unwrap().and_utc()),
+        year_month: None,
         started_at: started,
         finished_at: Some(started + chrono::Duration::milliseconds(ms)),
         rows: rows.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-        outcome: "ok".into(),
+        outcome: dvmtop_core::Outcome::Ok,
         attempts: 1,
         detail: None,
     }
@@ -282,21 +284,60 @@ pub fn busy_app() -> App {
             ))),
         );
     }
-    for ms in [31.0, 44.0, 38.4] {
-        update(
-            &mut app,
-            Msg::Batches {
-                report: BatchReport {
-                    millis: ms,
-                    ..batch(day(2024, 3, 14), 4_800, None)
-                },
-                count: 1,
-                max_ms: ms,
-                total_ms: ms,
-            },
-        );
-    }
-    app.run.month = Some(ym(2024, 3));
+    update(&mut app, Msg::Status(Box::new(running_status())));
     app.note = None;
     app
+}
+
+/// A snapshot of a backtest running mid-March 2024.
+pub fn running_status() -> PipelineStatus {
+    PipelineStatus {
+        phase: Phase::Running,
+        month: Some(ym(2024, 3)),
+        day: Some(day(2024, 3, 14)),
+        clock: Some(at(2024, 3, 14, 17, 42, 9).timestamp()),
+        overflow: 1_250,
+        overflow_days: vec![(day(2024, 3, 15), 1_190), (day(2024, 3, 16), 60)],
+        committed_seq: 411,
+        last_batch: Some(batch(day(2024, 3, 14), 4_800, None)),
+        latency: Latency {
+            last_ms: 38.4,
+            avg_ms: 37.8,
+            max_ms: 44.0,
+            batches: 3,
+        },
+        session: Session {
+            batches: 3,
+            consumed: 14_400,
+            processed: 14_400,
+            ..Default::default()
+        },
+        processed_per_s: 88_000.0,
+        entities: Some(EntityCounts {
+            dvms_active: 58,
+            dvms_inactive: 7,
+            users_active: 2_911,
+            users_inactive: 340,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The same snapshot with `month`'s rollover waiting for confirmation.
+pub fn waiting_status(month: YearMonth, blocked: bool, requests: i64) -> PipelineStatus {
+    PipelineStatus {
+        phase: if blocked {
+            Phase::Waiting
+        } else {
+            Phase::Running
+        },
+        month: Some(month),
+        awaiting: Some(AwaitingRollover {
+            month,
+            blocked,
+            since: at(2025, 6, 1, 11, 0, 0),
+            preview: month_row(&month.to_string(), requests),
+        }),
+        ..running_status()
+    }
 }

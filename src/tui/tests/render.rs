@@ -3,12 +3,10 @@
 //! The `.snap` files are committed; a mismatch fails (CI never writes).
 
 use super::fixture::*;
-use crate::pipeline::Progress;
 use crate::tui::app::{App, Msg, update};
 use crate::tui::render::render;
 use crate::tui::theme::{Palette, Theme};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use dvmtop_core::clock::Awaiting;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -44,22 +42,13 @@ fn snap(name: &str, app: &App, w: u16, h: u16) {
 fn with_dialog() -> App {
     let mut app = busy_app();
     // February is still open while March is processed; April waits.
-    app.run.month = Some(ym(2024, 2));
     app.months.pop();
     if let Some(d) = &mut app.db.data {
         d.current_month = Some("2024-02".into());
     }
-    let a = Awaiting {
-        month: ym(2024, 2),
-        blocked: true,
-    };
-    update(&mut app, Msg::Progress(Progress::Blocked(a)));
     update(
         &mut app,
-        Msg::Preview {
-            month: ym(2024, 2),
-            result: Ok(month_row("2024-02", 302_118)),
-        },
+        Msg::Status(Box::new(waiting_status(ym(2024, 2), true, 302_118))),
     );
     app
 }

@@ -1,12 +1,14 @@
-//! Pure `update()` tests: every key and every pipeline message, the
-//! rollover dialog flow, read-only, pause/step semantics, redraw-on-change.
+//! Pure `update()` tests: every key, the pipeline's snapshots and events,
+//! the rollover dialog flow, read-only, pause/step semantics,
+//! redraw-on-change. The run state on screen is always the last snapshot.
 
 use super::fixture::*;
-use crate::pipeline::{Control, Progress, RunEnd, Until};
-use crate::tui::app::{App, Command, Level, Msg, Phase, VIEWS, update};
-use crate::tui::dialog::{Choice, Preview};
+use crate::pipeline::{Control, Phase, PipelineStatus, Progress, RunEnd, Until};
+use crate::tui::app::{App, Command, Level, Msg, VIEWS, update};
+use crate::tui::dialog::Choice;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
-use dvmtop_core::clock::{Awaiting, Policy};
+use dvmtop_core::Outcome;
+use dvmtop_core::clock::Policy;
 use std::time::Duration;
 
 fn key(c: char) -> Msg {
@@ -30,38 +32,42 @@ fn sent(cmds: &[Command]) -> Vec<Control> {
         .collect()
 }
 
+fn status(app: &mut App, s: PipelineStatus) -> Vec<Command> {
+    update(app, Msg::Status(Box::new(s)))
+}
+
+/// The running snapshot with changes.
+fn with(f: impl FnOnce(&mut PipelineStatus)) -> PipelineStatus {
+    let mut s = running_status();
+    f(&mut s);
+    s
+}
+
 fn running() -> App {
     let mut app = App::new(info());
-    update(&mut app, Msg::Progress(Progress::Init(ym(2024, 1))));
-    update(
-        &mut app,
-        Msg::Progress(Progress::Batch(batch(day(2024, 1, 31), 100, None))),
-    );
+    status(&mut app, running_status());
     app.note = None;
     app
 }
 
-fn due(month: (i32, u32), blocked: bool) -> Awaiting {
-    Awaiting {
-        month: ym(month.0, month.1),
-        blocked,
+/// January's rollover waits while February 4 is processed.
+fn jan_due(blocked: bool) -> PipelineStatus {
+    PipelineStatus {
+        day: Some(day(2024, 2, 4)),
+        ..waiting_status(ym(2024, 1), blocked, 281_455)
     }
 }
 
-fn due_batch(app: &mut App, d: chrono::NaiveDate, a: Awaiting) -> Vec<Command> {
-    update(app, Msg::Progress(Progress::DayAdvanced { day: d }));
-    update(app, Msg::Progress(Progress::Batch(batch(d, 10, Some(a)))))
-}
-
-fn cleanup_run() -> crate::retention::CleanupRun {
-    crate::retention::CleanupRun {
+fn cleanup_run() -> crate::store::JobRun {
+    crate::store::JobRun {
         id: 1,
-        job: "daily_cleanup".into(),
+        job: dvmtop_core::Job::DailyCleanup,
         reference_time: None,
+        year_month: None,
         started_at: at(2025, 1, 1, 0, 0, 0),
         finished_at: Some(at(2025, 1, 1, 0, 0, 1)),
         rows: [("entity_activity".to_owned(), 5)].into(),
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         attempts: 1,
         detail: None,
     }
@@ -72,172 +78,86 @@ fn pause_and_resume_follow_the_pipeline() {
     let mut app = running();
     let cmds = update(&mut app, key(' '));
     assert_eq!(sent(&cmds), vec![Control::Pause]);
-    assert!(!app.run.paused, "paused only once the pipeline says so");
-    assert!(update(&mut app, Msg::Progress(Progress::Paused(true))).contains(&Command::Redraw));
-    assert!(app.run.paused);
+    assert!(!app.status.paused, "paused only once the pipeline says so");
+    assert!(app.note.as_ref().unwrap().text.starts_with("pausing"));
+    assert!(status(&mut app, with(|s| s.paused = true)).contains(&Command::Redraw));
     assert_eq!(app.state_line().1, "‖ PAUSED");
+    assert!(app.note.is_none(), "the 'pausing' note goes once it paused");
     assert_eq!(sent(&update(&mut app, key('p'))), vec![Control::Resume]);
-    update(&mut app, Msg::Progress(Progress::Paused(false)));
-    assert!(!app.run.paused);
+    status(&mut app, running_status());
     assert_eq!(app.state_line().1, "▶ RUNNING");
 }
 
 #[test]
-fn step_batch_pauses_after_one_batch() {
+fn stepping_is_what_the_pipeline_says() {
     let mut app = running();
-    update(&mut app, Msg::Progress(Progress::Paused(true)));
+    status(&mut app, with(|s| s.paused = true));
     assert_eq!(sent(&update(&mut app, key('s'))), vec![Control::StepBatch]);
-    assert_eq!(app.run.stepping, Some(Until::Batch));
+    status(
+        &mut app,
+        with(|s| {
+            s.paused = true;
+            s.stepping = Some(Until::Batch);
+        }),
+    );
     assert_eq!(app.state_line().1, "▸ STEPPING");
-    // A day advance does not end a batch step ...
-    update(
-        &mut app,
-        Msg::Progress(Progress::DayAdvanced {
-            day: day(2024, 2, 1),
-        }),
-    );
-    assert_eq!(app.run.stepping, Some(Until::Batch));
-    // ... a batch does; the pipeline reports the pause again.
-    update(
-        &mut app,
-        Msg::Progress(Progress::Batch(batch(day(2024, 2, 1), 5, None))),
-    );
-    update(&mut app, Msg::Progress(Progress::Paused(true)));
-    assert_eq!(app.run.stepping, None);
-    assert!(app.run.paused);
+    assert!(app.state_line().2.contains("one batch"));
+    status(&mut app, with(|s| s.paused = true));
     assert_eq!(app.state_line().1, "‖ PAUSED");
-}
-
-#[test]
-fn step_day_ends_on_the_day_advance() {
-    let mut app = running();
     assert_eq!(sent(&update(&mut app, key('d'))), vec![Control::StepDay]);
-    assert_eq!(app.run.stepping, Some(Until::Day));
-    update(
-        &mut app,
-        Msg::Progress(Progress::Batch(batch(day(2024, 1, 31), 5, None))),
-    );
-    assert_eq!(app.run.stepping, Some(Until::Day), "a batch is not a day");
-    update(
-        &mut app,
-        Msg::Progress(Progress::DayAdvanced {
-            day: day(2024, 2, 1),
-        }),
-    );
-    assert_eq!(app.run.stepping, None);
-    assert_eq!(app.current_day(), Some(day(2024, 2, 1)));
-}
-
-#[test]
-fn run_to_rollover_ends_when_one_is_due_or_done() {
-    let mut app = running();
+    status(&mut app, with(|s| s.stepping = Some(Until::Day)));
+    assert!(app.state_line().2.contains("to the next day"));
     assert_eq!(
         sent(&update(&mut app, key('r'))),
         vec![Control::RunToRollover]
     );
-    assert_eq!(app.run.stepping, Some(Until::Rollover));
-    update(
-        &mut app,
-        Msg::Progress(Progress::Batch(batch(day(2024, 2, 2), 5, None))),
-    );
-    assert_eq!(app.run.stepping, Some(Until::Rollover));
-    due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
-    assert_eq!(app.run.stepping, None);
-    // Merged batch messages end a step the same way.
-    update(&mut app, code(KeyCode::Esc));
-    update(&mut app, key('s'));
-    let cmds = update(
-        &mut app,
-        Msg::Batches {
-            report: batch(day(2024, 2, 4), 3, None),
-            count: 3,
-            max_ms: 5.0,
-            total_ms: 9.0,
-        },
-    );
-    assert!(cmds.contains(&Command::Redraw));
-    assert_eq!(app.run.stepping, None);
-    assert_eq!(app.run.batches, 6);
-}
-
-#[test]
-fn idle_ends_any_step() {
-    let mut app = running();
-    update(&mut app, key('d'));
-    update(&mut app, Msg::Progress(Progress::Idle));
-    assert_eq!(app.run.stepping, None);
-    assert_eq!(app.run.phase, Phase::Idle);
-    assert_eq!(app.state_line().1, "◇ IDLE");
+    status(&mut app, with(|s| s.stepping = Some(Until::Rollover)));
+    assert!(app.state_line().2.contains("to the next rollover"));
 }
 
 #[test]
 fn rollover_dialog_flow_confirm() {
     let mut app = running();
-    let cmds = due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
-    assert!(
-        cmds.contains(&Command::FetchPreview(ym(2024, 1))),
-        "{cmds:?}"
-    );
-    let d = app.dialog.as_ref().expect("the dialog opens");
-    assert_eq!(
-        (d.month, d.choice, &d.preview),
-        (ym(2024, 1), Choice::NotYet, &Preview::Loading)
-    );
-    // The summary arrives from the worker; one for another month is dropped.
-    assert!(
-        update(
-            &mut app,
-            Msg::Preview {
-                month: ym(2023, 12),
-                result: Ok(month_row("2023-12", 1))
-            }
-        )
-        .is_empty()
-    );
-    update(
-        &mut app,
-        Msg::Preview {
-            month: ym(2024, 1),
-            result: Ok(month_row("2024-01", 7)),
-        },
-    );
-    assert!(
-        matches!(&app.dialog.as_ref().unwrap().preview, Preview::Ready(r) if r.total_requests == 7)
-    );
-    // Keys of the main screen do nothing while the dialog is up.
-    assert!(sent(&update(&mut app, key('s'))).is_empty());
-    let cmds = update(&mut app, key('y'));
+    let cmds = status(&mut app, jan_due(false));
+    assert!(cmds.contains(&Command::Redraw));
+    let d = app.dialog.as_ref().expect("the dialog pops up");
+    assert_eq!((d.month, d.choice), (ym(2024, 1), Choice::NotYet));
+    // Its figures are the snapshot's preview of the row.
+    assert_eq!(app.dialog_preview().unwrap().total_requests, 281_455);
+    let (level, word, why) = app.state_line();
+    assert_eq!((level, word), (Level::Warn, "▶ RUNNING"));
+    assert!(why.contains("2024-02 is still processed"), "{why}");
+    // Keys of the main screen do nothing under the dialog.
+    assert!(update(&mut app, key('s')).is_empty());
+    update(&mut app, code(KeyCode::Tab));
+    assert_eq!(app.dialog.as_ref().unwrap().choice, Choice::RollOver);
+    let cmds = update(&mut app, code(KeyCode::Enter));
     assert_eq!(sent(&cmds), vec![Control::Confirm(ym(2024, 1))]);
     assert!(app.dialog.is_none());
-    assert_eq!(app.run.confirmed, Some(ym(2024, 1)));
-    assert!(app.state_line().2.contains("confirmed"));
-    // Batches still flagged as due until the rollover runs: no re-pop.
-    update(
-        &mut app,
-        Msg::Progress(Progress::Batch(batch(
-            day(2024, 2, 4),
-            5,
-            Some(due((2024, 1), false)),
-        ))),
-    );
+    // Before the pipeline has applied it, the same snapshot does not
+    // bring the dialog back.
+    let mut again = jan_due(false);
+    again.session.batches += 1;
+    status(&mut app, again);
     assert!(app.dialog.is_none());
+    // The pipeline took it ...
+    status(
+        &mut app,
+        PipelineStatus {
+            confirmed: Some(ym(2024, 1)),
+            ..jan_due(false)
+        },
+    );
+    assert!(app.state_line().2.contains("2024-01 confirmed"));
+    // ... and rolled it over: the note and the history say so.
     update(
         &mut app,
-        Msg::Progress(Progress::Confirmed {
-            month: ym(2024, 1),
-            accepted: true,
+        Msg::Event(Progress::Rolled {
+            row: month_row("2024-01", 281_455),
+            millis: 3.0,
         }),
     );
-    let mut row = month_row("2024-01", 7);
-    row.created_at = Some(at(2025, 1, 1, 0, 0, 0));
-    update(
-        &mut app,
-        Msg::Progress(Progress::Rolled { row, millis: 12.0 }),
-    );
-    assert_eq!((app.run.due, app.run.confirmed), (None, None));
-    assert_eq!(app.current_month(), Some(ym(2024, 2)));
-    assert_eq!(app.run.rollovers, 1);
-    assert_eq!(app.months.len(), 1);
+    status(&mut app, with(|s| s.month = Some(ym(2024, 2))));
     assert!(
         app.note
             .as_ref()
@@ -245,159 +165,150 @@ fn rollover_dialog_flow_confirm() {
             .text
             .contains("rolled over 2024-01")
     );
+    assert_eq!(app.months.last().unwrap().year_month, ym(2024, 1));
+    assert_eq!(app.state_line().1, "▶ RUNNING");
+    assert!(app.dialog.is_none());
 }
 
 #[test]
-fn rollover_dialog_defer_with_n_and_esc() {
+fn y_waits_for_the_figures() {
     let mut app = running();
-    due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
+    // A dialog whose month's figures are not in the snapshot (yet).
+    app.dialog = Some(crate::tui::dialog::Dialog {
+        month: ym(2024, 1),
+        choice: Choice::NotYet,
+    });
+    assert!(sent(&update(&mut app, key('y'))).is_empty());
     assert!(app.dialog.is_some());
-    let cmds = update(&mut app, key('n'));
-    assert!(sent(&cmds).is_empty(), "not yet sends nothing");
-    assert!(app.dialog.is_none());
-    assert_eq!(app.run.deferred, Some((ym(2024, 1), Some(day(2024, 2, 4)))));
-    assert_eq!(app.state_line().1, "▶ RUNNING");
-    assert!(app.state_line().2.contains("rollover of 2024-01 due"));
-    // Not re-popped by every batch of the same day, nor by Blocked.
-    update(
-        &mut app,
-        Msg::Progress(Progress::Batch(batch(
-            day(2024, 2, 4),
-            5,
-            Some(due((2024, 1), false)),
-        ))),
-    );
-    assert!(app.dialog.is_none());
-    // The next day's notice asks again.
-    due_batch(&mut app, day(2024, 2, 5), due((2024, 1), false));
-    assert!(app.dialog.is_some());
-    update(&mut app, code(KeyCode::Esc));
-    assert!(app.dialog.is_none());
-    assert_eq!(app.run.deferred, Some((ym(2024, 1), Some(day(2024, 2, 5)))));
-    // Enter presses the default button: not yet.
-    update(&mut app, key('c'));
-    assert!(app.dialog.is_some(), "c reopens a deferred rollover");
-    assert!(sent(&update(&mut app, code(KeyCode::Enter))).is_empty());
-    assert!(app.dialog.is_none());
-    // Moving to "roll over" and pressing Enter confirms.
-    update(&mut app, key('c'));
-    update(&mut app, code(KeyCode::Right));
-    assert_eq!(app.dialog.as_ref().unwrap().choice, Choice::RollOver);
+    assert!(app.note.as_ref().unwrap().text.contains("still loading"));
+    status(&mut app, jan_due(false));
     assert_eq!(
-        sent(&update(&mut app, code(KeyCode::Enter))),
+        sent(&update(&mut app, key('y'))),
         vec![Control::Confirm(ym(2024, 1))]
     );
 }
 
 #[test]
-fn blocked_says_why_and_pops_once() {
+fn rollover_dialog_defer_with_n_and_esc() {
     let mut app = running();
-    update(
+    status(&mut app, jan_due(false));
+    assert!(sent(&update(&mut app, key('n'))).is_empty());
+    assert!(app.dialog.is_none());
+    assert_eq!(app.deferred, Some((ym(2024, 1), Some(day(2024, 2, 4)))));
+    // The same day: it stays closed.
+    status(
         &mut app,
-        Msg::Progress(Progress::DayAdvanced {
-            day: day(2024, 2, 29),
-        }),
-    );
-    let cmds = update(
-        &mut app,
-        Msg::Progress(Progress::Blocked(due((2024, 1), true))),
-    );
-    assert!(cmds.contains(&Command::FetchPreview(ym(2024, 1))));
-    assert!(app.dialog.as_ref().unwrap().blocked);
-    update(&mut app, key('n'));
-    let (level, word, why) = app.state_line();
-    assert_eq!((level, word), (Level::Warn, "⚠ WAITING"));
-    assert!(
-        why.contains("waiting for confirmation") && why.contains("nothing moves"),
-        "{why}"
-    );
-    // Repeated Blocked (same day) does not re-pop nor redraw.
-    let cmds = update(
-        &mut app,
-        Msg::Progress(Progress::Blocked(due((2024, 1), true))),
+        PipelineStatus {
+            session: Default::default(),
+            ..jan_due(false)
+        },
     );
     assert!(app.dialog.is_none());
-    assert!(cmds.is_empty(), "{cmds:?}");
-    // A later month's notice does pop.
-    update(
+    // c reopens it on demand.
+    update(&mut app, key('c'));
+    assert!(app.dialog.is_some());
+    update(&mut app, code(KeyCode::Esc));
+    assert!(app.dialog.is_none());
+    // The next day asks again.
+    status(
         &mut app,
-        Msg::Progress(Progress::Rolled {
-            row: month_row("2024-01", 1),
-            millis: 1.0,
-        }),
+        PipelineStatus {
+            day: Some(day(2024, 2, 5)),
+            ..jan_due(false)
+        },
     );
-    due_batch(&mut app, day(2024, 3, 4), due((2024, 2), false));
-    assert_eq!(app.dialog.as_ref().map(|d| d.month), Some(ym(2024, 2)));
+    assert!(app.dialog.is_some());
+}
+
+#[test]
+fn waiting_says_why_and_the_dialog_pops_once() {
+    let mut app = running();
+    status(&mut app, jan_due(true));
+    let (level, word, why) = app.state_line();
+    assert_eq!((level, word), (Level::Warn, "⚠ WAITING"));
+    assert!(why.contains("nothing moves until it is confirmed"), "{why}");
+    assert!(app.dialog.is_some());
+    update(&mut app, key('n'));
+    // Repeated snapshots of the same wait do not reopen it the same day.
+    status(
+        &mut app,
+        PipelineStatus {
+            processed_per_s: 0.0,
+            ..jan_due(true)
+        },
+    );
+    assert!(app.dialog.is_none());
+    assert_eq!(app.state_line().1, "⚠ WAITING");
+}
+
+#[test]
+fn a_rollover_confirmed_elsewhere_closes_the_dialog() {
+    let mut app = running();
+    status(&mut app, jan_due(true));
+    assert!(app.dialog.is_some());
+    // `dvmtop confirm` from another shell: the month rolled over.
+    status(&mut app, with(|s| s.month = Some(ym(2024, 2))));
+    assert!(app.dialog.is_none());
 }
 
 #[test]
 fn readonly_refuses_confirm_and_cleanup() {
-    let mut app = running();
-    app.info.readonly = true;
-    let cmds = due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
-    assert!(
-        app.dialog.is_none(),
-        "read-only does not pop a dialog it cannot act on"
-    );
-    assert!(!cmds.iter().any(|c| matches!(c, Command::FetchPreview(_))));
-    // c shows the summary; y does nothing but say why.
-    assert!(update(&mut app, key('c')).contains(&Command::FetchPreview(ym(2024, 1))));
-    let cmds = update(&mut app, key('y'));
-    assert!(sent(&cmds).is_empty());
-    assert!(app.dialog.is_some(), "still open");
+    let mut app = App::new(crate::tui::app::Info {
+        readonly: true,
+        ..info()
+    });
+    status(&mut app, jan_due(true));
+    assert!(app.dialog.is_none(), "read-only never pops the dialog");
+    update(&mut app, key('c'));
+    assert!(app.dialog.is_some(), "but it can be reviewed");
+    assert!(sent(&update(&mut app, key('y'))).is_empty());
     assert!(app.note.as_ref().unwrap().text.starts_with("read-only"));
-    update(&mut app, code(KeyCode::Tab));
-    assert!(sent(&update(&mut app, code(KeyCode::Enter))).is_empty());
     update(&mut app, key('n'));
-    assert!(app.dialog.is_none());
     assert!(sent(&update(&mut app, key('x'))).is_empty());
-    assert!(app.note.as_ref().unwrap().text.starts_with("read-only"));
-    // Watching is still allowed.
-    assert_eq!(sent(&update(&mut app, key(' '))), vec![Control::Pause]);
 }
 
 #[test]
 fn auto_policy_never_pops() {
-    let mut app = running();
-    app.info.policy = Policy::Auto;
-    due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
+    let mut app = App::new(crate::tui::app::Info {
+        policy: Policy::Auto,
+        ..info()
+    });
+    status(&mut app, jan_due(false));
     assert!(app.dialog.is_none());
 }
 
 #[test]
 fn cleanup_now_needs_a_current_day() {
     let mut app = App::new(info());
+    status(&mut app, with(|s| s.day = None));
     assert!(sent(&update(&mut app, key('x'))).is_empty());
-    assert!(app.note.as_ref().unwrap().text.contains("no current day"));
+    assert_eq!(app.note.as_ref().unwrap().level, Level::Warn);
     let mut app = running();
     assert_eq!(sent(&update(&mut app, key('x'))), vec![Control::CleanupNow]);
-    update(&mut app, Msg::Progress(Progress::Cleanup(cleanup_run())));
-    let n = app.note.as_ref().unwrap();
-    assert_eq!(n.level, Level::Info);
-    assert!(n.text.contains("5 rows"), "{}", n.text);
+    update(&mut app, Msg::Event(Progress::Cleanup(cleanup_run())));
+    assert!(app.note.as_ref().unwrap().text.contains("5 rows affected"));
 }
 
 #[test]
 fn speed_keys_step_the_throttle() {
     let mut app = running();
-    assert!(update(&mut app, key('+')).is_empty(), "already full speed");
     assert_eq!(
         sent(&update(&mut app, key('-'))),
         vec![Control::SetDelay(Duration::from_millis(5))]
     );
+    status(&mut app, with(|s| s.delay_ms = 1000));
     assert_eq!(
         sent(&update(&mut app, key('-'))),
-        vec![Control::SetDelay(Duration::from_millis(20))]
+        vec![Control::SetDelay(Duration::from_millis(2000))]
     );
     assert_eq!(
-        sent(&update(&mut app, key('='))),
-        vec![Control::SetDelay(Duration::from_millis(5))]
+        sent(&update(&mut app, key('+'))),
+        vec![Control::SetDelay(Duration::from_millis(500))]
     );
-    for _ in 0..20 {
-        update(&mut app, key('-'));
-    }
-    assert_eq!(app.run.delay_ms, 2000);
-    assert!(update(&mut app, key('-')).is_empty());
+    status(&mut app, with(|s| s.delay_ms = 2000));
+    assert!(update(&mut app, key('-')).is_empty(), "slowest already");
+    status(&mut app, with(|s| s.delay_ms = 0));
+    assert!(update(&mut app, key('+')).is_empty(), "fastest already");
 }
 
 #[test]
@@ -460,37 +371,51 @@ fn quit_shuts_the_pipeline_down_once() {
             Command::Redraw
         ]
     );
-    assert_eq!(app.run.phase, Phase::ShuttingDown);
+    assert_eq!(app.phase(), Phase::Stopping);
     assert_eq!(app.state_line().1, "■ STOPPING");
     assert!(update(&mut app, key('q')).is_empty());
     assert!(update(&mut app, Msg::Signal("SIGTERM")).is_empty());
     // q works inside the dialog and the help too.
     let mut app = running();
-    due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
+    status(&mut app, jan_due(false));
     assert!(update(&mut app, key('q')).contains(&Command::Quit));
     let mut app = running();
     update(&mut app, key('?'));
     assert!(update(&mut app, ctrl('c')).contains(&Command::Quit));
     // After the pipeline ended, quitting sends nothing to it.
     let mut app = running();
-    due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
-    assert!(app.dialog.is_some());
+    status(&mut app, with(|s| s.phase = Phase::Finished));
     update(&mut app, Msg::PipelineEnded(Ok(RunEnd::Drained)));
-    assert!(
-        app.dialog.is_none(),
-        "a drained backtest cannot roll over: no dialog left"
-    );
+    assert_eq!(app.state_line().1, "■ FINISHED");
     assert!(
         app.note
             .as_ref()
             .unwrap()
             .text
-            .contains("2024-01 stays open")
+            .contains("all input processed")
     );
-    assert_eq!(app.run.phase, Phase::Finished);
     assert_eq!(
         update(&mut app, key('q')),
         vec![Command::Quit, Command::Redraw]
+    );
+}
+
+#[test]
+fn a_backtest_waiting_at_its_end_can_still_be_confirmed() {
+    // Everything is processed and January waits: the pipeline has not
+    // ended, so the dialog acts.
+    let mut app = running();
+    status(
+        &mut app,
+        PipelineStatus {
+            phase: Phase::Waiting,
+            ..jan_due(false)
+        },
+    );
+    assert_eq!(app.state_line().1, "⚠ WAITING");
+    assert_eq!(
+        sent(&update(&mut app, key('y'))),
+        vec![Control::Confirm(ym(2024, 1))]
     );
 }
 
@@ -505,13 +430,17 @@ fn signals_quit() {
 #[test]
 fn pipeline_errors_are_shown_not_fatal() {
     let mut app = running();
-    due_batch(&mut app, day(2024, 2, 4), due((2024, 1), false));
-    update(
+    status(&mut app, jan_due(false));
+    status(
         &mut app,
-        Msg::Progress(Progress::Retrying {
-            error: "PostgreSQL error: connection reset".into(),
-            millis: 400,
-        }),
+        PipelineStatus {
+            phase: Phase::Retrying {
+                error: "PostgreSQL error: connection reset".into(),
+                attempt: 2,
+                next_in_ms: 400,
+            },
+            ..jan_due(false)
+        },
     );
     assert_eq!(app.state_line().1, "↻ RETRYING");
     update(
@@ -525,20 +454,26 @@ fn pipeline_errors_are_shown_not_fatal() {
     // Controls are refused with a word, not sent into a closed channel.
     assert!(sent(&update(&mut app, key(' '))).is_empty());
     assert!(app.note.as_ref().unwrap().text.contains("not running"));
-    // Late reports do not revive it.
-    update(&mut app, Msg::Progress(Progress::Idle));
-    assert!(matches!(app.run.phase, Phase::Failed(_)));
+    // A late snapshot does not revive it.
+    status(&mut app, with(|s| s.phase = Phase::Idle));
+    assert!(matches!(app.phase(), Phase::Failed { .. }));
 }
 
 #[test]
-fn other_reports() {
+fn events_become_notes() {
     let mut app = App::new(info());
     assert_eq!(app.state_line().1, "… STARTING");
-    update(&mut app, Msg::Progress(Progress::Init(ym(2024, 1))));
-    assert_eq!(app.current_month(), Some(ym(2024, 1)));
+    update(&mut app, Msg::Event(Progress::Init(ym(2024, 1))));
+    assert!(
+        app.note
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("opened month 2024-01")
+    );
     update(
         &mut app,
-        Msg::Progress(Progress::Confirmed {
+        Msg::Event(Progress::Confirmed {
             month: ym(2023, 11),
             accepted: false,
         }),
@@ -546,7 +481,7 @@ fn other_reports() {
     assert_eq!(app.note.as_ref().unwrap().level, Level::Warn);
     update(
         &mut app,
-        Msg::Progress(Progress::Backup {
+        Msg::Event(Progress::Backup {
             month: ym(2024, 1),
             result: Err("disk full".into()),
         }),
@@ -555,10 +490,12 @@ fn other_reports() {
     assert_eq!(n.level, Level::Error);
     assert!(n.text.contains("BACKUP FAILED"));
     let mut bad = cleanup_run();
-    bad.outcome = "failed".into();
+    bad.outcome = Outcome::Failed;
     bad.detail = Some("lock timeout".into());
-    update(&mut app, Msg::Progress(Progress::DailyCleanup(bad)));
+    update(&mut app, Msg::Event(Progress::DailyCleanup(bad)));
     assert!(app.note.as_ref().unwrap().text.contains("lock timeout"));
+    // Routine events change nothing on screen.
+    assert!(update(&mut app, Msg::Event(Progress::Idle)).is_empty());
     update(
         &mut app,
         Msg::Notice(Level::Warn, "the pipeline is busy".into()),
@@ -568,7 +505,25 @@ fn other_reports() {
 }
 
 #[test]
-fn polls_mark_stale_sources_and_compute_rates() {
+fn figures_come_from_one_snapshot() {
+    let mut app = running();
+    // Clock, day, overflow, rate and latency all from the snapshot.
+    assert_eq!(app.current_day(), Some(day(2024, 3, 14)));
+    assert_eq!(app.clock(), Some(at(2024, 3, 14, 17, 42, 9).timestamp()));
+    assert_eq!(app.overflow(), Some(1_250));
+    assert_eq!(app.status.processed_per_s, 88_000.0);
+    let l = app.status.latency;
+    assert!(l.max_ms >= l.avg_ms && l.max_ms >= l.last_ms);
+    // A poll of older committed figures does not move them.
+    update(
+        &mut app,
+        Msg::Polled(Box::new(poll(at(2025, 6, 1, 12, 0, 0), 10, 1, 1))),
+    );
+    assert_eq!(app.current_day(), Some(day(2024, 3, 14)));
+}
+
+#[test]
+fn polls_mark_stale_sources_and_compute_the_ingest_rate() {
     let mut app = App::new(info());
     let t0 = at(2025, 6, 1, 12, 0, 0);
     assert_eq!(
@@ -579,8 +534,7 @@ fn polls_mark_stale_sources_and_compute_rates() {
     assert_eq!(app.months.len(), 2);
     let p = poll(t0 + chrono::Duration::seconds(2), 10, 3_000, 1_500);
     update(&mut app, Msg::Polled(Box::new(p)));
-    assert_eq!(app.rates.in_per_s, Some(1_000.0));
-    assert_eq!(app.rates.out_per_s, Some(500.0));
+    assert_eq!(app.in_per_s, Some(1_000.0));
     // The same data again, same minute: nothing to redraw.
     let same = poll(t0 + chrono::Duration::seconds(4), 10, 3_000, 1_500);
     update(&mut app, Msg::Polled(Box::new(same)));
@@ -618,11 +572,11 @@ fn polls_mark_stale_sources_and_compute_rates() {
 }
 
 #[test]
-fn idle_twice_redraws_once() {
+fn the_same_snapshot_twice_redraws_once() {
     let mut app = running();
     assert_eq!(
-        update(&mut app, Msg::Progress(Progress::Idle)),
+        status(&mut app, with(|s| s.phase = Phase::Idle)),
         vec![Command::Redraw]
     );
-    assert!(update(&mut app, Msg::Progress(Progress::Idle)).is_empty());
+    assert!(status(&mut app, with(|s| s.phase = Phase::Idle)).is_empty());
 }

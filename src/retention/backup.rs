@@ -1,0 +1,113 @@
+//! Backups of `monthly_activity` (SPEC §8), the one irreplaceable table:
+//! written atomically after every rollover, put back idempotently by
+//! `dvmtop restore`.
+
+use crate::error::{Error, Result};
+use crate::store::{Db, MonthRow};
+use chrono::{DateTime, Utc};
+use dvmtop_core::YearMonth;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The backup file format this dvmtop writes and reads.
+pub const FORMAT: &str = "dvmtop-monthly-activity-v1";
+
+/// Name of the backup written after the rollover of `m`.
+pub fn backup_name(m: YearMonth) -> String {
+    format!("monthly_activity-{m}.json")
+}
+
+/// The backup file: every `monthly_activity` row at the time of writing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    pub format: String,
+    pub namespace: String,
+    pub rolled_up: String,
+    pub written_at: DateTime<Utc>,
+    pub rows: Vec<MonthRow>,
+}
+
+/// Writes all `monthly_activity` rows atomically (temp file, fsync,
+/// rename) into `dir`, named after the month just rolled up.
+pub async fn write_backup(db: &Db, dir: &Path, m: YearMonth) -> Result<PathBuf> {
+    let rows = db.monthly_rows().await?;
+    let backup = Backup {
+        format: FORMAT.into(),
+        namespace: db.namespace.clone(),
+        rolled_up: m.to_string(),
+        written_at: Utc::now(),
+        rows,
+    };
+    let dir = dir.to_owned();
+    let path = dir.join(backup_name(m));
+    let text = serde_json::to_vec_pretty(&backup).map_err(|e| Error::Config(e.to_string()))?;
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(
+            ".{}.tmp",
+            target
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("backup")
+        ));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .map_err(|e| Error::Config(format!("backup task: {e}")))?
+    .map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Restored {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// Puts a backup's rows back. Idempotent: restoring twice changes nothing.
+pub async fn restore(db: &Db, file: &Path) -> Result<Restored> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let backup: Backup = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{} is not a dvmtop backup: {e}", file.display())))?;
+    let mut out = Restored::default();
+    let existing: BTreeMap<YearMonth, MonthRow> = db
+        .monthly_rows()
+        .await?
+        .into_iter()
+        .map(|r| (r.year_month, r))
+        .collect();
+    let mut tx = db.pool.begin().await?;
+    for row in &backup.rows {
+        match existing.get(&row.year_month) {
+            Some(old)
+                if MonthRow {
+                    created_at: row.created_at,
+                    ..old.clone()
+                } == *row =>
+            {
+                out.unchanged += 1;
+                continue;
+            }
+            Some(_) => out.updated += 1,
+            None => out.inserted += 1,
+        }
+        crate::store::upsert_month(&mut tx, row).await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}

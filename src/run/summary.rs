@@ -1,0 +1,74 @@
+//! The final summary of a run: ingest and processing counters of the
+//! namespace, cumulative across resumes (the last stdout line headless).
+
+use super::Services;
+use crate::error::Result;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The final line of a headless backtest.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Summary {
+    pub events_read: u64,
+    pub accepted: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub processed: u64,
+    pub ignored_prior_month: u64,
+    pub rollovers: u64,
+    pub current_month: Option<String>,
+    pub queue_depth: u64,
+    pub overflow_size: u64,
+    pub dead_letters: u64,
+    pub elapsed_s: f64,
+    pub events_per_s: f64,
+    pub interrupted: bool,
+}
+
+/// Ingest + processing counters of a namespace, cumulative across resumes.
+pub async fn summarize(
+    s: &Services,
+    elapsed: Duration,
+    processed_before: u64,
+    interrupted: bool,
+) -> Result<Summary> {
+    let ingest = s.queue.ingest_stats().await?;
+    let snap = s.db.snapshot().await?;
+    let mut rejected: BTreeMap<String, u64> = crate::event::Reject::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), 0))
+        .collect();
+    for (k, v) in &ingest {
+        if let Some(reason) = k.strip_prefix("rejected:") {
+            *rejected.entry(reason.to_owned()).or_default() += v;
+        }
+    }
+    for (k, v) in &snap.counters {
+        if let Some(reason) = k.strip_prefix("rejected:") {
+            *rejected.entry(reason.to_owned()).or_default() += *v as u64;
+        }
+    }
+    let counter = |k: &str| snap.counters.get(k).copied().unwrap_or(0) as u64;
+    *rejected.entry("duplicate".into()).or_default() += counter("duplicate");
+    let processed = counter("processed");
+    let secs = elapsed.as_secs_f64();
+    Ok(Summary {
+        events_read: ingest.get("events_read").copied().unwrap_or(0),
+        accepted: ingest.get("accepted").copied().unwrap_or(0),
+        rejected,
+        processed,
+        ignored_prior_month: counter("ignored_prior_month"),
+        rollovers: snap.monthly_rows as u64,
+        current_month: snap.current_month,
+        queue_depth: s.queue.depth().await?,
+        overflow_size: snap.overflow_size as u64,
+        dead_letters: s.queue.dead_letters().await? + snap.dead_letters as u64,
+        elapsed_s: (secs * 1000.0).round() / 1000.0,
+        events_per_s: if secs > 0.0 {
+            ((processed - processed_before.min(processed)) as f64 / secs).round()
+        } else {
+            0.0
+        },
+        interrupted,
+    })
+}
