@@ -280,3 +280,38 @@ async fn json_array_gzip_and_fixture_ingest() {
         assert_eq!(t.read, 0);
     }
 }
+
+/// A MongoDB export's `_id` first, relays' `seen_on`/`relays` last.
+fn with_extra_fields(line: &str, i: usize) -> String {
+    let body = line.trim().strip_prefix('{').expect("an object");
+    let body = body.strip_suffix('}').expect("an object");
+    format!(
+        r#"{{"_id":{{"$oid":"65f0c0ffee{i:014x}"}},{body},"seen_on":["wss://relay.damus.io","wss://nos.lol"],"relays":[{{"url":"wss://x","n":[1,2]}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn unknown_top_level_fields_are_ignored_and_the_event_processed() {
+    let ns = TestNs::new("extrafields");
+    let cfg = ns.config();
+    let plain = event_line(11, at(2024, 3, 5, 12), 5300, vec![vec!["i", "x"]], "hi");
+    let extra = with_extra_fields(&plain, 1);
+    assert!(extra.contains("\"_id\"") && extra.contains("\"seen_on\""));
+    let file = write_input(&cfg, "extra.jsonl", &[extra]);
+    let s = backtest(&cfg, &[file], dvmtop::headless::Start::Resume).await;
+    assert_eq!(s.accepted, 1, "{s:?}");
+    assert_eq!(s.processed, 1, "{s:?}");
+    assert_eq!(s.rejected.get("malformed"), Some(&0), "{s:?}");
+}
+
+#[tokio::test]
+async fn the_fixture_with_extra_fields_is_accepted_with_signature_checks() {
+    let lines: Vec<String> = fixture_lines()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| with_extra_fields(l, i))
+        .collect();
+    let (stats, dead) = ingest(&lines, true).await;
+    assert_eq!(stats.get("accepted"), Some(&118), "{stats:?}");
+    assert!(dead.is_empty(), "{} dead letters", dead.len());
+}

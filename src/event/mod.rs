@@ -1,8 +1,12 @@
 //! NIP-01 events: the wire model, validation (id and signature) and NIP-90
 //! classification.
 //!
-//! Parsing is strict: any missing or ill-typed field is `malformed`, so
-//! nothing downstream has to second-guess its input.
+//! Parsing is strict about the NIP-01 fields: any missing or ill-typed one
+//! is `malformed`, so nothing downstream has to second-guess its input.
+//! Unknown extra top-level fields (a MongoDB export's `_id`, a relay
+//! dump's `seen_on`/`relays`) are ignored: real dumps carry them, and the id
+//! is computed from the canonical fields only, so they cannot change what
+//! the event says.
 
 mod classify;
 mod verify;
@@ -12,9 +16,9 @@ pub use verify::{compute_id, verify_signature};
 
 use serde::Deserialize;
 
-/// A Nostr event exactly as it arrives on the wire.
+/// A Nostr event as it arrives on the wire (its NIP-01 fields; others are
+/// ignored).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct Event {
     pub id: String,
     pub pubkey: String,
@@ -160,5 +164,19 @@ mod tests {
             Event::parse(&ok.replace("\"created_at\":1", "\"created_at\":-1")),
             Err(Reject::Malformed)
         );
+    }
+
+    #[test]
+    fn extra_fields_are_ignored_but_canonical_ones_stay_strict() {
+        let ok = r#"{"id":"00000000000000000000000000000000000000000000000000000000000000aa","pubkey":"00000000000000000000000000000000000000000000000000000000000000bb","created_at":1,"kind":5000,"tags":[],"content":"","sig":"00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"}"#;
+        let plain = Event::parse(ok).unwrap();
+        let extra = format!(
+            r#"{{"_id":{{"$oid":"65f0"}},{},"seen_on":["wss://a"],"relays":[[1,{{"x":null}}]]}}"#,
+            &ok[1..ok.len() - 1]
+        );
+        assert_eq!(Event::parse(&extra), Ok(plain));
+        // A repeated NIP-01 field is not an "extra" one: it is ambiguous.
+        let twice = ok.replace("\"kind\":5000", "\"kind\":5000,\"kind\":6000");
+        assert_eq!(Event::parse(&twice), Err(Reject::Malformed));
     }
 }
