@@ -77,6 +77,10 @@ pub struct GlobalArgs {
     /// Check BIP-340 signatures at ingest (costly).
     #[arg(long, global = true)]
     pub verify_signatures: bool,
+    /// Reject events created before this as `too_old`: YYYY-MM-DD (UTC
+    /// midnight) or unix seconds (default 2023-01-01).
+    #[arg(long, value_name = "DATE", global = true)]
+    pub min_created_at: Option<String>,
     #[command(flatten)]
     pub relays: RelayArgs,
     /// Where logs and backups go (default: ~/.local/share/dvmtop).

@@ -34,6 +34,8 @@ pub struct Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reject {
     Malformed,
+    /// `created_at` before the configured epoch (`--min-created-at`).
+    TooOld,
     IrrelevantKind,
     BadId,
     BadSig,
@@ -42,8 +44,10 @@ pub enum Reject {
 }
 
 impl Reject {
-    pub const ALL: [Reject; 6] = [
+    /// In the order of the validation chain.
+    pub const ALL: [Reject; 7] = [
         Reject::Malformed,
+        Reject::TooOld,
         Reject::IrrelevantKind,
         Reject::BadId,
         Reject::BadSig,
@@ -54,6 +58,7 @@ impl Reject {
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::Malformed => "malformed",
+            Reject::TooOld => "too_old",
             Reject::IrrelevantKind => "irrelevant_kind",
             Reject::BadId => "bad_id",
             Reject::BadSig => "bad_sig",
@@ -102,6 +107,11 @@ impl Event {
     }
 }
 
+/// 2023-01-01T00:00:00Z: NIP-90 (DVMs) dates from mid-2023, so anything
+/// older is a bad clock or junk. One such event would otherwise open its
+/// month — 1970-01 for `created_at = 0` — and roll over every month since.
+pub const DEFAULT_MIN_CREATED_AT: i64 = 1_672_531_200;
+
 /// Options of the validation chain.
 #[derive(Debug, Clone)]
 pub struct Validation {
@@ -109,6 +119,8 @@ pub struct Validation {
     pub verify_signatures: bool,
     /// Events more than this many seconds after the wall clock are `future`.
     pub max_future_secs: i64,
+    /// Events created before this (unix seconds) are `too_old`.
+    pub min_created_at: i64,
 }
 
 impl Default for Validation {
@@ -117,18 +129,22 @@ impl Default for Validation {
             kinds: KindPolicy::default(),
             verify_signatures: false,
             max_future_secs: 15 * 60,
+            min_created_at: DEFAULT_MIN_CREATED_AT,
         }
     }
 }
 
 /// Runs the SPEC §2 chain up to (not including) deduplication, which needs
-/// state: parse → kind → id → signature (optional) → future.
+/// state: parse → date → kind → id → signature (optional) → future.
 pub fn validate(
     raw: &str,
     v: &Validation,
     now_unix: i64,
 ) -> Result<(Event, Classification), Reject> {
     let ev = Event::parse(raw)?;
+    if ev.created_at < v.min_created_at {
+        return Err(Reject::TooOld);
+    }
     let class = v.kinds.classify(&ev).ok_or(Reject::IrrelevantKind)?;
     if compute_id(&ev) != ev.id {
         return Err(Reject::BadId);
