@@ -95,6 +95,10 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub events_per_s: f64,
     pub interrupted: bool,
+    /// An input broke off (truncated array, damaged gzip): everything
+    /// complete before the break was processed, and the run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_error: Option<String>,
 }
 
 /// Ingest + processing counters of a namespace, cumulative across resumes.
@@ -142,6 +146,7 @@ async fn summarize(
             0.0
         },
         interrupted,
+        input_error: None,
     })
 }
 
@@ -298,6 +303,9 @@ pub async fn launch(
         );
         tokio::spawn(async move {
             let r = ingest_all(&queue, &files, &ingest_cfg, &cancel).await;
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "ingest stopped");
+            }
             done.store(true, Ordering::SeqCst);
             r
         })
@@ -370,18 +378,23 @@ pub async fn backtest(
         }
     };
     cancel.store(end == RunEnd::Shutdown, Ordering::SeqCst);
-    match ingest_task.await {
-        Ok(Ok(())) => {}
+    // A broken input had its complete elements ingested, and the pipeline
+    // has processed them by now: report them, and the break, together.
+    let input_error = match ingest_task.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e @ Error::BrokenInput(_))) => Some(e.to_string()),
         Ok(Err(e)) => return Err(e),
         Err(e) => return Err(Error::Config(format!("ingest task failed: {e}"))),
-    }
-    summarize(
+    };
+    let mut summary = summarize(
         &services,
         started.elapsed(),
         processed_before,
         end == RunEnd::Shutdown,
     )
-    .await
+    .await?;
+    summary.input_error = input_error;
+    Ok(summary)
 }
 
 /// How long a shutdown waits for the relay tasks to flush and close.

@@ -238,6 +238,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             v.as_object_mut()
                 .map(|o| o.insert("event".into(), "summary".into()));
             print_line(v);
+            // A broken input: what it held is processed and summarised
+            // above; the run still fails, with the break on stderr.
+            if let Some(e) = &summary.input_error {
+                let _ = writeln!(std::io::stderr(), "dvmtop: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(if interrupted {
                 ExitCode::from(130)
             } else {
