@@ -4,6 +4,7 @@ use crate::cli::{GlobalArgs, RolloverArg};
 use crate::clock::{Params, Policy};
 use crate::error::{Error, Result};
 use crate::event::{KindPolicy, Validation};
+use crate::queue::DeadLetterCaps;
 use crate::relay::{RelayConfig, RelayUrl, parse_duration};
 use crate::retention::RetentionConfig;
 use serde::Deserialize;
@@ -24,6 +25,8 @@ pub struct FileConfig {
     pub verify_signatures: Option<bool>,
     /// `"YYYY-MM-DD"`, a TOML date, or unix seconds.
     pub min_created_at: Option<toml::Value>,
+    pub dead_letter_max: Option<u64>,
+    pub dead_letter_max_bytes: Option<u64>,
     pub excluded_kinds: Option<Vec<i64>>,
     pub data_dir: Option<PathBuf>,
     pub backup_dir: Option<PathBuf>,
@@ -54,6 +57,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Live relay ingest (no URLs: none).
     pub relay: RelayConfig,
+    /// Bounds of the Redis dead-letter list.
+    pub dead_letters: DeadLetterCaps,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
@@ -220,8 +225,20 @@ impl Config {
                 && file.verify_relay_signatures.unwrap_or(true),
             ..defaults
         };
+        let caps = DeadLetterCaps::default();
+        let dead_letters = DeadLetterCaps {
+            max_entries: args
+                .dead_letter_max
+                .or(file.dead_letter_max)
+                .unwrap_or(caps.max_entries),
+            max_bytes: args
+                .dead_letter_max_bytes
+                .or(file.dead_letter_max_bytes)
+                .unwrap_or(caps.max_bytes),
+        };
         Ok(Config {
             relay,
+            dead_letters,
             backup_dir,
             retention,
             namespace,

@@ -44,7 +44,8 @@ impl Services {
             &cfg.redis_url,
             Keys::new(&cfg.namespace, cfg.queue_key.as_deref()),
         )
-        .await?;
+        .await?
+        .with_dead_letter_caps(cfg.dead_letters);
         let lock = if lock { Some(db.lock().await?) } else { None };
         match start {
             Start::Fresh => {

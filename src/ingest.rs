@@ -137,10 +137,7 @@ pub fn classify_line(
                 payload: rec.encode(),
             })
         }
-        Err(reason) => Err(Refused {
-            reason: reason.as_str(),
-            raw: raw.to_owned(),
-        }),
+        Err(reason) => Err(Refused::new(reason.as_str(), raw)),
     }
 }
 

@@ -309,3 +309,181 @@ async fn a_json_array_in_a_truncated_gzip_keeps_every_complete_element() {
     assert_eq!(stats.get("accepted"), Some(&(complete as u64)), "{stats:?}");
     assert_eq!(stats.get("rejected:malformed"), None, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_50_mb_line_is_dead_lettered_truncated_with_its_size() {
+    let ns = TestNs::new("hugeline");
+    // Two-byte characters, so 64 KiB falls inside one of them.
+    let mut huge = String::from("{\"id\":\"");
+    while huge.len() < 50 << 20 {
+        huge.push_str("é漢x");
+    }
+    let size = huge.len();
+    let file = data_dir(&ns).join("huge.jsonl");
+    std::fs::write(&file, format!("{}\n{huge}\n", valid_events(1)[0])).unwrap();
+    ingest_file(&ns, &file).await.expect("ingest");
+    let stats = ingest_stats(&ns.name).await;
+    assert_eq!(stats.get("accepted"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("rejected:malformed"), Some(&1), "{stats:?}");
+    let dead = dead_letters(&ns.name).await;
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].len() <= (64 << 10) + 1024,
+        "the entry is bounded: {} bytes",
+        dead[0].len()
+    );
+    let d: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(d["reason"], "malformed");
+    assert_eq!(d["size"], size as u64);
+    assert_eq!(d["truncated"], true);
+    let raw = d["raw"].as_str().unwrap();
+    assert!(raw.len() <= 64 << 10 && raw.len() > (64 << 10) - 4);
+    assert!(huge.starts_with(raw), "the head of the line, cut on a char");
+}
+
+#[test]
+fn the_dead_letter_list_is_capped_and_drops_are_counted() {
+    let ns = TestNs::new("deadcap");
+    let mut lines = valid_events(2);
+    lines.extend((0..10).map(|i| format!("{{bad line {i}")));
+    let file = data_dir(&ns).join("bad.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = dvmtop(&ns)
+        .arg("ingest")
+        .arg(&file)
+        .args(["--dead-letter-max", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stats, dead) =
+        rt.block_on(async { (ingest_stats(&ns.name).await, dead_letters(&ns.name).await) });
+    assert_eq!(stats.get("rejected:malformed"), Some(&10), "{stats:?}");
+    assert_eq!(stats.get("dead_letters_dropped"), Some(&7), "{stats:?}");
+    assert_eq!(stats.get("accepted"), Some(&2), "{stats:?}");
+    assert_eq!(dead.len(), 3);
+    let bytes: usize = dead.iter().map(String::len).sum();
+    assert_eq!(stats.get("dead_letter_bytes"), Some(&(bytes as u64)));
+    let first: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(first["raw"], "{bad line 0", "the first ones are kept");
+}
+
+#[tokio::test]
+async fn the_dead_letter_list_is_capped_by_bytes_and_an_emptied_list_starts_over() {
+    let ns = TestNs::new("deadbytes");
+    let args = dvmtop::cli::GlobalArgs {
+        namespace: Some(ns.name.clone()),
+        dead_letter_max_bytes: Some(1000),
+        ..Default::default()
+    };
+    let cfg = dvmtop::config::Config::resolve(&args, dvmtop::clock::Policy::Auto).unwrap();
+    assert_eq!(cfg.dead_letters.max_bytes, 1000);
+    assert_eq!(cfg.dead_letters.max_entries, 100_000, "the default");
+    let mut test_cfg = ns.config();
+    test_cfg.dead_letters = cfg.dead_letters;
+    let services = ns.open(&test_cfg).await;
+    // Each entry is ~150 bytes of JSON: six fit in 1,000 bytes.
+    let bad: Vec<String> = (0..10)
+        .map(|i| format!("{{bad {i} {}", "x".repeat(100)))
+        .collect();
+    push_lines(&services.queue, &bad).await;
+    let stats = ingest_stats(&ns.name).await;
+    let dead = dead_letters(&ns.name).await;
+    let bytes: u64 = dead.iter().map(|d| d.len() as u64).sum();
+    assert!(
+        bytes <= 1000 && bytes + dead[0].len() as u64 > 1000,
+        "{bytes}"
+    );
+    assert_eq!(stats.get("dead_letter_bytes"), Some(&bytes));
+    assert_eq!(
+        stats.get("dead_letters_dropped"),
+        Some(&(10 - dead.len() as u64))
+    );
+    assert_eq!(stats.get("rejected:malformed"), Some(&10));
+    // An operator empties the list: it fills again from zero.
+    let _: () = redis::cmd("DEL")
+        .arg(services.queue.keys.dead())
+        .query_async(&mut redis_con().await)
+        .await
+        .unwrap();
+    push_lines(&services.queue, &bad[..2]).await;
+    let dead = dead_letters(&ns.name).await;
+    assert_eq!(dead.len(), 2);
+    let stats = ingest_stats(&ns.name).await;
+    let bytes: u64 = dead.iter().map(|d| d.len() as u64).sum();
+    assert_eq!(stats.get("dead_letter_bytes"), Some(&bytes));
+}
+
+#[tokio::test]
+async fn the_processor_keeps_a_huge_refused_element_truncated_with_its_size() {
+    use dvmtop::headless::Services;
+    use dvmtop::pipeline::Processor;
+    let ns = TestNs::new("deadpg");
+    let mut cfg = ns.config();
+    let key = format!("{}_dvmdash_events", ns.name);
+    cfg.queue_key = Some(key.clone());
+    let s = ns.open(&cfg).await;
+    let huge = format!("{{\"id\":\"{}", "é".repeat(1 << 20));
+    let payloads = [
+        valid_events(1)[0].clone(),
+        huge.clone(),
+        "{small".to_owned(),
+    ];
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg(&payloads)
+        .query_async(&mut redis_con().await)
+        .await
+        .unwrap();
+    let mut p = Processor::open(s.db.clone(), s.queue.clone(), Services::settings(&cfg))
+        .await
+        .unwrap();
+    settle(&mut p).await;
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT reason, payload, size FROM dead_letters ORDER BY pos")
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].0, "malformed");
+    assert!(rows[0].1.len() <= 64 << 10 && rows[0].1.len() > (64 << 10) - 4);
+    assert!(huge.starts_with(&rows[0].1));
+    assert_eq!(rows[0].2, huge.len() as i64);
+    assert_eq!((rows[1].1.as_str(), rows[1].2), ("{small", 6));
+    let snap = s.db.snapshot().await.unwrap();
+    assert_eq!(snap.counters.get("processed"), Some(&1));
+    assert_eq!(snap.counters.get("rejected:malformed"), Some(&2));
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut redis_con().await)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_from_before_dead_letter_sizes_upgrades_in_place() {
+    let ns = TestNs::new("deadupgrade");
+    let cfg = ns.config();
+    let s = ns.open(&cfg).await;
+    // Back to the first schema version, with a dead letter in it.
+    for sql in [
+        "ALTER TABLE dead_letters DROP COLUMN size",
+        "DELETE FROM _sqlx_migrations WHERE version > 1",
+        "INSERT INTO dead_letters (reason, payload) VALUES ('malformed', 'héllo')",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&s.db.pool)
+            .await
+            .unwrap();
+    }
+    drop(s);
+    let s = ns.open(&cfg).await;
+    let (payload, size): (String, i64) = sqlx::query_as("SELECT payload, size FROM dead_letters")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!((payload.as_str(), size), ("héllo", 6));
+}

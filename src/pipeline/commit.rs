@@ -24,7 +24,7 @@ pub(super) struct Group {
     /// Queue head elements consumed (they leave the queue at the commit).
     pub(super) consumed: i64,
     pub(super) ignored: i64,
-    pub(super) rejected: Vec<(&'static str, String)>,
+    pub(super) rejected: Vec<crate::queue::Refused>,
     pub(super) overflow_changed: bool,
     /// Months rolled over, with their rows.
     pub(super) rollovers: Vec<MonthRow>,

@@ -10,7 +10,7 @@ use crate::entities::Entities;
 use crate::error::{Error, Result};
 use crate::keys::FastSet;
 use crate::month::MonthAcc;
-use crate::queue::Queue;
+use crate::queue::{Queue, Refused};
 use crate::record::Item;
 use crate::store::Db;
 use chrono::NaiveDate;
@@ -136,7 +136,9 @@ impl Processor {
                     item,
                 }),
                 Err(why) => {
-                    group.rejected.push((why.as_str(), payload));
+                    group
+                        .rejected
+                        .push(Refused::from_owned(why.as_str(), payload));
                     group.overflow_changed = true;
                 }
             }
@@ -307,7 +309,7 @@ impl Processor {
         self.group.rejected.extend(
             refused
                 .into_iter()
-                .map(|(why, i)| (why, std::mem::take(&mut raw[i]))),
+                .map(|(why, i)| Refused::from_owned(why, std::mem::take(&mut raw[i]))),
         );
         // Pending index i < overflow.len() is an overflow element; the rest
         // are fresh[i - overflow.len()].
