@@ -483,3 +483,25 @@ impl Queue {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_keep_64_kib_cut_on_a_character() {
+        let small = Refused::new("malformed", "{oops");
+        assert_eq!((small.raw.as_str(), small.size), ("{oops", 5));
+        assert!(!small.truncated());
+        // 'é' is two bytes: 64 KiB falls inside one after a one-byte prefix.
+        let big = format!("x{}", "é".repeat(40_000));
+        for r in [
+            Refused::new("malformed", &big),
+            Refused::from_owned("malformed", big.clone()),
+        ] {
+            assert_eq!(r.size, big.len());
+            assert_eq!(r.raw.len(), DEAD_LETTER_KEEP - 1);
+            assert!(big.starts_with(&r.raw) && r.truncated());
+        }
+    }
+}

@@ -115,17 +115,6 @@ impl<R: BufRead> Elements<R> {
         }
     }
 
-    /// Bytes read so far.
-    pub fn offset(&self) -> u64 {
-        self.pos
-    }
-
-    /// Whether the input is a JSON array (known once anything but
-    /// whitespace has been read).
-    pub fn is_array(&self) -> bool {
-        self.array
-    }
-
     /// The next element's raw bytes, surrounding whitespace removed;
     /// `Ok(None)` at the clean end of the input. After an error or the end,
     /// every call returns `Ok(None)`.
