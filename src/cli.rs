@@ -77,6 +77,17 @@ pub struct GlobalArgs {
     /// Check BIP-340 signatures at ingest (costly).
     #[arg(long, global = true)]
     pub verify_signatures: bool,
+    /// Reject events created before this as `too_old`: YYYY-MM-DD (UTC
+    /// midnight) or unix seconds (default 2023-01-01).
+    #[arg(long, value_name = "DATE", global = true)]
+    pub min_created_at: Option<String>,
+    /// Most entries in the Redis dead-letter list (100000); past it new
+    /// dead letters are counted (dead_letters_dropped), not kept.
+    #[arg(long, value_name = "N", global = true)]
+    pub dead_letter_max: Option<u64>,
+    /// Most bytes in the Redis dead-letter list (268435456 = 256 MiB).
+    #[arg(long, value_name = "BYTES", global = true)]
+    pub dead_letter_max_bytes: Option<u64>,
     #[command(flatten)]
     pub relays: RelayArgs,
     /// Where logs and backups go (default: ~/.local/share/dvmtop).

@@ -3,6 +3,7 @@
 use crate::cli::{GlobalArgs, RolloverArg};
 use crate::error::{Error, Result};
 use crate::event::{KindPolicy, Validation};
+use crate::queue::DeadLetterCaps;
 use crate::relay::{RelayConfig, RelayUrl, parse_duration};
 use crate::retention::RetentionConfig;
 use dvmtop_core::clock::{Params, Policy};
@@ -22,6 +23,10 @@ pub struct FileConfig {
     pub rollover: Option<Policy>,
     pub rollover_buffer_days: Option<u32>,
     pub verify_signatures: Option<bool>,
+    /// `"YYYY-MM-DD"`, a TOML date, or unix seconds.
+    pub min_created_at: Option<toml::Value>,
+    pub dead_letter_max: Option<u64>,
+    pub dead_letter_max_bytes: Option<u64>,
     pub excluded_kinds: Option<Vec<i64>>,
     pub data_dir: Option<PathBuf>,
     pub backup_dir: Option<PathBuf>,
@@ -52,6 +57,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Live relay ingest (no URLs: none).
     pub relay: RelayConfig,
+    /// Bounds of the Redis dead-letter list.
+    pub dead_letters: DeadLetterCaps,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
@@ -59,6 +66,32 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+/// A `--min-created-at` value: `YYYY-MM-DD` (UTC midnight) or unix seconds.
+pub fn parse_min_created_at(s: &str) -> std::result::Result<i64, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map_err(|_| format!("{s} is too large for unix seconds"));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp())
+        .map_err(|_| format!("expected a date YYYY-MM-DD or unix seconds, got {s:?}"))
+}
+
+/// The config file's `min_created_at`: a string as for the flag, an
+/// integer (unix seconds) or a bare TOML date (`2023-01-01`).
+fn file_min_created_at(v: &toml::Value) -> std::result::Result<i64, String> {
+    match v {
+        toml::Value::Integer(n) if *n >= 0 => Ok(*n),
+        toml::Value::String(s) => parse_min_created_at(s),
+        toml::Value::Datetime(d) => parse_min_created_at(&d.to_string()),
+        other => Err(format!(
+            "expected a date YYYY-MM-DD or unix seconds, got {other}"
+        )),
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -139,6 +172,13 @@ impl Config {
                 retention.delete_after_days, retention.inactive_after_days
             )));
         }
+        let min_created_at = match (&args.min_created_at, &file.min_created_at) {
+            (Some(s), _) => parse_min_created_at(s)
+                .map_err(|e| Error::Config(format!("--min-created-at: {e}")))?,
+            (None, Some(v)) => file_min_created_at(v)
+                .map_err(|e| Error::Config(format!("config file min_created_at: {e}")))?,
+            (None, None) => crate::event::DEFAULT_MIN_CREATED_AT,
+        };
         let ra = &args.relays;
         let urls: Vec<String> = if ra.no_relays {
             Vec::new()
@@ -185,8 +225,20 @@ impl Config {
                 && file.verify_relay_signatures.unwrap_or(true),
             ..defaults
         };
+        let caps = DeadLetterCaps::default();
+        let dead_letters = DeadLetterCaps {
+            max_entries: args
+                .dead_letter_max
+                .or(file.dead_letter_max)
+                .unwrap_or(caps.max_entries),
+            max_bytes: args
+                .dead_letter_max_bytes
+                .or(file.dead_letter_max_bytes)
+                .unwrap_or(caps.max_bytes),
+        };
         Ok(Config {
             relay,
+            dead_letters,
             backup_dir,
             retention,
             namespace,
@@ -217,6 +269,7 @@ impl Config {
                     .unwrap_or_default(),
                 verify_signatures: args.verify_signatures
                     || file.verify_signatures.unwrap_or(false),
+                min_created_at,
                 ..Validation::default()
             },
             data_dir,

@@ -25,6 +25,63 @@ pub enum Error {
     },
     #[error("schema migration failed: {0}")]
     Migrate(String),
+    /// An input broke off; every complete element before the break was
+    /// ingested (and a backtest processes them before it fails).
+    #[error("{0}")]
+    BrokenInput(BrokenInput),
+}
+
+/// Where and how an input broke off: a JSON array without its end, gzip
+/// data that is corrupt or cut off, or a read error.
+#[derive(Debug)]
+pub struct BrokenInput {
+    /// The file (`-` for stdin).
+    pub path: String,
+    /// Bytes of input (decompressed, for gzip) read before the break.
+    pub offset: u64,
+    /// Complete elements before the break, all of them ingested (in this
+    /// run or, when resuming, an earlier one).
+    pub elements: u64,
+    /// The input is a JSON array (else JSONL).
+    pub in_array: bool,
+    pub gzip: bool,
+    /// The reader's error; `None`: the input ends inside a JSON array.
+    pub read_error: Option<String>,
+}
+
+impl std::fmt::Display for BrokenInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (path, offset, elements) = (&self.path, self.offset, self.elements);
+        let cut = if self.in_array { "element" } else { "line" };
+        let complete = match (elements, self.in_array) {
+            (1, true) => "1 complete element was".to_owned(),
+            (1, false) => "1 complete line was".to_owned(),
+            (n, _) => format!("{n} complete {cut}s were"),
+        };
+        let again =
+            "(a backtest with --resume; events already queued count as duplicates, not twice)";
+        match &self.read_error {
+            None => write!(
+                f,
+                "{path}: input ends inside a JSON array at byte {offset} ({complete} ingested, the cut one was not): the file is truncated; ingest the complete file again {again}"
+            ),
+            Some(e) if self.gzip => write!(
+                f,
+                "{path}: the gzip data is corrupt or cut off at decompressed byte {offset} ({}; {complete} ingested, a {cut} cut there was not): the file is damaged; ingest an intact copy again {again}",
+                one_line(e)
+            ),
+            Some(e) => write!(
+                f,
+                "{path}: read error at byte {offset} ({}; {complete} ingested, a {cut} cut there was not): check the file and its device, then ingest it again {again}",
+                one_line(e)
+            ),
+        }
+    }
+}
+
+/// Errors from below (I/O, decoders) may span lines; ours are one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

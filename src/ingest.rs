@@ -1,15 +1,20 @@
 //! Sources → validation → Redis. Files (JSONL, or a JSON array as in
-//! DVMDash's historical dumps), `-` for stdin, gzip when the name ends in
-//! `.gz`. Reading and validation run on a blocking thread, one chunk ahead
-//! of the Redis writes; each chunk is enqueued atomically together with the
-//! source's resume offset, so an interrupted ingest resumes exactly where
-//! it stopped.
+//! DVMDash's historical dumps, streamed element by element — see
+//! [`split`]), `-` for stdin, gzip when the name ends in `.gz`. Reading and
+//! validation run on a blocking thread, one chunk ahead of the Redis
+//! writes; each chunk is enqueued atomically together with the source's
+//! resume offset, so an interrupted ingest resumes exactly where it
+//! stopped. An input that breaks off (a truncated array, damaged gzip
+//! data) has every complete element enqueued before the error is reported.
 
-use crate::error::{Error, Result};
+pub mod split;
+
+use crate::error::{BrokenInput, Error, Result};
 use crate::event::{self, Validation};
 use crate::queue::{Accepted, Queue, Refused};
 use crate::record::Record;
 use dvmtop_core::day_of;
+use split::{Break, BreakKind, Elements};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +60,10 @@ impl Source {
         }
     }
 
+    fn is_gzip(&self) -> bool {
+        matches!(self, Source::Path(p) if p.extension().is_some_and(|e| e == "gz"))
+    }
+
     fn open(&self) -> Result<Box<dyn BufRead + Send>> {
         let raw: Box<dyn Read + Send> = match self {
             Source::Stdin => Box::new(std::io::stdin()),
@@ -63,8 +72,7 @@ impl Source {
                 source,
             })?),
         };
-        let gz = matches!(self, Source::Path(p) if p.extension().is_some_and(|e| e == "gz"));
-        Ok(if gz {
+        Ok(if self.is_gzip() {
             Box::new(BufReader::with_capacity(
                 1 << 20,
                 flate2::read::MultiGzDecoder::new(raw),
@@ -105,6 +113,7 @@ pub struct IngestTotals {
     pub skipped: u64,
 }
 
+#[derive(Default)]
 struct Chunk {
     offset: u64,
     read: u64,
@@ -128,130 +137,78 @@ pub fn classify_line(
                 payload: rec.encode(),
             })
         }
-        Err(reason) => Err(Refused {
-            reason: reason.as_str(),
-            raw: raw.to_owned(),
-        }),
+        Err(reason) => Err(Refused::new(reason.as_str(), raw)),
     }
 }
 
 /// Reads elements (lines, or array items) and hands out validated chunks.
+/// When the input breaks off, the chunk in progress goes out first, with
+/// its offset, so every complete element before the break is enqueued and
+/// a later `--resume` starts after it; then the error.
 fn read_chunks(
-    mut input: Box<dyn BufRead + Send>,
+    input: Box<dyn BufRead + Send>,
+    origin: Origin,
     skip: u64,
     cfg: IngestConfig,
     tx: tokio::sync::mpsc::Sender<Result<Chunk>>,
 ) {
-    let mut chunk = Chunk {
-        offset: 0,
-        read: 0,
-        accepted: Vec::new(),
-        refused: Vec::new(),
-    };
+    let mut elements = Elements::new(input);
+    let mut chunk = Chunk::default();
     let mut index: u64 = 0;
     let mut now = chrono::Utc::now().timestamp();
-    let mut push = |raw: &str, chunk: &mut Chunk, index: &mut u64| -> bool {
-        *index += 1;
-        if *index <= skip {
-            return true;
+    loop {
+        let raw = match elements.next_element() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break,
+            Err(b) => {
+                chunk.offset = index;
+                if tx.blocking_send(Ok(chunk)).is_ok() {
+                    let _ = tx.blocking_send(Err(origin.broken(b, index)));
+                }
+                return;
+            }
+        };
+        index += 1;
+        if index <= skip {
+            continue;
         }
         chunk.read += 1;
-        match classify_line(raw, &cfg.validation, now) {
+        match classify_line(&String::from_utf8_lossy(raw), &cfg.validation, now) {
             Ok(a) => chunk.accepted.push(a),
             Err(r) => chunk.refused.push(r),
         }
         if (chunk.read as usize) >= cfg.chunk {
-            chunk.offset = *index;
-            let full = std::mem::replace(
-                chunk,
-                Chunk {
-                    offset: 0,
-                    read: 0,
-                    accepted: Vec::new(),
-                    refused: Vec::new(),
-                },
-            );
-            now = chrono::Utc::now().timestamp();
-            return tx.blocking_send(Ok(full)).is_ok();
-        }
-        true
-    };
-    // Peek at the first non-blank byte: '[' means a JSON array.
-    let first = loop {
-        match input.fill_buf() {
-            Ok([]) => break None,
-            Ok(buf) => match buf.iter().position(|b| !b.is_ascii_whitespace()) {
-                Some(i) => {
-                    let b = buf[i];
-                    input.consume(i);
-                    break Some(b);
-                }
-                None => {
-                    let n = buf.len();
-                    input.consume(n);
-                }
-            },
-            Err(e) => {
-                let _ = tx.blocking_send(Err(Error::Io {
-                    path: "input".into(),
-                    source: e,
-                }));
+            chunk.offset = index;
+            if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
                 return;
             }
-        }
-    };
-    if first == Some(b'[') {
-        let mut text = String::new();
-        if let Err(e) = input.read_to_string(&mut text) {
-            let _ = tx.blocking_send(Err(Error::Io {
-                path: "input".into(),
-                source: e,
-            }));
-            return;
-        }
-        match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(&text) {
-            Ok(items) => {
-                for item in items {
-                    if !push(item.get(), &mut chunk, &mut index) {
-                        return;
-                    }
-                }
-            }
-            // Not a valid array: the whole input is one malformed element.
-            Err(_) => {
-                if !push(&text, &mut chunk, &mut index) {
-                    return;
-                }
-            }
-        }
-    } else if first.is_some() {
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match input.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    let text = text.trim();
-                    if text.is_empty() {
-                        continue;
-                    }
-                    if !push(text, &mut chunk, &mut index) {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Error::Io {
-                        path: "input".into(),
-                        source: e,
-                    }));
-                    return;
-                }
-            }
+            now = chrono::Utc::now().timestamp();
         }
     }
     chunk.offset = index;
     let _ = tx.blocking_send(Ok(chunk));
+}
+
+/// What an error message needs to know about the source.
+struct Origin {
+    label: String,
+    gzip: bool,
+}
+
+impl Origin {
+    fn broken(&self, b: Break, elements: u64) -> Error {
+        Error::BrokenInput(BrokenInput {
+            path: self.label.clone(),
+            offset: b.offset,
+            elements,
+            in_array: b.in_array,
+            gzip: self.gzip,
+            read_error: match b.kind {
+                BreakKind::UnterminatedArray => None,
+                BreakKind::Read(e) => Some(e.to_string()),
+            },
+        })
+    }
 }
 
 /// Ingests one source to the end (or until `cancel`). Already-handled
@@ -271,19 +228,18 @@ pub async fn ingest(
     let input = source.open()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let reader_cfg = cfg.clone();
-    let reader = tokio::task::spawn_blocking(move || read_chunks(input, skip, reader_cfg, tx));
+    let origin = Origin {
+        label: source.label(),
+        gzip: source.is_gzip(),
+    };
+    let reader =
+        tokio::task::spawn_blocking(move || read_chunks(input, origin, skip, reader_cfg, tx));
     let mut totals = IngestTotals {
         skipped: skip,
         ..Default::default()
     };
     while let Some(chunk) = rx.recv().await {
-        let chunk = chunk.map_err(|e| match e {
-            Error::Io { source: s, .. } => Error::Io {
-                path: source.label(),
-                source: s,
-            },
-            other => other,
-        })?;
+        let chunk = chunk?;
         if cancel.load(Ordering::Relaxed) {
             break;
         }

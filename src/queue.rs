@@ -71,10 +71,64 @@ pub struct Accepted {
     pub payload: String,
 }
 
-/// One refused input line.
+/// A dead letter keeps at most this much of a refused element: enough to
+/// see what it was, while one hostile 50 MB line cannot fill Redis (or the
+/// `dead_letters` table).
+pub const DEAD_LETTER_KEEP: usize = 64 << 10;
+
+/// One refused input element, as its dead letter keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub reason: &'static str,
+    /// The element's first [`DEAD_LETTER_KEEP`] bytes (cut on a character
+    /// boundary).
     pub raw: String,
+    /// The element's size in bytes.
+    pub size: usize,
+}
+
+impl Refused {
+    pub fn new(reason: &'static str, raw: &str) -> Refused {
+        Refused {
+            reason,
+            raw: raw[..raw.floor_char_boundary(DEAD_LETTER_KEEP)].to_owned(),
+            size: raw.len(),
+        }
+    }
+
+    /// Like [`Refused::new`], without a copy when the element is small.
+    pub fn from_owned(reason: &'static str, mut raw: String) -> Refused {
+        let size = raw.len();
+        if size > DEAD_LETTER_KEEP {
+            raw.truncate(raw.floor_char_boundary(DEAD_LETTER_KEEP));
+            raw.shrink_to_fit();
+        }
+        Refused { reason, raw, size }
+    }
+
+    pub fn truncated(&self) -> bool {
+        self.raw.len() < self.size
+    }
+}
+
+/// Bounds of the Redis dead-letter list. Past them new dead letters are
+/// dropped, but still counted (under `rejected:<reason>`, and as
+/// `dead_letters_dropped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterCaps {
+    pub max_entries: u64,
+    /// Sum of the entries' sizes (their JSON), tracked as
+    /// `dead_letter_bytes` in the ingest stats hash.
+    pub max_bytes: u64,
+}
+
+impl Default for DeadLetterCaps {
+    fn default() -> Self {
+        DeadLetterCaps {
+            max_entries: 100_000,
+            max_bytes: 256 << 20,
+        }
+    }
 }
 
 /// What one ingest chunk did.
@@ -85,13 +139,16 @@ pub struct ChunkOutcome {
 }
 
 // Atomically: dedup each candidate in its day set and enqueue the new ones,
-// count everything, park refused lines in the dead-letter list and move the
-// source's resume offset, and notify waiting processors.
+// count everything, park refused lines in the dead-letter list (within its
+// caps: entries, and bytes as tracked in the stats hash — so no scan is
+// needed; an emptied list resets the byte count), move the source's
+// resume offset, and notify waiting processors.
 // KEYS: queue, stats, dead, offsets, wake channel.
-// ARGV: offset_field, offset, read, n, (seen_key, id, payload)*n, m, (reason, raw)*m
+// ARGV: offset_field, offset, read, dead_max_entries, dead_max_bytes, n,
+//       (seen_key, id, payload)*n, m, (reason, raw, size)*m
 const ENQUEUE: &str = r#"
-local i = 5
-local n = tonumber(ARGV[4])
+local i = 7
+local n = tonumber(ARGV[6])
 local acc, dup = 0, 0
 for _ = 1, n do
   if redis.call('SADD', ARGV[i], ARGV[i + 1]) == 1 then
@@ -104,10 +161,27 @@ for _ = 1, n do
 end
 local m = tonumber(ARGV[i])
 i = i + 1
-for _ = 1, m do
-  redis.call('HINCRBY', KEYS[2], 'rejected:' .. ARGV[i], 1)
-  redis.call('RPUSH', KEYS[3], cjson.encode({reason = ARGV[i], raw = ARGV[i + 1]}))
-  i = i + 2
+if m > 0 then
+  local max_n, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local len = redis.call('LLEN', KEYS[3])
+  local bytes = 0
+  if len > 0 then bytes = tonumber(redis.call('HGET', KEYS[2], 'dead_letter_bytes') or '0') end
+  local dropped = 0
+  for _ = 1, m do
+    local raw, size = ARGV[i + 1], tonumber(ARGV[i + 2])
+    redis.call('HINCRBY', KEYS[2], 'rejected:' .. ARGV[i], 1)
+    local entry = cjson.encode({reason = ARGV[i], raw = raw, size = size, truncated = size > #raw})
+    if len < max_n and bytes + #entry <= max_bytes then
+      redis.call('RPUSH', KEYS[3], entry)
+      len = len + 1
+      bytes = bytes + #entry
+    else
+      dropped = dropped + 1
+    end
+    i = i + 3
+  end
+  redis.call('HSET', KEYS[2], 'dead_letter_bytes', bytes)
+  if dropped > 0 then redis.call('HINCRBY', KEYS[2], 'dead_letters_dropped', dropped) end
 end
 if dup > 0 then redis.call('HINCRBY', KEYS[2], 'rejected:duplicate', dup) end
 redis.call('HINCRBY', KEYS[2], 'accepted', acc)
@@ -136,6 +210,7 @@ pub struct Queue {
     client: redis::Client,
     conn: ConnectionManager,
     pub keys: Keys,
+    dead_caps: DeadLetterCaps,
     enqueue: std::sync::Arc<redis::Script>,
     ack: std::sync::Arc<redis::Script>,
 }
@@ -172,9 +247,16 @@ impl Queue {
             client,
             conn,
             keys,
+            dead_caps: DeadLetterCaps::default(),
             enqueue: std::sync::Arc::new(redis::Script::new(ENQUEUE)),
             ack: std::sync::Arc::new(redis::Script::new(ACK)),
         })
+    }
+
+    /// The same queue with other dead-letter caps.
+    pub fn with_dead_letter_caps(mut self, caps: DeadLetterCaps) -> Queue {
+        self.dead_caps = caps;
+        self
     }
 
     /// Enqueues a chunk of validated input atomically with its counters and
@@ -196,13 +278,15 @@ impl Queue {
             .arg(offset_field)
             .arg(offset)
             .arg(read)
+            .arg(self.dead_caps.max_entries)
+            .arg(self.dead_caps.max_bytes)
             .arg(accepted.len());
         for a in accepted {
             inv.arg(self.keys.seen(a.day)).arg(&a.id).arg(&a.payload);
         }
         inv.arg(refused.len());
         for r in refused {
-            inv.arg(r.reason).arg(&r.raw);
+            inv.arg(r.reason).arg(&r.raw).arg(r.size);
         }
         let (acc, dup): (u64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
         Ok(ChunkOutcome {
@@ -321,7 +405,8 @@ impl Queue {
             .await?)
     }
 
-    /// Ingest counters: events_read, accepted, rejected:<reason>.
+    /// Ingest counters: events_read, accepted, rejected:<reason>,
+    /// dead_letter_bytes, dead_letters_dropped.
     pub async fn ingest_stats(&self) -> Result<BTreeMap<String, u64>> {
         Ok(redis::cmd("HGETALL")
             .arg(self.keys.ingest_stats())
@@ -445,5 +530,27 @@ impl Queue {
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_letters_keep_64_kib_cut_on_a_character() {
+        let small = Refused::new("malformed", "{oops");
+        assert_eq!((small.raw.as_str(), small.size), ("{oops", 5));
+        assert!(!small.truncated());
+        // 'é' is two bytes: 64 KiB falls inside one after a one-byte prefix.
+        let big = format!("x{}", "é".repeat(40_000));
+        for r in [
+            Refused::new("malformed", &big),
+            Refused::from_owned("malformed", big.clone()),
+        ] {
+            assert_eq!(r.size, big.len());
+            assert_eq!(r.raw.len(), DEAD_LETTER_KEEP - 1);
+            assert!(big.starts_with(&r.raw) && r.truncated());
+        }
     }
 }

@@ -280,3 +280,216 @@ async fn json_array_gzip_and_fixture_ingest() {
         assert_eq!(t.read, 0);
     }
 }
+
+/// A MongoDB export's `_id` first, relays' `seen_on`/`relays` last.
+fn with_extra_fields(line: &str, i: usize) -> String {
+    let body = line.trim().strip_prefix('{').expect("an object");
+    let body = body.strip_suffix('}').expect("an object");
+    format!(
+        r#"{{"_id":{{"$oid":"65f0c0ffee{i:014x}"}},{body},"seen_on":["wss://relay.damus.io","wss://nos.lol"],"relays":[{{"url":"wss://x","n":[1,2]}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn unknown_top_level_fields_are_ignored_and_the_event_processed() {
+    let ns = TestNs::new("extrafields");
+    let cfg = ns.config();
+    let plain = event_line(11, at(2024, 3, 5, 12), 5300, vec![vec!["i", "x"]], "hi");
+    let extra = with_extra_fields(&plain, 1);
+    assert!(extra.contains("\"_id\"") && extra.contains("\"seen_on\""));
+    let file = write_input(&cfg, "extra.jsonl", &[extra]);
+    let s = backtest(&cfg, &[file], dvmtop::run::Start::Resume).await;
+    assert_eq!(s.accepted, 1, "{s:?}");
+    assert_eq!(s.processed, 1, "{s:?}");
+    assert_eq!(s.rejected.get("malformed"), Some(&0), "{s:?}");
+}
+
+#[tokio::test]
+async fn the_fixture_with_extra_fields_is_accepted_with_signature_checks() {
+    let lines: Vec<String> = fixture_lines()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| with_extra_fields(l, i))
+        .collect();
+    let (stats, dead) = ingest(&lines, true).await;
+    assert_eq!(stats.get("accepted"), Some(&118), "{stats:?}");
+    assert!(dead.is_empty(), "{} dead letters", dead.len());
+}
+
+#[tokio::test]
+async fn an_event_at_epoch_zero_is_too_old_and_opens_no_month_1970() {
+    let ns = TestNs::new("tooold");
+    let cfg = ns.config();
+    let mut lines: Vec<String> = (0..10)
+        .map(|i| event_line(12, at(2024, 3, 1 + i, 8), 5300, vec![], &format!("{i}")))
+        .collect();
+    let ancient = event_line(12, 0, 5300, vec![], "1970");
+    lines.insert(4, ancient.clone());
+    let file = write_input(&cfg, "old.jsonl", &lines);
+    let s = backtest(&cfg, &[file], dvmtop::run::Start::Resume).await;
+    assert_eq!(s.rejected.get("too_old"), Some(&1), "{s:?}");
+    assert_eq!(s.processed, 10, "{s:?}");
+    assert_eq!(s.rollovers, 0, "no month before 2024-03 was opened: {s:?}");
+    assert_eq!(s.current_month.as_deref(), Some("2024-03"));
+    let services = ns.open(&cfg).await;
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let dead: Vec<String> = redis::cmd("LRANGE")
+        .arg(services.queue.keys.dead())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    let d: serde_json::Value = serde_json::from_str(&dead[0]).unwrap();
+    assert_eq!(d["reason"], "too_old");
+    assert_eq!(d["raw"], ancient);
+}
+
+#[tokio::test]
+async fn rejects_too_old() {
+    // One second before the default epoch, 2023-01-01.
+    let line = event_line(13, at(2022, 12, 31, 23) + 3599, 5300, vec![], "");
+    assert_rejected(&line, Reject::TooOld, false).await;
+    let (stats, _) = ingest(
+        &[event_line(13, at(2023, 1, 1, 0), 5300, vec![], "")],
+        false,
+    )
+    .await;
+    assert_eq!(stats.get("accepted"), Some(&1), "the epoch itself is fine");
+}
+
+#[test]
+fn too_old_comes_after_malformed_and_before_every_other_check() {
+    let v = Validation::default();
+    let now = chrono::Utc::now().timestamp();
+    // Old and of an irrelevant kind: too_old (dated before kind-checked).
+    let old_note = event_line(14, 5, 1, vec![], "note");
+    assert_eq!(
+        event::validate(&old_note, &v, now).err(),
+        Some(Reject::TooOld)
+    );
+    // Old with a tampered id: still too_old.
+    let old_bad_id = event_line(14, 5, 5300, vec![], "a").replace("\"a\"", "\"b\"");
+    assert_eq!(
+        event::validate(&old_bad_id, &v, now).err(),
+        Some(Reject::TooOld)
+    );
+    // Old but malformed: malformed (parsed first).
+    let old_malformed = old_note.replace("\"kind\":1", "\"kind\":\"1\"");
+    assert_eq!(
+        event::validate(&old_malformed, &v, now).err(),
+        Some(Reject::Malformed)
+    );
+    let lenient = Validation {
+        min_created_at: 0,
+        ..Validation::default()
+    };
+    assert_eq!(
+        event::validate(&old_note, &lenient, now).err(),
+        Some(Reject::IrrelevantKind)
+    );
+    assert_eq!(Reject::ALL[1], Reject::TooOld, "summaries list it");
+    assert_eq!(Reject::TooOld.as_str(), "too_old");
+}
+
+#[test]
+fn min_created_at_from_the_flag_and_the_config_file() {
+    use dvmtop::cli::GlobalArgs;
+    use dvmtop::config::Config;
+    use dvmtop_core::clock::Policy;
+    let dir = std::env::temp_dir().join(format!("dvmtop_minca_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let resolve = |flag: Option<&str>, file: &str| {
+        let path = dir.join("c.toml");
+        std::fs::write(&path, file).unwrap();
+        let args = GlobalArgs {
+            min_created_at: flag.map(str::to_owned),
+            config: Some(path),
+            namespace: Some("t_minca".into()),
+            ..Default::default()
+        };
+        Config::resolve(&args, Policy::Auto).map(|c| c.validation.min_created_at)
+    };
+    assert_eq!(resolve(None, "").unwrap(), 1_672_531_200, "2023-01-01");
+    assert_eq!(resolve(Some("2024-05-01"), "").unwrap(), 1_714_521_600);
+    assert_eq!(resolve(Some("1700000000"), "").unwrap(), 1_700_000_000);
+    assert_eq!(resolve(Some("0"), "").unwrap(), 0);
+    assert_eq!(
+        resolve(None, "min_created_at = \"2024-05-01\"").unwrap(),
+        1_714_521_600
+    );
+    assert_eq!(
+        resolve(None, "min_created_at = 2024-05-01").unwrap(),
+        1_714_521_600,
+        "a bare TOML date"
+    );
+    assert_eq!(
+        resolve(None, "min_created_at = 1700000000").unwrap(),
+        1_700_000_000
+    );
+    assert_eq!(
+        resolve(Some("2024-01-01"), "min_created_at = 1700000000").unwrap(),
+        1_704_067_200,
+        "the flag wins over the file"
+    );
+    for bad in ["yesterday", "2023-13-01", "2023-01-01T00:00:00Z", "-5", ""] {
+        let e = resolve(Some(bad), "").unwrap_err().to_string();
+        assert!(e.starts_with("--min-created-at: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    for bad in [
+        "min_created_at = true",
+        "min_created_at = -1",
+        "min_created_at = \"soon\"",
+    ] {
+        let e = resolve(None, bad).unwrap_err().to_string();
+        assert!(e.contains("min_created_at"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_raw_event_too_old_in_a_dvmdash_list_is_refused_by_the_processor() {
+    use dvmtop::pipeline::Processor;
+    use dvmtop::run::Services;
+    let ns = TestNs::new("toooldlist");
+    let mut cfg = ns.config();
+    let key = format!("{}_dvmdash_events", ns.name);
+    cfg.queue_key = Some(key.clone());
+    let s = ns.open(&cfg).await;
+    let mut con = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let lines = [
+        event_line(15, at(2024, 3, 1, 1), 5300, vec![], ""),
+        event_line(15, 0, 5300, vec![], ""),
+    ];
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg(&lines)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut p = Processor::open(s.db.clone(), s.queue.clone(), Services::settings(&cfg))
+        .await
+        .unwrap();
+    settle(&mut p).await;
+    let snap = s.db.snapshot().await.unwrap();
+    assert_eq!(snap.counters.get("processed"), Some(&1));
+    assert_eq!(snap.counters.get("rejected:too_old"), Some(&1));
+    assert_eq!(snap.current_month.as_deref(), Some("2024-03"));
+    assert_eq!(snap.dead_letters, 1);
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}

@@ -223,9 +223,11 @@ impl Store for MemStore {
         if let Some((payloads, _)) = &c.overflow {
             m.overflow = payloads.clone();
         }
-        for (reason, raw) in &c.rejected {
-            m.dead_letters.push(((*reason).to_owned(), raw.clone()));
-            *m.counters.entry(format!("rejected:{reason}")).or_default() += 1;
+        for r in &c.rejected {
+            m.dead_letters.push((r.reason.to_owned(), r.raw.clone()));
+            *m.counters
+                .entry(format!("rejected:{}", r.reason))
+                .or_default() += 1;
         }
         for row in &c.rollovers {
             m.monthly.insert(row.year_month, row.clone());

@@ -14,7 +14,7 @@ pub(super) struct Group {
     pub(super) consumed: i64,
     pub(super) ignored: i64,
     /// Refused elements: (reason, raw).
-    pub(super) rejected: Vec<(&'static str, String)>,
+    pub(super) rejected: Vec<crate::queue::Refused>,
     pub(super) overflow_changed: bool,
     /// Months rolled over, with their rows.
     pub(super) rollovers: Vec<MonthRow>,

@@ -8,7 +8,7 @@ use super::group::{Group, Parked};
 use super::ports::{DueCleanup, QueueOps, Store};
 use super::{BatchReport, MAX_BATCH, Progress, Settings};
 use crate::error::{Error, Result};
-use crate::queue::Queue;
+use crate::queue::{Queue, Refused};
 use crate::store::{Commit, Db, JobRun};
 use chrono::NaiveDate;
 use dvmtop_core::activity::RowCache;
@@ -115,7 +115,9 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
                     item,
                 }),
                 Err(why) => {
-                    group.rejected.push((why.as_str(), payload));
+                    group
+                        .rejected
+                        .push(Refused::from_owned(why.as_str(), payload));
                     group.overflow_changed = true;
                 }
             }
@@ -358,7 +360,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         self.group.rejected.extend(
             refused
                 .into_iter()
-                .map(|(why, i)| (why, std::mem::take(&mut raw[i]))),
+                .map(|(why, i)| Refused::from_owned(why, std::mem::take(&mut raw[i]))),
         );
         // Pending index i < overflow.len() is an overflow element; the rest
         // are fresh[i - overflow.len()].

@@ -65,7 +65,8 @@ impl Services {
             &cfg.redis_url,
             Keys::new(&cfg.namespace, cfg.queue_key.as_deref()),
         )
-        .await?;
+        .await?
+        .with_dead_letter_caps(cfg.dead_letters);
         let lock = if lock { Some(db.lock().await?) } else { None };
         match start {
             Start::Fresh => {
@@ -524,6 +525,12 @@ pub async fn headless(
         mode == Mode::Backtest && end == RunEnd::Shutdown,
     )
     .await?;
+    // A broken input (truncated array, damaged gzip): what it held is
+    // processed and in the summary; the run still fails.
+    let summary = Summary {
+        input_error: stopped.ingest.as_ref().err().map(ToString::to_string),
+        ..summary
+    };
     Ok(Headless {
         summary,
         status: last,

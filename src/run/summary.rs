@@ -23,6 +23,11 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub events_per_s: f64,
     pub interrupted: bool,
+    /// An input broke off (truncated array, damaged gzip) or could not be
+    /// read: everything complete before the break was processed, and the
+    /// run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_error: Option<String>,
 }
 
 /// Ingest + processing counters of a namespace, cumulative across resumes.
@@ -70,5 +75,6 @@ pub async fn summarize(
             0.0
         },
         interrupted,
+        input_error: None,
     })
 }

@@ -31,8 +31,8 @@ pub struct Commit {
     /// the day of each element.
     pub overflow: Option<(Vec<String>, Vec<NaiveDate>)>,
     pub ignored_prior_month: i64,
-    /// Refused elements: (reason, raw).
-    pub rejected: Vec<(&'static str, String)>,
+    /// Refused elements (payloads cut to 64 KiB, sizes kept).
+    pub rejected: Vec<crate::queue::Refused>,
     /// Months closed in this group, with their rows.
     pub rollovers: Vec<MonthRow>,
     /// The open month after this group.
@@ -390,11 +390,13 @@ impl Db {
                 .await?;
         }
         if !c.rejected.is_empty() {
-            let (reason, raw): (Vec<&str>, Vec<&str>) =
-                c.rejected.iter().map(|(r, p)| (*r, p.as_str())).unzip();
-            sqlx::query("INSERT INTO dead_letters (reason, payload) SELECT * FROM UNNEST($1::text[], $2::text[])")
+            let reason: Vec<&str> = c.rejected.iter().map(|r| r.reason).collect();
+            let raw: Vec<&str> = c.rejected.iter().map(|r| r.raw.as_str()).collect();
+            let size: Vec<i64> = c.rejected.iter().map(|r| r.size as i64).collect();
+            sqlx::query("INSERT INTO dead_letters (reason, payload, size) SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])")
                 .bind(reason)
                 .bind(raw)
+                .bind(size)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -415,8 +417,10 @@ impl Db {
             ("duplicate".to_owned(), p.duplicates as i64),
             ("ignored_prior_month".to_owned(), c.ignored_prior_month),
         ]);
-        for (reason, _) in &c.rejected {
-            *counters.entry(format!("rejected:{reason}")).or_default() += 1;
+        for r in &c.rejected {
+            *counters
+                .entry(format!("rejected:{}", r.reason))
+                .or_default() += 1;
         }
         add_counters(&mut tx, counters).await?;
         // The queue position last: its row lock is held only briefly (day

@@ -120,9 +120,12 @@ fn history(f: &mut Frame, body: Rect, app: &App, t: &Theme) {
 }
 
 fn ingest_view(f: &mut Frame, body: Rect, app: &App, t: &Theme, now: DateTime<Utc>) {
-    // Rejections and queue on top (13 rows hold the whole table), the
-    // relays below: a header and at least four relays at 80×24.
-    let [top, bottom] = Layout::vertical([Constraint::Length(13), Constraint::Min(0)]).areas(body);
+    // Rejections and queue on top (14 rows hold the whole table; with 13,
+    // at 80×24, reasons that are zero yield), the relays below: a header
+    // and at least four relays at 80×24.
+    let top_h = if body.height >= 30 { 14 } else { 13 };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Length(top_h), Constraint::Min(0)]).areas(body);
     relays::render(f, bottom, app, t, now);
     let [left, right] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(top);
     ingest::render(f, left, app, t);

@@ -35,6 +35,20 @@ pub fn dead_letters(app: &App) -> u64 {
             .map_or(0, |d| d.dead_letters.max(0) as u64)
 }
 
+/// Drops reasons with nothing to show (zero at ingest and in the
+/// pipeline), last ones first, until `room` rows are left — so at 80×24
+/// the rows that count stay visible.
+fn fit_reasons(reasons: &mut Vec<(&'static str, u64, i64)>, room: usize) {
+    while reasons.len() > room {
+        match reasons.iter().rposition(|(_, a, b)| *a == 0 && *b == 0) {
+            Some(i) => {
+                reasons.remove(i);
+            }
+            None => break,
+        }
+    }
+}
+
 /// Two lines for the overview.
 pub fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
     let Some(r) = &app.redis.data else {
@@ -55,7 +69,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let block = pane("Ingest rejections by reason", t, stale);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let mut rows: Vec<Row> = rejections(app)
+    let [summary, table] =
+        ratatui::layout::Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(inner);
+    // Two rows follow the reasons, and the header comes first.
+    let mut reasons = rejections(app);
+    fit_reasons(&mut reasons, (table.height as usize).saturating_sub(3));
+    let mut rows: Vec<Row> = reasons
         .into_iter()
         .map(|(why, a, b)| {
             Row::new(vec![
@@ -98,8 +117,6 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         Cell::from(Line::from("pipeline").right_aligned()),
     ])
     .style(t.label());
-    let [summary, table] =
-        ratatui::layout::Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(inner);
     let mut s = kv(t, "read ", group(read as i64));
     s.extend(kv(t, " · accepted ", group(accepted as i64)));
     let p = kv(
