@@ -6,7 +6,7 @@
 //! Each test prints its timings (`cargo nextest run --no-capture`).
 
 mod common;
-use common::fault::{Postgres, Redis, RedisOpts, Shutdown, become_subreaper};
+use common::fault::{Postgres, Redis, RedisOpts, ScratchDir, Shutdown, become_subreaper};
 use common::process::{Dvmtop, Running, alive, generate, processes_in, sys};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -223,11 +223,11 @@ fn instances_started_in_parallel_get_distinct_ports() {
 fn dvmtop_runs_against_throwaway_services() {
     let redis = Redis::start(RedisOpts::aof());
     let pg = Postgres::start();
-    let dir = std::env::temp_dir().join(format!("dvmtop_fault_run_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = ScratchDir::new("run");
+    let dir = scratch.path();
     let input = dir.join("in.jsonl");
     let stats = generate(&["--months", "1", "--events-per-day", "30"], &input);
-    let d = Dvmtop::new(pg.url("dvmtop_fault"), redis.url(), "faultrun", &dir);
+    let d = Dvmtop::new(pg.url("dvmtop_fault"), redis.url(), "faultrun", dir);
 
     let t = Instant::now();
     let mut run = d.spawn(["backtest", "--headless", "--fresh", input.to_str().unwrap()]);
@@ -248,7 +248,7 @@ fn dvmtop_runs_against_throwaway_services() {
 
     // `serve` on a namespace of its own: processes the file, then waits
     // for relays (none here) until SIGTERM.
-    let d = Dvmtop::new(pg.url("dvmtop_fault"), redis.url(), "faultserve", &dir);
+    let d = Dvmtop::new(pg.url("dvmtop_fault"), redis.url(), "faultserve", dir);
     let t = Instant::now();
     let mut serve = d.spawn(["serve", "--no-relays", input.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -275,7 +275,6 @@ fn dvmtop_runs_against_throwaway_services() {
     let summary = done.last_json();
     assert_eq!(summary["event"], "summary", "{}", done.stdout);
     assert_eq!(summary["processed"], stats.events, "{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Run by [`a_dying_test_process_leaves_nothing_behind`] as a process of

@@ -7,14 +7,35 @@
 //!
 //! ```ignore
 //! mod common;
-//! use common::fault::{Postgres, Redis, RedisOpts, Shutdown};
-//! use common::process::Dvmtop;
+//! use common::fault::{Postgres, Redis, RedisOpts, ScratchDir, Shutdown};
+//! use common::process::{Dvmtop, Signal};
 //!
-//! let redis = Redis::start(RedisOpts::aof());
+//! let mut redis = Redis::start(RedisOpts::aof());
 //! let mut pg = Postgres::start();
-//! let run = Dvmtop::new(pg.url("dvmtop"), redis.url(), "ns", &dir).spawn(["serve"]);
+//! let dir = ScratchDir::new("mytest"); // --data-dir, removed on drop
+//! let mut run = Dvmtop::new(pg.url("dvmtop"), redis.url(), "ns", dir.path())
+//!     .spawn(["serve", "--no-relays", "in.jsonl"]);
 //! pg.restart(Shutdown::Immediate); // crash recovery under a live pipeline
+//! redis.kill();                      // lose Redis (AOF: kept)...
+//! redis.start_again();               // ...and bring it back on its port
+//! let done = run.terminate(Duration::from_secs(60));
 //! ```
+//!
+//! The API, in short (details at each item):
+//!
+//! * [`Redis::start`]`(RedisOpts)`, `url`, `port`, `dir`, `pid`,
+//!   `connection`, `stop` (SIGTERM), `kill` (SIGKILL), `start_again`,
+//!   `restart`, `freeze`/`thaw` (SIGSTOP/SIGCONT), `log_tail`.
+//! * [`Postgres::start`] / `start_with(PgOpts)`, `url(db)`, `port`,
+//!   `data_dir`, `pid`, `pids`, `stop(Shutdown)`, `start_again`,
+//!   `restart(Shutdown)`, `kill` (SIGKILL to all its processes),
+//!   `kill_backends`, `psql(db, sql)`, `log_tail`.
+//! * [`ScratchDir`], [`free_port`], [`become_subreaper`].
+//! * In [`super::process`]: [`Dvmtop`](super::process::Dvmtop) (`new`,
+//!   `shared`, `command`, `output`, `spawn`) and
+//!   [`Running`](super::process::Running) (`wait_for_line`,
+//!   `wait_for_json`, `signal`, `try_wait`, `wait_with_timeout`, `finish`,
+//!   `terminate`, `kill`).
 //!
 //! ## What it needs
 //!
@@ -132,6 +153,25 @@ fn instance_dir(kind: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
     d.canonicalize().expect("canonical instance dir")
+}
+
+/// A temp dir removed on drop, pass or fail: e.g. a `dvmtop --data-dir`.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new(tag: &str) -> ScratchDir {
+        ScratchDir(instance_dir(tag))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn append(path: &Path) -> File {
