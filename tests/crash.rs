@@ -5,7 +5,7 @@
 //!
 //! Runs the real binary: `dvmtop gen` writes the input, an uninterrupted
 //! `dvmtop backtest` fills a reference namespace, and a second namespace is
-//! killed (`Child::kill`, i.e. SIGKILL) and resumed several times before a
+//! killed (SIGKILL) and resumed several times before a
 //! last `--resume` run finishes it. Then both are compared table by table,
 //! summary by summary, and against the generator's own counts.
 //!
@@ -16,16 +16,15 @@
 mod common;
 use common::*;
 
+use common::process::{Dvmtop, Finished, GenStats, Running, Signal, generate, tail};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dvmtop");
 
 /// Input size: ~44 k lines over 3 months (2 rollovers); one uninterrupted
 /// debug-build backtest takes ~4–7 s (more on a loaded machine), ingest
@@ -36,28 +35,11 @@ const MIN_KILLS: usize = 6;
 /// The first kills come early, while the file is still being ingested.
 const EARLY_KILLS: usize = 3;
 const MAX_ATTEMPTS: usize = 14;
+/// How long one run may take at most (a loaded machine is slow).
+const RUN_LIMIT: Duration = Duration::from_secs(900);
 
-/// A `dvmtop` command for a namespace: services from the test environment,
-/// logs in the namespace's temp dir, and an empty config file so a user's
-/// `~/.config/dvmtop/config.toml` cannot change the run.
-fn dvmtop(ns: &TestNs, data_dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env("DATABASE_URL", database_url())
-        .env("REDIS_URL", redis_url())
-        .env_remove("DVMTOP_NAMESPACE")
-        .env_remove("DVMTOP_DATA_DIR")
-        .env_remove("DVMTOP_CONFIG")
-        .arg("--namespace")
-        .arg(&ns.name)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--config")
-        .arg("/dev/null");
-    c
-}
-
-fn backtest_cmd(ns: &TestNs, data_dir: &Path, input: &Path, resume: bool) -> Command {
-    let mut c = dvmtop(ns, data_dir);
+fn backtest_cmd(ns: &TestNs, input: &Path, resume: bool) -> Command {
+    let mut c = Dvmtop::shared(ns).command();
     c.arg("backtest").arg(input).arg("--headless");
     if resume {
         c.arg("--resume");
@@ -67,97 +49,59 @@ fn backtest_cmd(ns: &TestNs, data_dir: &Path, input: &Path, resume: bool) -> Com
     if ns.name.contains("_crash_") {
         c.arg("--commit-events").arg("2000");
     }
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     c
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// A backtest run to its end.
+fn backtest(ns: &TestNs, input: &Path, resume: bool, what: &str) -> Finished {
+    Running::spawn(backtest_cmd(ns, input, resume), what).finish(RUN_LIMIT)
 }
 
-/// The generator's own account of what it wrote.
-#[derive(Debug, Clone, Copy)]
-struct GenStats {
-    lines: u64,
-    events: u64,
-    duplicates: u64,
-    malformed: u64,
-    future: u64,
-    stragglers: u64,
-}
-
-/// `dvmtop gen ... -o input`; parses its stderr line
-/// `dvmtop gen: L lines (E events, D duplicates, M malformed, F future, S stragglers)`.
-fn generate(input: &Path) -> GenStats {
-    let out = Command::new(BIN)
-        .args(["gen", "--seed", "7", "--months", "3", "--events-per-day"])
-        .arg(EVENTS_PER_DAY)
-        .args(["--dup-rate", "0.02", "--malformed-rate", "0.002"])
-        .args(["--late-rate", "0.02", "--straggler-rate", "0.0005", "-o"])
-        .arg(input)
-        .output()
-        .expect("run dvmtop gen");
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "dvmtop gen failed: {err}");
-    let mut n: BTreeMap<String, u64> = BTreeMap::new();
-    let body = err
-        .split_once("dvmtop gen:")
-        .map(|(_, b)| b)
-        .unwrap_or_else(|| panic!("unexpected gen output: {err}"));
-    let words: Vec<&str> = body
-        .split(|c: char| c.is_whitespace() || "(),".contains(c))
-        .filter(|w| !w.is_empty())
-        .collect();
-    for w in words.windows(2) {
-        if let Ok(v) = w[0].parse::<u64>() {
-            n.insert(w[1].to_owned(), v);
-        }
-    }
-    let get = |k: &str| {
-        *n.get(k)
-            .unwrap_or_else(|| panic!("no {k:?} in gen output: {err}"))
-    };
-    GenStats {
-        lines: get("lines"),
-        events: get("events"),
-        duplicates: get("duplicates"),
-        malformed: get("malformed"),
-        future: get("future"),
-        stragglers: get("stragglers"),
-    }
+/// The input: `dvmtop gen`, with duplicates, malformed lines, late
+/// events and stragglers of closed months.
+fn generate_input(input: &Path) -> GenStats {
+    generate(
+        &[
+            "--seed",
+            "7",
+            "--months",
+            "3",
+            "--events-per-day",
+            EVENTS_PER_DAY,
+            "--dup-rate",
+            "0.02",
+            "--malformed-rate",
+            "0.002",
+            "--late-rate",
+            "0.02",
+            "--straggler-rate",
+            "0.0005",
+        ],
+        input,
+    )
 }
 
 /// The last stdout line of a finished headless backtest: its summary.
-fn summary_of(out: &Output, what: &str) -> Value {
-    let stdout = text(&out.stdout);
+fn summary_of(out: &Finished, what: &str) -> Value {
     assert!(
         out.status.success(),
         "{what}: exit {:?}\nstderr: {}\nstdout tail: {}",
         out.status,
-        text(&out.stderr),
-        stdout.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+        out.stderr,
+        tail(&out.stdout, 3)
     );
-    let last = stdout
-        .lines()
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or_else(|| panic!("{what}: no output"));
-    let v: Value = serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("{what}: last line is not JSON ({e}): {last}"));
+    let v = out.last_json();
     assert_eq!(
         v["event"], "summary",
-        "{what}: last line is not a summary: {last}"
+        "{what}: last line is not a summary: {v}"
     );
     v
 }
 
 /// `dvmtop status --json` of a namespace.
-fn status(ns: &TestNs, data_dir: &Path) -> Value {
-    let out = dvmtop(ns, data_dir)
-        .args(["status", "--json"])
-        .output()
-        .expect("run dvmtop status");
+fn status(ns: &TestNs) -> Value {
+    let out = Dvmtop::shared(ns).output(["status", "--json"]);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(
         out.status.success(),
         "dvmtop status failed: {}",
@@ -285,7 +229,7 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
     // stragglers of closed months.
     let input = ref_dir.join("input.jsonl");
     let t = Instant::now();
-    let input_stats = generate(&input);
+    let input_stats = generate_input(&input);
     println!("generated {input_stats:?} in {:.1?}", t.elapsed());
     assert!(
         input_stats.lines > 20_000
@@ -296,9 +240,7 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
 
     // 1. The reference: one uninterrupted run.
     let t = Instant::now();
-    let out = backtest_cmd(&reference, &ref_dir, &input, false)
-        .output()
-        .expect("run the reference backtest");
+    let out = backtest(&reference, &input, false, "the reference backtest");
     let ref_elapsed = t.elapsed();
     let ref_summary = summary_of(&out, "reference backtest");
     println!("reference backtest: {ref_elapsed:.1?}: {ref_summary}");
@@ -336,15 +278,14 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
         };
         wait_lock_released(&crashed).await;
         let resume = !attempts.is_empty();
-        let mut child = backtest_cmd(&crashed, &crash_dir, &input, resume)
-            .spawn()
-            .expect("spawn dvmtop backtest");
+        let mut child = Running::spawn(
+            backtest_cmd(&crashed, &input, resume),
+            "the crashed namespace's backtest",
+        );
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let exited_before_kill = child.try_wait().expect("try_wait").is_some();
-        if !exited_before_kill {
-            child.kill().expect("SIGKILL");
-        }
-        let out = child.wait_with_output().expect("wait for dvmtop");
+        // (No signal once it has exited on its own.)
+        child.signal(Signal::Kill);
+        let out = child.finish(RUN_LIMIT);
         let outcome = match out.status.signal() {
             Some(9) => "killed".to_owned(),
             _ if out.status.success() => {
@@ -357,10 +298,10 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
                 attempts.len() + 1,
                 if resume { "--resume" } else { "first run" },
                 out.status,
-                text(&out.stderr)
+                out.stderr
             ),
         };
-        let after = seen(&status(&crashed, &crash_dir));
+        let after = seen(&status(&crashed));
         let killed = outcome == "killed";
         let a = Attempt {
             delay_ms,
@@ -400,9 +341,7 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
     // The final run continues to the end.
     wait_lock_released(&crashed).await;
     let t = Instant::now();
-    let out = backtest_cmd(&crashed, &crash_dir, &input, true)
-        .output()
-        .expect("run the final --resume backtest");
+    let out = backtest(&crashed, &input, true, "the final --resume backtest");
     let crash_summary = summary_of(&out, "final --resume backtest");
     println!("final --resume run: {:.1?}: {crash_summary}", t.elapsed());
 
@@ -495,11 +434,8 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
     // processed, ignored (month closed), refused, or a processing-side
     // duplicate — and as ingest already deduplicates by id, a
     // processing-side duplicate would mean an element enqueued twice.
-    for (what, ns, dir) in [
-        ("uninterrupted", &reference, &ref_dir),
-        ("crashed", &crashed, &crash_dir),
-    ] {
-        let st = status(ns, dir);
+    for (what, ns) in [("uninterrupted", &reference), ("crashed", &crashed)] {
+        let st = status(ns);
         let ingest = &st["ingest"];
         let counters = &st["counters"];
         let sum_prefixed = |o: &Value, prefix: &str| -> u64 {

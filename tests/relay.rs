@@ -4,6 +4,7 @@
 //! test. Conditions are polled with deadlines, never slept for.
 
 mod common;
+use common::process::{Dvmtop, Running};
 use common::*;
 use dvmtop::relay::{RelayConfig, RelayIngest, RelayStatus, RelayUrl, relay_status};
 use dvmtop::run::Services;
@@ -192,26 +193,17 @@ async fn wait_stats(
 }
 
 /// Sends SIGTERM, waits for a clean exit, and returns what the process
-/// printed.
-async fn terminate(child: &mut std::process::Child, what: &str) -> String {
-    let pid = child.id().to_string();
-    let k = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(k.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(started.elapsed() < WAIT, "{what} did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert!(status.success(), "{what}: {status:?} {stdout}");
-    stdout
+/// printed. (Blocks this worker thread, handing its tasks to others: the
+/// relay keeps running while dvmtop shuts down.)
+fn terminate(child: &mut Running, what: &str) -> String {
+    let done = tokio::task::block_in_place(|| child.terminate(WAIT));
+    assert!(
+        done.status.success(),
+        "{what}: {:?} {}",
+        done.status,
+        done.stdout
+    );
+    done.stdout
 }
 
 /// The keys of the events in the queue, in order.
@@ -686,25 +678,6 @@ async fn a_failing_tls_handshake_is_an_error_not_a_crash() {
     ingest.shutdown(Duration::from_secs(10)).await;
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_dvmtop");
-
-fn dvmtop(ns: &TestNs) -> std::process::Command {
-    let mut c = std::process::Command::new(BIN);
-    c.env("DATABASE_URL", database_url())
-        .env("REDIS_URL", redis_url())
-        .env_remove("DVMTOP_NAMESPACE")
-        .env_remove("DVMTOP_DATA_DIR")
-        .env_remove("DVMTOP_CONFIG")
-        .env_remove("DVMTOP_RELAYS")
-        .arg("--namespace")
-        .arg(&ns.name)
-        .arg("--data-dir")
-        .arg(std::env::temp_dir().join(&ns.name))
-        .arg("--config")
-        .arg("/dev/null");
-    c
-}
-
 #[test]
 fn an_invalid_relay_url_is_one_line_and_a_failure() {
     let ns = TestNs::new("relaybadurl");
@@ -726,7 +699,7 @@ fn an_invalid_relay_url_is_one_line_and_a_failure() {
         ),
         (vec!["ingest"], "nothing to ingest"),
     ] {
-        let out = dvmtop(&ns).args(&args).output().unwrap();
+        let out = Dvmtop::shared(&ns).output(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
@@ -745,13 +718,8 @@ async fn ingest_subcommand_collects_until_sigterm() {
     let relay = TestRelay::start().await;
     // Nothing listens on port 1.
     let dead = "ws://127.0.0.1:1".to_owned();
-    let mut child = dvmtop(&ns)
-        .args(["ingest", "--relay", &relay.url(), "--relay", &dead])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Dvmtop::shared(&ns).spawn(["ingest", "--relay", &relay.url(), "--relay", &dead]);
     let url = relay.url();
     wait_stats(&s, &url, "the collector to connect", |r| r.connected).await;
     let keys = Keys::generate();
@@ -762,7 +730,7 @@ async fn ingest_subcommand_collects_until_sigterm() {
         r.last_error.is_some()
     })
     .await;
-    let out = dvmtop(&ns).args(["status", "--json"]).output().unwrap();
+    let out = Dvmtop::shared(&ns).output(["status", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -790,7 +758,7 @@ async fn ingest_subcommand_collects_until_sigterm() {
     );
     assert_eq!(v["queue_depth"], 1, "{v}");
 
-    let stdout = terminate(&mut child, "dvmtop ingest").await;
+    let stdout = terminate(&mut child, "dvmtop ingest");
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "ingested", "{stdout}");
     assert_eq!(last["queue_depth"], 1);
@@ -873,13 +841,7 @@ async fn serve_ingests_from_relays_and_processes() {
     let cfg = ns.config();
     let s = ns.open(&cfg).await;
     let relay = TestRelay::start().await;
-    let mut child = dvmtop(&ns)
-        .args(["serve", "--relay", &relay.url()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Dvmtop::shared(&ns).spawn(["serve", "--relay", &relay.url()]);
     let keys = Keys::generate();
     let e = request(&keys, 1);
     relay.publish_ok(&e).await;
@@ -889,7 +851,7 @@ async fn serve_ingests_from_relays_and_processes() {
         (snap.counters.get("processed") == Some(&1)).then_some(())
     })
     .await;
-    let stdout = terminate(&mut child, "dvmtop serve").await;
+    let stdout = terminate(&mut child, "dvmtop serve");
     assert!(stdout.contains(r#""event":"relays_started""#), "{stdout}");
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "summary", "{stdout}");

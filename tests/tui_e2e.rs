@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dvmtop");
+use common::process::{BIN, Dvmtop};
 
 /// A tmux server of our own (its own socket), killed on drop.
 struct Tmux {
@@ -107,23 +107,9 @@ fn wait_file(path: &Path, limit: Duration) -> String {
 /// `dvmtop gen --months 3 --events-per-day 200` into the data dir; returns
 /// the file and its number of events.
 fn generate(dir: &Path) -> (PathBuf, u64) {
-    std::fs::create_dir_all(dir).unwrap();
     let file = dir.join("g3.jsonl");
-    let out = Command::new(BIN)
-        .args(["gen", "--months", "3", "--events-per-day", "200", "-o"])
-        .arg(&file)
-        .output()
-        .expect("dvmtop gen runs");
-    assert!(out.status.success(), "{out:?}");
-    // "dvmtop gen: N lines (M events, ...)"
-    let err = String::from_utf8_lossy(&out.stderr);
-    let events: u64 = err
-        .split('(')
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected gen output: {err}"));
-    (file, events)
+    let stats = common::process::generate(&["--months", "3", "--events-per-day", "200"], &file);
+    (file, stats.events)
 }
 
 /// The services' URLs, passed explicitly into tmux's shell.
@@ -272,19 +258,10 @@ async fn hangup_loses_nothing() {
     );
     assert!(log.contains("the pipeline ended cleanly"), "{log}");
     // Resume headless (auto rollover): everything is processed once.
-    let out = Command::new(BIN)
-        .args([
-            "backtest",
-            "--headless",
-            "--resume",
-            "--namespace",
-            &ns.name,
-            "--data-dir",
-        ])
-        .arg(&dir)
+    let out = Dvmtop::shared(&ns)
+        .command()
+        .args(["backtest", "--headless", "--resume"])
         .arg(&file)
-        .env("DATABASE_URL", database_url())
-        .env("REDIS_URL", redis_url())
         .output()
         .expect("resume runs");
     assert!(out.status.success(), "resume failed: {out:?}");

@@ -3,6 +3,9 @@
 //! when the test ends — pass or fail.
 #![allow(dead_code)]
 
+pub mod fault;
+pub mod process;
+
 use dvmtop::cli::GlobalArgs;
 use dvmtop::config::Config;
 use dvmtop::queue::{Keys, Queue};
