@@ -274,3 +274,75 @@ async fn hangup_loses_nothing() {
     assert_eq!(summary["queue_depth"], 0, "{summary}");
     assert_eq!(month_rows(&ns.name, "2024-01").await, 1);
 }
+
+/// The figures a dialog shows on its first rendering: requests.
+fn dialog_requests(screen: &str) -> Option<i64> {
+    let at = screen.find("requests ")?;
+    let digits: String = screen[at + "requests ".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// `monthly_activity` as comparable text (without the write time).
+async fn monthly(ns: &str) -> Vec<String> {
+    let db = dvmtop::store::Db::connect(&database_url(), ns)
+        .await
+        .expect("connect");
+    table_dump(&db, "monthly_activity", "year_month", &["created_at"]).await
+}
+
+/// A manual TUI backtest confirmed month by month: every dialog shows, on
+/// its first rendering, the month's real request count (the row the
+/// headless run wrote), and the TUI run ends with the same
+/// `monthly_activity` as the headless run of the same file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tui_backtest_confirmed_month_by_month_equals_the_headless_run() {
+    let headless = TestNs::new("tuimbmh");
+    let ns = TestNs::new("tuimbm");
+    let dir = std::env::temp_dir().join(&ns.name);
+    let (file, _) = generate(&dir);
+    let out = Dvmtop::shared(&headless)
+        .command()
+        .args(["backtest", "--headless", "--fresh"])
+        .arg(&file)
+        .output()
+        .expect("headless runs");
+    assert!(out.status.success(), "{out:?}");
+    let want = monthly(&headless.name).await;
+    assert_eq!(want.len(), 2, "January and February: {want:?}");
+    let db = dvmtop::store::Db::connect(&database_url(), &headless.name)
+        .await
+        .unwrap();
+    let rows = db.monthly_rows().await.unwrap();
+
+    let cmd = format!(
+        "{} '{BIN}' backtest '{}' --fresh --namespace {} --rollover manual --data-dir '{}'; exec sleep 600",
+        env_prefix(),
+        file.display(),
+        ns.name,
+        dir.display(),
+    );
+    let tmux = Tmux::start("mbm", 100, 30, &cmd);
+    for row in &rows {
+        let m = row.year_month.to_string();
+        let title = format!("Month rollover due: {m}");
+        let s = tmux.wait_for(&title, Duration::from_secs(120), |s| s.contains(&title));
+        assert_eq!(
+            dialog_requests(&s),
+            Some(row.total_requests),
+            "the dialog's first rendering shows {m}'s real request count:\n{s}"
+        );
+        tmux.keys("y");
+        tmux.wait_for("the rollover", Duration::from_secs(60), |s| {
+            s.contains(&format!("rolled over {m}")) || !s.contains(&title)
+        });
+    }
+    tmux.wait_for("FINISHED", Duration::from_secs(120), |s| {
+        s.contains("FINISHED")
+    });
+    assert_eq!(monthly(&ns.name).await, want);
+    tmux.keys("q");
+}

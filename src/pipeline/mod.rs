@@ -31,7 +31,7 @@ use crate::store::{JobRun, MonthRow};
 use chrono::NaiveDate;
 use dvmtop_core::YearMonth;
 use dvmtop_core::clock::{Awaiting, Params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -109,7 +109,7 @@ pub enum Progress {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BatchReport {
     pub seq: i64,
     pub day: Option<NaiveDate>,
@@ -202,7 +202,7 @@ pub enum RunEnd {
 }
 
 /// Where a stepping command stops again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Until {
     Batch,

@@ -9,13 +9,13 @@ use super::processor::{EntityCounts, Processor};
 use super::{BatchReport, Progress, QueueOps, Store, Until};
 use chrono::{DateTime, NaiveDate, Utc};
 use dvmtop_core::{MonthRow, YearMonth};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// What the pipeline task is doing.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum Phase {
     /// Opening the namespace; nothing processed yet.
@@ -54,7 +54,7 @@ impl Phase {
 
 /// A rollover waiting for confirmation, with the exact row confirming it
 /// writes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AwaitingRollover {
     pub month: YearMonth,
     /// The next pending day lies beyond the next month: nothing moves
@@ -69,7 +69,7 @@ pub struct AwaitingRollover {
 
 /// Batch latency over the recent batches (one window for all three, so
 /// they cannot contradict each other).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Latency {
     pub last_ms: f64,
     pub avg_ms: f64,
@@ -79,7 +79,7 @@ pub struct Latency {
 }
 
 /// What this process's pipeline did since it started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Session {
     pub batches: u64,
     /// Queue elements consumed.
@@ -92,7 +92,7 @@ pub struct Session {
     pub commits: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct PipelineStatus {
     pub phase: Phase,
     pub paused: bool,

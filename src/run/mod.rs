@@ -7,9 +7,11 @@
 
 mod report;
 mod summary;
+mod watcher;
 
 pub use report::{Reporter, report};
 pub use summary::{Summary, summarize};
+pub use watcher::{PUBLISH_EVERY, Watch, persist_status};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -47,6 +49,17 @@ pub enum Mode {
     Serve,
     /// Ingest only (files, relays): a collector, no processing.
     Collect,
+}
+
+impl Mode {
+    /// How a watcher names what the holder runs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Backtest => "backtest",
+            Mode::Serve => "serve",
+            Mode::Collect => "ingest",
+        }
+    }
 }
 
 /// An opened namespace: database, queue and (optionally) its lock.
@@ -128,6 +141,9 @@ pub struct Runtime {
     input_done: Arc<AtomicBool>,
     relays: Option<RelayIngest>,
     listeners: Vec<JoinHandle<()>>,
+    /// Publishes the snapshot for watchers (joined at shutdown, so the
+    /// last state is published).
+    persister: Option<JoinHandle<()>>,
     pub started: Instant,
     /// The namespace's `processed` counter when the run started.
     pub processed_before: u64,
@@ -165,6 +181,12 @@ impl Runtime {
     ) -> Result<Runtime> {
         let started = Instant::now();
         let services = Services::open(cfg, start, mode != Mode::Collect).await?;
+        if mode != Mode::Collect {
+            services
+                .db
+                .set_holder(&crate::store::Holder::me(mode.name()))
+                .await?;
+        }
         let processed_before = services
             .db
             .snapshot()
@@ -258,6 +280,8 @@ impl Runtime {
                 r
             }))
         };
+        let persister = (mode != Mode::Collect)
+            .then(|| tokio::spawn(persist_status(services.db.clone(), sub.status.clone())));
         let relays =
             match mode {
                 Mode::Serve | Mode::Collect if !cfg.relay.urls.is_empty() => Some(
@@ -279,6 +303,7 @@ impl Runtime {
             input_done,
             relays,
             listeners,
+            persister,
             started,
             processed_before,
         })
@@ -447,6 +472,13 @@ impl Runtime {
         };
         for l in &self.listeners {
             l.abort();
+        }
+        if let Some(p) = self.persister.take()
+            && tokio::time::timeout(Duration::from_secs(3), p)
+                .await
+                .is_err()
+        {
+            tracing::debug!("the last status was not published in time");
         }
         Stopped {
             end: self.end.take(),

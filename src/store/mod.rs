@@ -5,6 +5,7 @@ mod audit;
 mod commit;
 mod figures;
 mod load;
+mod published;
 mod rollover;
 mod status;
 
@@ -12,6 +13,7 @@ pub use audit::JobRun;
 pub use commit::Commit;
 pub use dvmtop_core::MonthRow;
 pub use figures::{BOUNDED_TABLES, Figures};
+pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
 pub use rollover::upsert_month;
 pub use status::{Snapshot, WindowStats, windows};
@@ -142,6 +144,11 @@ impl Db {
         })
     }
 
+    /// The text whose hash is the namespace's advisory lock.
+    pub(crate) fn lock_key(&self) -> String {
+        format!("dvmtop:{}", self.namespace)
+    }
+
     /// Holds the namespace for this process: a session advisory lock on a
     /// dedicated connection, released when the process dies.
     pub async fn lock(&self) -> Result<NamespaceLock> {
@@ -151,7 +158,7 @@ impl Db {
             .await
             .map_err(|e| unreachable(&self.opts, &e))?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(format!("dvmtop:{}", self.namespace))
+            .bind(self.lock_key())
             .fetch_one(&mut conn)
             .await?;
         if !got {

@@ -76,7 +76,7 @@ pub struct Batch {
     pub awaiting: Option<Awaiting>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Awaiting {
     pub month: YearMonth,
     /// The earliest pending day lies beyond the next month: nothing can be
