@@ -32,7 +32,8 @@ pub struct TuiArgs {
     /// terminal's own selection keeps working.
     #[arg(long, global = true)]
     pub mouse: bool,
-    /// Watch only: confirming rollovers and running cleanups are disabled.
+    /// Watch only (like `dvmtop watch`): show the live state of the process
+    /// holding the namespace, without its lock; nothing is run or changed.
     #[arg(long, global = true)]
     pub readonly: bool,
 }
@@ -98,6 +99,30 @@ pub struct GlobalArgs {
     pub backup_dir: Option<PathBuf>,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+/// Alert thresholds (the TUI banner, `status --json`'s `alerts`);
+/// defaults in parentheses.
+#[derive(Debug, Clone, Args, Default)]
+pub struct AlertArgs {
+    /// Alert when the queue has grown without a pause this many minutes (10).
+    #[arg(long, value_name = "MIN", global = true)]
+    pub alert_queue_growing_min: Option<u32>,
+    /// Alert when a live service with a backlog is this many minutes
+    /// behind the wall clock (60).
+    #[arg(long, value_name = "MIN", global = true)]
+    pub alert_lag_min: Option<u32>,
+    /// Alert when a relay has been down this many minutes (5).
+    #[arg(long, value_name = "MIN", global = true)]
+    pub alert_relay_down_min: Option<u32>,
+    /// Alert on this many refused events within 15 minutes (100).
+    #[arg(long, value_name = "N", global = true)]
+    pub alert_dead_letters: Option<u64>,
+    /// Keep alerting on a failed job (cleanup, rollover, backup) this many hours (24).
+    #[arg(long, value_name = "H", global = true)]
+    pub alert_failed_job_hours: Option<u32>,
 }
 
 /// Live ingest from Nostr relays (`dvmtop`, `serve`, `ingest`).
@@ -157,6 +182,11 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Print a one-shot status snapshot.
     Status(StatusArgs),
+    /// Watch the namespace another process runs (serve, a TUI, a
+    /// backtest): its live state in the TUI, without its lock; nothing is
+    /// run or changed. Any number of watchers may attach. Same as
+    /// `dvmtop --readonly`.
+    Watch,
     /// Confirm the due rollover of the open month (manual policy).
     Confirm(ConfirmArgs),
     /// Write synthetic DVM events as JSONL.

@@ -85,6 +85,26 @@ pub async fn status(cfg: &Config) -> Result<Value> {
         "cleanup_history".into(),
         json!(services.db.job_runs(None, 10, None).await?),
     );
+    // Who runs the namespace, its live snapshot (≤ 1 s old while it
+    // runs), what waits for the operator, and the alerts.
+    let p = services.db.published().await?;
+    let facts = services.db.alert_facts().await?;
+    o.insert(
+        "awaiting_rollover".into(),
+        json!(
+            facts
+                .awaiting
+                .map(|(m, since)| json!({"month": m, "since": since}))
+        ),
+    );
+    o.insert("holder".into(), json!(p.holder));
+    o.insert("holding".into(), json!(p.holding));
+    o.insert("live".into(), json!(p.status));
+    o.insert("live_at".into(), json!(p.at));
+    o.insert(
+        "alerts".into(),
+        json!(crate::run::current_alerts(&services, &cfg.alerts).await?),
+    );
     Ok(v)
 }
 

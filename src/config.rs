@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// Alert thresholds (`[alerts]`: queue_growing_min, lag_min, …).
+    pub alerts: Option<dvmtop_core::alerts::Thresholds>,
     pub namespace: Option<String>,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
@@ -59,6 +61,7 @@ pub struct Config {
     pub relay: RelayConfig,
     /// Bounds of the Redis dead-letter list.
     pub dead_letters: DeadLetterCaps,
+    pub alerts: dvmtop_core::alerts::Thresholds,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
@@ -236,9 +239,25 @@ impl Config {
                 .or(file.dead_letter_max_bytes)
                 .unwrap_or(caps.max_bytes),
         };
+        let mut alerts = file.alerts.unwrap_or_default();
+        let a = &args.alerts;
+        for (flag, slot) in [
+            (a.alert_queue_growing_min, &mut alerts.queue_growing_min),
+            (a.alert_lag_min, &mut alerts.lag_min),
+            (a.alert_relay_down_min, &mut alerts.relay_down_min),
+            (a.alert_failed_job_hours, &mut alerts.failed_job_hours),
+        ] {
+            if let Some(v) = flag {
+                *slot = v;
+            }
+        }
+        if let Some(n) = a.alert_dead_letters {
+            alerts.dead_letters_rise = n;
+        }
         Ok(Config {
             relay,
             dead_letters,
+            alerts,
             backup_dir,
             retention,
             namespace,

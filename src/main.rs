@@ -249,6 +249,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             }
             headless(&cfg, Mode::Backtest, &a.files, start).await
         }
+        Command::Watch => {
+            let cfg = Config::resolve(&cli.global, Policy::Manual)?;
+            let _guard = init_logging(&cfg);
+            let args = TuiArgs {
+                readonly: true,
+                ..cli.tui.clone()
+            };
+            run_tui(&cfg, &args, Mode::Serve, Vec::new(), Start::Resume).await
+        }
         Command::Serve(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);

@@ -346,3 +346,73 @@ async fn a_tui_backtest_confirmed_month_by_month_equals_the_headless_run() {
     assert_eq!(monthly(&ns.name).await, want);
     tmux.keys("q");
 }
+
+/// Two watchers (`dvmtop watch`, `--readonly`) and a `serve` on one
+/// namespace at once: the watchers follow the serve's progress (the title
+/// names it, the state reaches the rollover it waits for), neither can
+/// confirm it (the month stays open), and when the serve stops they say
+/// that no process holds the namespace.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_watchers_follow_a_serve_and_neither_can_confirm() {
+    let ns = TestNs::new("watch2");
+    let dir = std::env::temp_dir().join(&ns.name);
+    let (file, _) = generate(&dir);
+    let mut serve = Dvmtop::shared(&ns).spawn([
+        "serve",
+        "--no-relays",
+        "--rollover",
+        "manual",
+        file.to_str().unwrap(),
+    ]);
+    let watch = |tag: &str, w: u16, h: u16, how: &str| {
+        let cmd = format!(
+            "{} '{BIN}' {how} --namespace {} --data-dir '{}'; exec sleep 600",
+            env_prefix(),
+            ns.name,
+            dir.join(tag).display(),
+        );
+        Tmux::start(tag, w, h, &cmd)
+    };
+    let a = watch("watcha", 80, 24, "watch");
+    let b = watch("watchb", 120, 40, "--readonly");
+    let long = Duration::from_secs(120);
+    for t in [&a, &b] {
+        t.wait_for("the holder in the title", long, |s| {
+            s.contains(&format!("WATCHING serve on {}", dvmtop::store::hostname()))
+        });
+        // The serve processes January and waits for its rollover: the
+        // watchers see it get there.
+        t.wait_for("the waiting rollover", long, |s| {
+            s.contains("WAITING") && s.contains("rollover of 2024-01 due")
+        });
+        // The holder's alert, on the watchers' banner.
+        t.wait_for("the alert banner", long, |s| {
+            s.contains("ALERT rollover_waiting: the rollover of 2024-01 waits")
+        });
+    }
+    // Neither may confirm: `c` reviews, `y` is refused with who can.
+    for t in [&a, &b] {
+        t.keys("c");
+        t.wait_for("the dialog", long, |s| {
+            s.contains("Month rollover due: 2024-01")
+        });
+        t.keys("y");
+        t.wait_for("the refusal", long, |s| {
+            s.contains("watching only: only the serve on")
+        });
+        t.keys("Escape");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        month_rows(&ns.name, "2024-01").await,
+        0,
+        "a watcher's `y` must not roll the month over"
+    );
+    assert!(serve.try_wait().is_none(), "the serve still runs");
+    let out = serve.terminate(Duration::from_secs(60));
+    assert!(!out.stderr.contains("panicked"), "serve: {}", out.stderr);
+    for t in [&a, &b] {
+        t.wait_for("no holder", long, |s| s.contains("NO HOLDER"));
+        t.keys("q");
+    }
+}

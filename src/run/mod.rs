@@ -5,10 +5,12 @@
 //! ingest, close the relays, join everything). Callers only render the
 //! published [`PipelineStatus`] and send [`Control`]s.
 
+mod monitor;
 mod report;
 mod summary;
 mod watcher;
 
+pub use monitor::current as current_alerts;
 pub use report::{Reporter, report};
 pub use summary::{Summary, summarize};
 pub use watcher::{PUBLISH_EVERY, Watch, persist_status};
@@ -144,6 +146,9 @@ pub struct Runtime {
     /// Publishes the snapshot for watchers (joined at shutdown, so the
     /// last state is published).
     persister: Option<JoinHandle<()>>,
+    /// The alert monitor and what it found last.
+    monitor: Option<JoinHandle<()>>,
+    alerts: watch::Receiver<Vec<dvmtop_core::alerts::Alert>>,
     pub started: Instant,
     /// The namespace's `processed` counter when the run started.
     pub processed_before: u64,
@@ -282,6 +287,17 @@ impl Runtime {
         };
         let persister = (mode != Mode::Collect)
             .then(|| tokio::spawn(persist_status(services.db.clone(), sub.status.clone())));
+        let (alerts_tx, alerts) = watch::channel(Vec::new());
+        let monitor = (mode != Mode::Collect).then(|| {
+            tokio::spawn(monitor::run(
+                services.db.clone(),
+                services.queue.clone(),
+                mode,
+                cfg.alerts,
+                sub.status.clone(),
+                alerts_tx,
+            ))
+        });
         let relays =
             match mode {
                 Mode::Serve | Mode::Collect if !cfg.relay.urls.is_empty() => Some(
@@ -304,6 +320,8 @@ impl Runtime {
             relays,
             listeners,
             persister,
+            monitor,
+            alerts,
             started,
             processed_before,
         })
@@ -317,6 +335,11 @@ impl Runtime {
     /// The published snapshot (any number of receivers).
     pub fn status(&self) -> watch::Receiver<PipelineStatus> {
         self.status.clone()
+    }
+
+    /// The alerts that hold now (the TUI's banner).
+    pub fn alerts(&self) -> watch::Receiver<Vec<dvmtop_core::alerts::Alert>> {
+        self.alerts.clone()
     }
 
     /// The discrete events (one consumer).
@@ -472,6 +495,9 @@ impl Runtime {
         };
         for l in &self.listeners {
             l.abort();
+        }
+        if let Some(m) = self.monitor.take() {
+            m.abort();
         }
         if let Some(p) = self.persister.take()
             && tokio::time::timeout(Duration::from_secs(3), p)

@@ -1,6 +1,7 @@
 //! PostgreSQL: connection and namespace (schema) management, migrations,
 //! the namespace lock, and the committed pipeline state.
 
+mod alerts;
 mod audit;
 mod commit;
 mod figures;
@@ -9,6 +10,7 @@ mod published;
 mod rollover;
 mod status;
 
+pub use alerts::StoredAlerts;
 pub use audit::JobRun;
 pub use commit::Commit;
 pub use dvmtop_core::MonthRow;

@@ -62,6 +62,8 @@ pub struct Published {
     pub holder: Option<Holder>,
     /// Whether the holder's lock is held right now (its session is alive).
     pub holding: bool,
+    /// The alerts the holder evaluated last (none when it is gone).
+    pub alerts: Vec<dvmtop_core::alerts::Alert>,
 }
 
 fn json_err(e: serde_json::Error) -> Error {
@@ -100,13 +102,10 @@ impl Db {
 
     /// What the holder published, and whether it still holds the lock.
     pub async fn published(&self) -> Result<Published> {
-        let (status, at, holder, holding): (
-            Option<serde_json::Value>,
-            Option<DateTime<Utc>>,
-            Option<serde_json::Value>,
-            bool,
-        ) = sqlx::query_as(
-            "SELECT status, status_at, holder,
+        type Json = Option<serde_json::Value>;
+        let (status, at, holder, alerts, holding): (Json, Option<DateTime<Utc>>, Json, Json, bool) =
+            sqlx::query_as(
+            "SELECT status, status_at, holder, alerts,
                EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
                  AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = hashtextextended($1, 0))
              FROM pipeline_state",
@@ -124,6 +123,14 @@ impl Db {
                 .map(serde_json::from_value)
                 .transpose()
                 .map_err(json_err)?,
+            alerts: match alerts {
+                Some(a) if holding => {
+                    serde_json::from_value::<super::StoredAlerts>(a)
+                        .map_err(json_err)?
+                        .alerts
+                }
+                _ => Vec::new(),
+            },
             holding,
         })
     }

@@ -11,9 +11,10 @@
 use super::dialog::{Choice, Dialog};
 use super::keymap::{self, Action, Ctx};
 use crate::pipeline::{Control, Phase, PipelineStatus, Progress, RunEnd, Until};
-use crate::store::{JobRun, MonthRow, WindowStats};
+use crate::store::{Holder, JobRun, MonthRow, Published, WindowStats};
 use chrono::{DateTime, NaiveDate, Utc};
 use crossterm::event::{KeyEvent, MouseEvent, MouseEventKind};
+use dvmtop_core::alerts::Alert;
 use dvmtop_core::clock::Policy;
 use dvmtop_core::{Outcome, YearMonth};
 use std::collections::{BTreeMap, VecDeque};
@@ -187,10 +188,35 @@ pub struct App {
     /// (when, accepted) of the previous poll, for the ingest rate.
     prev_sample: Option<(DateTime<Utc>, u64)>,
     pub note: Option<Note>,
+    /// Watching (`dvmtop watch`, `--readonly`): who holds the namespace and
+    /// whether it still does, as last published.
+    pub watched: Option<Watched>,
+    /// The alerts that hold now, most severe first (the banner).
+    pub alerts: Vec<Alert>,
     /// The wall-clock minute of the last poll: texts that depend on the
     /// wall clock (lag) are redrawn once a minute, no more.
     last_minute: i64,
     pub quitting: bool,
+}
+
+/// What a watcher knows about the process it watches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    pub holder: Option<Holder>,
+    /// The holder's lock is held right now (its session is alive).
+    pub holding: bool,
+    /// When the holder last published its snapshot.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl Watched {
+    /// Who can do what a watcher may not, for the refusal line.
+    pub fn who(&self) -> String {
+        match (&self.holder, self.holding) {
+            (Some(h), true) => format!("only the {} on {} (pid {}) can", h.command, h.host, h.pid),
+            _ => "no process holds the namespace now; start `dvmtop serve` (or the TUI) to".into(),
+        }
+    }
 }
 
 /// What the runtime must do after an update.
@@ -223,6 +249,10 @@ pub enum Msg {
     Signal(&'static str),
     /// Something the runtime wants shown (e.g. a control it could not send).
     Notice(Level, String),
+    /// Watching: what the namespace's holder published.
+    Watched(Box<Published>),
+    /// The alert monitor's latest evaluation.
+    Alerts(Vec<Alert>),
 }
 
 impl App {
@@ -245,6 +275,8 @@ impl App {
             in_per_s: None,
             prev_sample: None,
             note: None,
+            watched: None,
+            alerts: Vec::new(),
             last_minute: i64::MIN,
             quitting: false,
         }
@@ -365,6 +397,17 @@ impl App {
                 )
             }
         };
+        if let Some(w) = self.watched.as_ref().filter(|w| !w.holding) {
+            let last = w.at.map_or_else(
+                || "nothing published yet".to_owned(),
+                |t| format!("last published {}", t.format("%Y-%m-%d %H:%M:%S UTC")),
+            );
+            return (
+                Level::Warn,
+                "◌ NO HOLDER",
+                format!("no process runs this namespace now; {last} (q quits)"),
+            );
+        }
         match self.phase() {
             Phase::Failed { error } => (
                 Level::Error,
@@ -492,6 +535,14 @@ impl App {
     }
 
     fn send(&mut self, c: Control) -> Vec<Command> {
+        if let Some(w) = &self.watched {
+            let line = format!(
+                "watching only: {} pause, step, throttle, confirm or clean up",
+                w.who()
+            );
+            self.say(Level::Warn, line);
+            return vec![Command::Redraw];
+        }
         if !self.pipeline_alive() {
             self.say(
                 Level::Warn,
@@ -511,7 +562,7 @@ impl App {
         self.dialog = None;
         self.help = false;
         let mut out = Vec::new();
-        if alive {
+        if alive && self.watched.is_none() {
             out.push(Command::Send(Control::Shutdown));
         }
         out.extend([Command::Quit, Command::Redraw]);
@@ -520,10 +571,18 @@ impl App {
 
     fn action(&mut self, a: Action) -> Vec<Command> {
         if self.info.readonly && a.mutates() {
-            self.say(
-                Level::Warn,
-                "read-only: confirming rollovers and running cleanups are disabled",
-            );
+            let line = match &self.watched {
+                Some(w) => format!(
+                    "watching only: {} pause, step, throttle, confirm or clean up",
+                    w.who()
+                ),
+                None => "read-only: nothing that changes the run or its data".into(),
+            };
+            // The refusal is the answer: the dialog closes so it is seen.
+            if a == Action::Confirm {
+                self.dialog = None;
+            }
+            self.say(Level::Warn, line);
             return vec![Command::Redraw];
         }
         match a {
@@ -859,6 +918,37 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
         }
         Msg::Notice(level, text) => {
             app.say(level, text);
+            vec![Command::Redraw]
+        }
+        Msg::Watched(p) => {
+            let Published {
+                status,
+                at,
+                holder,
+                holding,
+                alerts,
+            } = *p;
+            let w = Watched {
+                holder,
+                holding,
+                at,
+            };
+            let mut out = Vec::new();
+            if app.watched.as_ref() != Some(&w) {
+                app.watched = Some(w);
+                out.push(Command::Redraw);
+            }
+            if let Some(s) = status {
+                out.extend(app.status(s));
+            }
+            out.extend(update(app, Msg::Alerts(alerts)));
+            out
+        }
+        Msg::Alerts(a) => {
+            if app.alerts == a {
+                return Vec::new();
+            }
+            app.alerts = a;
             vec![Command::Redraw]
         }
     }

@@ -111,7 +111,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog, t: &Theme) {
             m.next()
         )),
     ]));
-    if app.info.readonly {
+    if let Some(w) = &app.watched {
+        lines.push(Line::styled(
+            format!("watching only: {} confirm it", w.who()),
+            t.warn(),
+        ));
+    } else if app.info.readonly {
         lines.push(Line::styled(
             format!("read-only: confirming is disabled here (dvmtop confirm {m})"),
             t.warn(),

@@ -56,9 +56,21 @@ pub enum Action {
 }
 
 impl Action {
-    /// Actions that change data; `--readonly` refuses them.
+    /// Actions that change the run or its data: a watcher (`dvmtop
+    /// watch`, `--readonly`) refuses them, and its footer does not offer
+    /// them. Reviewing a due rollover (`c`) stays: a watcher may look.
     pub fn mutates(self) -> bool {
-        matches!(self, Action::Confirm | Action::CleanupNow)
+        matches!(
+            self,
+            Action::Confirm
+                | Action::CleanupNow
+                | Action::TogglePause
+                | Action::StepBatch
+                | Action::StepDay
+                | Action::RunToRollover
+                | Action::Faster
+                | Action::Slower
+        )
     }
 }
 

@@ -19,7 +19,7 @@ pub mod workers;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::RunEnd;
-use crate::run::{Ended, Runtime, Start};
+use crate::run::{Ended, Runtime, Start, Watch};
 pub use app::{App, Command, Info, Mode, Msg, update};
 use crossterm::event::Event;
 use std::io::IsTerminal;
@@ -82,12 +82,38 @@ fn spawn_input(tx: mpsc::Sender<Msg>) {
     }
 }
 
+/// What the screen shows: a run of this process, or (watching) the run of
+/// whichever process holds the namespace.
+enum Driver {
+    Run(Box<Runtime>),
+    /// Held for its follower task and connections (dropped at the end).
+    Watch {
+        _held: Box<Watch>,
+    },
+}
+
+impl Driver {
+    /// The pipeline's or ingest's end; a watcher's never comes.
+    async fn next_end(&mut self) -> Ended {
+        match self {
+            Driver::Run(rt) => rt.next_end().await,
+            Driver::Watch { .. } => std::future::pending().await,
+        }
+    }
+}
+
 /// Opens the namespace, starts ingest and the pipeline, and runs the UI
-/// until the operator quits or a signal arrives.
+/// until the operator quits or a signal arrives. With `readonly` it runs
+/// nothing: it watches the namespace's holder (see [`crate::run::watcher`]).
 pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
     if !std::io::stdout().is_terminal() {
         return Err(Error::Config(
             "stdout is not a terminal, and the TUI needs one: add --headless (backtest) or use `dvmtop serve`".into(),
+        ));
+    }
+    if opts.readonly && !opts.files.is_empty() {
+        return Err(Error::Config(
+            "a watcher (--readonly, `dvmtop watch`) ingests nothing: drop the files, or run without --readonly".into(),
         ));
     }
     for f in &opts.files {
@@ -104,22 +130,40 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         }
     }
     // Before the terminal is taken over, so errors print as one plain line.
-    let mut rt = Runtime::launch(cfg, opts.mode, &opts.files, opts.start).await?;
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
-    let ctl = rt.controls();
-    let mut workers = vec![
-        workers::spawn_status(rt.status(), tx.clone()),
-        workers::spawn_poller(
-            rt.services.db.clone(),
-            rt.services.queue.clone(),
-            tx.clone(),
-            workers::PollTiming::default(),
-            rt.status(),
-        ),
-    ];
-    if let Some(events) = rt.take_events() {
-        workers.push(workers::spawn_events(events, tx.clone()));
-    }
+    let (mut driver, ctl, workers) = if opts.readonly {
+        let w = Watch::attach(cfg).await?;
+        let (status_tx, status) = tokio::sync::watch::channel(Default::default());
+        let workers = vec![
+            workers::spawn_watched(w.published(), tx.clone(), status_tx),
+            workers::spawn_poller(
+                w.services.db.clone(),
+                w.services.queue.clone(),
+                tx.clone(),
+                workers::PollTiming::default(),
+                status,
+            ),
+        ];
+        (Driver::Watch { _held: Box::new(w) }, None, workers)
+    } else {
+        let mut rt = Runtime::launch(cfg, opts.mode, &opts.files, opts.start).await?;
+        let mut workers = vec![
+            workers::spawn_status(rt.status(), tx.clone()),
+            workers::spawn_alerts(rt.alerts(), tx.clone()),
+            workers::spawn_poller(
+                rt.services.db.clone(),
+                rt.services.queue.clone(),
+                tx.clone(),
+                workers::PollTiming::default(),
+                rt.status(),
+            ),
+        ];
+        if let Some(events) = rt.take_events() {
+            workers.push(workers::spawn_events(events, tx.clone()));
+        }
+        let ctl = rt.controls();
+        (Driver::Run(Box::new(rt)), Some(ctl), workers)
+    };
     use tokio::signal::unix::{SignalKind, signal};
     let sig =
         |k| signal(k).map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")));
@@ -133,7 +177,9 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         Ok(t) => t,
         Err(e) => {
             terminal::restore(opts.mouse);
-            rt.shutdown(SHUTDOWN_WAIT).await;
+            if let Driver::Run(rt) = driver {
+                rt.shutdown(SHUTDOWN_WAIT).await;
+            }
             return Err(Error::Config(format!("cannot set up the terminal: {e}")));
         }
     };
@@ -152,7 +198,8 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
     let mut last_draw: Option<Instant> = None;
     let mut interrupted = false;
     let mut quit_at: Option<Instant> = None;
-    let mut ended = false;
+    // A watcher has no pipeline of its own to wait for.
+    let mut ended = matches!(driver, Driver::Watch { .. });
 
     loop {
         let due = last_draw.is_none_or(|t| t.elapsed() >= MIN_FRAME);
@@ -178,7 +225,7 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         let msg = tokio::select! {
             // Keys, resizes, snapshots, events, polls: all are messages.
             m = rx.recv() => m,
-            e = rt.next_end() => match e {
+            e = driver.next_end() => match e {
                 Ended::Pipeline(e) => {
                     ended = true;
                     Some(Msg::PipelineEnded(e))
@@ -204,9 +251,9 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         for c in update(&mut app, msg) {
             match c {
                 Command::Send(c) => {
-                    if ended {
+                    let Some(ctl) = ctl.as_ref().filter(|_| !ended) else {
                         continue;
-                    }
+                    };
                     if let Err(e) = ctl.try_send(c) {
                         let why = match e {
                             mpsc::error::TrySendError::Full(_) => "the pipeline is busy: try again",
@@ -236,6 +283,18 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
     terminal::leave(terminal, opts.mouse);
     let processed = app.status.session.processed;
     let month = app.current_month().map_or("none".into(), |m| m.to_string());
+    let rt = match driver {
+        Driver::Run(rt) => *rt,
+        Driver::Watch { .. } => {
+            return Ok(Outcome {
+                interrupted,
+                summary: format!(
+                    "dvmtop: watched {} · open month {month} · nothing was run or changed",
+                    cfg.namespace
+                ),
+            });
+        }
+    };
     // The pipeline has stopped (or did not in time): the rest of the one
     // shutdown sequence — ingest, relays, listeners.
     let stopped = rt.shutdown(Duration::from_secs(1)).await;

@@ -25,9 +25,11 @@ pub fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
         too_small(f, area, app, t);
         return;
     }
-    let [title, state, note, body, foot] = Layout::vertical([
+    let banner_h = u16::from(!app.alerts.is_empty());
+    let [title, state, banner, note, body, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
+        Constraint::Length(banner_h),
         Constraint::Length(1),
         Constraint::Min(0),
         Constraint::Length(1),
@@ -35,6 +37,7 @@ pub fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
     .areas(area);
     status::title(f, title, app, t);
     status::state(f, state, app, t);
+    status::alerts(f, banner, app, t);
     status::note(f, note, app, t);
     match app.view {
         1 => history(f, body, app, t),

@@ -8,7 +8,7 @@ use super::app::{DbPoll, DbView, Msg, Poll, RedisView};
 use crate::error::Result;
 use crate::pipeline::{PipelineStatus, Progress};
 use crate::queue::Queue;
-use crate::store::{self, Db};
+use crate::store::{self, Db, Published};
 use chrono::Utc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -24,6 +24,45 @@ pub fn spawn_status(
         while status.changed().await.is_ok() {
             let s = status.borrow_and_update().clone();
             if ui.send(Msg::Status(Box::new(s))).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Watching: forwards what the namespace's holder publishes, and feeds its
+/// snapshot to `status` (which the poller follows, as it follows a
+/// pipeline of its own).
+pub fn spawn_watched(
+    mut published: watch::Receiver<Published>,
+    ui: mpsc::Sender<Msg>,
+    status: watch::Sender<PipelineStatus>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let p = published.borrow_and_update().clone();
+            if let Some(s) = &p.status {
+                status.send_replace(s.clone());
+            }
+            if ui.send(Msg::Watched(Box::new(p))).await.is_err() {
+                return;
+            }
+            if published.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Forwards the alert monitor's evaluations.
+pub fn spawn_alerts(
+    mut alerts: watch::Receiver<Vec<dvmtop_core::alerts::Alert>>,
+    ui: mpsc::Sender<Msg>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while alerts.changed().await.is_ok() {
+            let a = alerts.borrow_and_update().clone();
+            if ui.send(Msg::Alerts(a)).await.is_err() {
                 return;
             }
         }

@@ -10,6 +10,7 @@
 //! crate) reads and writes; the core is tested exhaustively on its own.
 
 pub mod activity;
+pub mod alerts;
 pub mod analyze;
 pub mod clock;
 pub mod entities;

@@ -17,28 +17,76 @@ fn level_style(t: &Theme, l: Level) -> Style {
     }
 }
 
-pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+/// The title's parts, most important first: what is watched or limited
+/// (WATCHING, READ-ONLY, a throttle) before the run's fixed facts, so a
+/// narrow terminal drops whole facts from the end, never the state.
+pub fn title_parts(app: &App) -> Vec<String> {
     let i = &app.info;
-    let mode = match i.mode {
-        Mode::Serve => "service",
-        Mode::Backtest => "backtest",
-        Mode::Collect => "collector",
-    };
-    let policy = match i.policy {
-        Policy::Manual => "manual rollover",
-        Policy::Auto => "auto rollover",
-    };
-    let mut left = format!(
-        " dvmtop · {} · {mode} · {policy} · batch {}",
-        i.namespace,
-        super::super::app::group(i.batch_size as i64)
-    );
+    let mut parts = vec!["dvmtop".to_owned(), i.namespace.clone()];
+    if let Some(w) = &app.watched {
+        parts.push(match (&w.holder, w.holding) {
+            (Some(h), true) => format!(
+                "WATCHING {} on {} pid {} since {}",
+                h.command,
+                h.host,
+                h.pid,
+                h.since.format("%m-%d %H:%M")
+            ),
+            _ => "WATCHING (no holder)".to_owned(),
+        });
+    } else if i.readonly {
+        parts.push("READ-ONLY".into());
+    }
     if app.status.delay_ms > 0 {
-        left.push_str(&format!(" · throttle {} ms", app.status.delay_ms));
+        parts.push(format!("throttle {} ms", app.status.delay_ms));
     }
-    if i.readonly {
-        left.push_str(" · READ-ONLY");
+    if app.watched.is_none() {
+        parts.push(
+            match i.mode {
+                Mode::Serve => "service",
+                Mode::Backtest => "backtest",
+                Mode::Collect => "collector",
+            }
+            .into(),
+        );
+        parts.push(
+            match i.policy {
+                Policy::Manual => "manual rollover",
+                Policy::Auto => "auto rollover",
+            }
+            .into(),
+        );
+        parts.push(format!(
+            "batch {}",
+            super::super::app::group(i.batch_size as i64)
+        ));
     }
+    parts
+}
+
+/// Joins `parts` with " · " into at most `room` characters, dropping
+/// whole parts from the end (an ellipsis says some were dropped).
+pub fn fit_parts(parts: &[String], room: usize) -> String {
+    let mut out = String::from(" ");
+    for (n, p) in parts.iter().enumerate() {
+        let sep = if n == 0 { "" } else { " · " };
+        let more = n + 1 < parts.len();
+        let need = out.chars().count() + sep.len() + p.chars().count() + if more { 2 } else { 0 };
+        if need > room && n > 0 {
+            out.push_str(" …");
+            break;
+        }
+        out.push_str(sep);
+        out.push_str(p);
+    }
+    if out.chars().count() > room {
+        out = out.chars().take(room).collect();
+    }
+    out
+}
+
+pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+    let parts = title_parts(app);
     let views: Vec<Span> = VIEWS
         .iter()
         .enumerate()
@@ -56,17 +104,17 @@ pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         })
         .collect();
     let right_len: usize = views.iter().map(|s| s.content.chars().count()).sum();
-    let room = (area.width as usize).saturating_sub(right_len);
-    let left: String = if left.chars().count() > room {
-        left.chars()
-            .take(room.saturating_sub(1))
-            .collect::<String>()
-            + "…"
+    // The view tabs only when the facts still fit beside them.
+    let full = fit_parts(&parts, usize::MAX).chars().count();
+    let tabs = area.width as usize >= full + right_len;
+    let room = if tabs {
+        (area.width as usize).saturating_sub(right_len)
     } else {
-        format!("{left:<room$}")
+        area.width as usize
     };
-    let mut spans = vec![Span::styled(left, t.bar())];
-    if area.width as usize >= right_len + 20 {
+    let left = fit_parts(&parts, room);
+    let mut spans = vec![Span::styled(format!("{left:<room$}"), t.bar())];
+    if tabs {
         spans.extend(views);
     }
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.bar()), area);
@@ -99,4 +147,23 @@ pub fn note(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         ])),
         area,
     );
+}
+
+/// The alert banner: the most severe alert, and how many more (all of
+/// them are in `dvmtop status --json`). Shown only while an alert holds.
+pub fn alerts(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+    let Some(first) = app.alerts.first() else {
+        return;
+    };
+    let style = match first.severity {
+        dvmtop_core::alerts::Severity::Critical => t.error(),
+        dvmtop_core::alerts::Severity::Warning => t.warn(),
+    }
+    .add_modifier(ratatui::style::Modifier::REVERSED);
+    let more = match app.alerts.len() {
+        1 => String::new(),
+        n => format!(" (+{} more: dvmtop status)", n - 1),
+    };
+    let text = format!(" ⚑ ALERT {}: {}{more} ", first.kind, first.message);
+    f.render_widget(Paragraph::new(Line::styled(text, style)), area);
 }

@@ -580,3 +580,70 @@ fn the_same_snapshot_twice_redraws_once() {
     );
     assert!(status(&mut app, with(|s| s.phase = Phase::Idle)).is_empty());
 }
+
+/// A watcher's app: read-only, following `serve` on host `box` (pid 7).
+fn watcher(s: PipelineStatus, holding: bool) -> App {
+    let mut app = App::new(crate::tui::app::Info {
+        readonly: true,
+        ..info()
+    });
+    update(
+        &mut app,
+        Msg::Watched(Box::new(crate::store::Published {
+            status: Some(s),
+            at: Some(now()),
+            holder: Some(crate::store::Holder {
+                host: "box".into(),
+                pid: 7,
+                command: "serve".into(),
+                since: now(),
+            }),
+            holding,
+            alerts: Vec::new(),
+        })),
+    );
+    app
+}
+
+#[test]
+fn a_watcher_shows_the_published_snapshot_and_sends_nothing() {
+    let mut app = watcher(jan_due(true), true);
+    assert_eq!(
+        app.status,
+        jan_due(true),
+        "the holder's snapshot is the state"
+    );
+    assert!(app.dialog.is_none(), "a watcher is not prompted");
+    let mut cmds = Vec::new();
+    for k in [' ', 's', 'd', 'r', '+', '-', 'x', 'c', 'y', 'q'] {
+        cmds.extend(update(&mut app, key(k)));
+    }
+    assert_eq!(sent(&cmds), vec![], "no control, not even Shutdown on q");
+    assert!(cmds.contains(&Command::Quit));
+}
+
+#[test]
+fn a_watchers_refusal_names_who_can() {
+    let mut app = watcher(jan_due(true), true);
+    update(&mut app, key('c'));
+    assert!(app.dialog.is_some(), "a watcher may review the figures");
+    update(&mut app, key('y'));
+    assert!(app.dialog.is_none(), "the refusal closes the dialog");
+    let note = app.note.clone().expect("a refusal");
+    assert_eq!(note.level, Level::Warn);
+    assert!(
+        note.text.contains("only the serve on box (pid 7) can"),
+        "{}",
+        note.text
+    );
+    update(&mut app, key(' '));
+    assert!(app.note.unwrap().text.contains("pause"));
+}
+
+#[test]
+fn a_watcher_says_when_no_process_holds_the_namespace() {
+    let app = watcher(running_status(), false);
+    let (level, word, why) = app.state_line();
+    assert_eq!((level, word), (Level::Warn, "◌ NO HOLDER"));
+    assert!(why.contains("last published"), "{why}");
+}
