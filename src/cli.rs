@@ -101,6 +101,10 @@ pub struct GlobalArgs {
     pub retention: RetentionArgs,
     #[command(flatten)]
     pub alerts: AlertArgs,
+    /// Serve Prometheus metrics on this address (`serve`, the TUI
+    /// service, a backtest), e.g. 127.0.0.1:9464; path /metrics.
+    #[arg(long, value_name = "ADDR", global = true, env = "DVMTOP_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Alert thresholds (the TUI banner, `status --json`'s `alerts`);

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 pub struct FileConfig {
     /// Alert thresholds (`[alerts]`: queue_growing_min, lag_min, …).
     pub alerts: Option<dvmtop_core::alerts::Thresholds>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub namespace: Option<String>,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
@@ -62,6 +63,8 @@ pub struct Config {
     /// Bounds of the Redis dead-letter list.
     pub dead_letters: DeadLetterCaps,
     pub alerts: dvmtop_core::alerts::Thresholds,
+    /// Where `/metrics` is served (none: no metrics).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
@@ -258,6 +261,7 @@ impl Config {
             relay,
             dead_letters,
             alerts,
+            metrics_addr: args.metrics_addr.or(file.metrics_addr),
             backup_dir,
             retention,
             namespace,

@@ -190,10 +190,17 @@ impl Publisher {
                     self.latencies.pop_front();
                 }
                 self.latencies.push_back(b.millis);
+                crate::metrics::record::batch(b.millis);
                 self.samples.push_back((Instant::now(), s.processed));
                 self.next.last_batch = Some(b.clone());
             }
-            Progress::Rolled { .. } => s.rollovers += 1,
+            Progress::Rolled { .. } => {
+                s.rollovers += 1;
+                crate::metrics::record::rolled();
+            }
+            Progress::DailyCleanup(run) | Progress::Cleanup(run) => {
+                crate::metrics::record::cleanup(run);
+            }
             Progress::Committed(_) => s.commits += 1,
             _ => {}
         }

@@ -185,6 +185,9 @@ impl Runtime {
         start: Start,
     ) -> Result<Runtime> {
         let started = Instant::now();
+        if let Some(addr) = cfg.metrics_addr.filter(|_| mode != Mode::Collect) {
+            crate::metrics::install(addr)?;
+        }
         let services = Services::open(cfg, start, mode != Mode::Collect).await?;
         if mode != Mode::Collect {
             services
@@ -288,6 +291,14 @@ impl Runtime {
         let persister = (mode != Mode::Collect)
             .then(|| tokio::spawn(persist_status(services.db.clone(), sub.status.clone())));
         let (alerts_tx, alerts) = watch::channel(Vec::new());
+        if cfg.metrics_addr.is_some() && mode != Mode::Collect {
+            listeners.push(tokio::spawn(crate::metrics::export(
+                services.db.clone(),
+                services.queue.clone(),
+                sub.status.clone(),
+                alerts.clone(),
+            )));
+        }
         let monitor = (mode != Mode::Collect).then(|| {
             tokio::spawn(monitor::run(
                 services.db.clone(),

@@ -73,13 +73,26 @@ fn too_small(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     );
 }
 
+/// Rows the windows pane needs (border, header, four windows).
+const WINDOWS_H: u16 = 7;
+/// The least a cleanup-history pane is worth showing (border, header,
+/// three runs).
+const CLEANUP_MIN_H: u16 = 5;
+
+/// The overview: the card's five panes — queue with its history, the
+/// ground-truth clock, the overflow buffer, active/inactive entities and
+/// the cleanup history — at every size from 80×24 up; window stats and
+/// the monthly history fill what is left.
 fn overview(f: &mut Frame, body: Rect, app: &App, t: &Theme, now: DateTime<Utc>) {
     let rest = body.height.saturating_sub(12);
-    let (win_h, lower_h) = if rest >= 7 + 8 {
-        (7, rest - 7)
+    // Windows only when the cleanup history keeps its minimum beside them;
+    // monthly history beside the cleanup history when both have room.
+    let win_h = if rest >= WINDOWS_H + CLEANUP_MIN_H {
+        WINDOWS_H
     } else {
-        (rest, 0)
+        0
     };
+    let lower_h = rest - win_h;
     let [a, b, c, d] = Layout::vertical([
         Constraint::Length(6),
         Constraint::Length(6),
@@ -107,11 +120,15 @@ fn overview(f: &mut Frame, body: Rect, app: &App, t: &Theme, now: DateTime<Utc>)
     let mut lines = entities::lines(app, t);
     lines.extend(ingest::lines(app, t));
     f.render_widget(Paragraph::new(lines), inner);
-    windows::render(f, c, app, t);
-    if lower_h > 0 {
+    if win_h > 0 {
+        windows::render(f, c, app, t);
+    }
+    if lower_h >= 8 && body.width >= 120 {
         let [d1, d2] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(d);
         monthly::render(f, d1, app, t);
         cleanup::render(f, d2, app, t);
+    } else if lower_h > 0 {
+        cleanup::render(f, d, app, t);
     }
 }
 

@@ -4,6 +4,7 @@
 use super::super::app::{App, group};
 use super::super::theme::Theme;
 use super::pane;
+use crate::store::JobRun;
 use dvmtop_core::{Job, Outcome};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -31,6 +32,42 @@ pub fn rows_text(rows: &std::collections::BTreeMap<String, i64>) -> String {
         .join(", ")
 }
 
+/// One line of the history: a run, or consecutive cleanups that had
+/// nothing to do folded into one (`count` runs, days `oldest..=run's`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry<'a> {
+    /// The newest run of the line.
+    pub run: &'a JobRun,
+    pub count: usize,
+    /// The oldest folded run's day.
+    pub oldest: Option<chrono::NaiveDate>,
+}
+
+fn no_op(j: &JobRun) -> bool {
+    j.job == Job::DailyCleanup && j.outcome == Outcome::Ok && j.rows.values().all(|n| *n == 0)
+}
+
+/// Folds runs of consecutive no-op cleanups (newest first in, newest
+/// first out), so rollovers, backups and failures stay in sight.
+pub fn entries(jobs: &[JobRun]) -> Vec<Entry<'_>> {
+    let mut out: Vec<Entry> = Vec::new();
+    for j in jobs {
+        let day = j.reference_time.map(|r| r.date_naive());
+        match out.last_mut() {
+            Some(e) if no_op(e.run) && no_op(j) => {
+                e.count += 1;
+                e.oldest = day;
+            }
+            _ => out.push(Entry {
+                run: j,
+                count: 1,
+                oldest: day,
+            }),
+        }
+    }
+    out
+}
+
 pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let block = pane("Cleanup history (job_runs, UTC)", t, app.db.stale_since);
     let inner = block.inner(area);
@@ -48,7 +85,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         );
         return;
     }
-    let rows = jobs.iter().map(|j| {
+    let rows = entries(jobs).into_iter().map(|e| {
+        let j = e.run;
         let outcome = match j.outcome {
             Outcome::Ok => Cell::from(Line::styled("ok", t.ok())),
             Outcome::Running => Cell::from(Line::styled("running", t.warn())),
@@ -56,11 +94,18 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         };
         Row::new(vec![
             Cell::from(j.started_at.format("%H:%M:%S").to_string()),
-            Cell::from(job_name(j.job)),
-            Cell::from(
-                j.reference_time
-                    .map_or("–".into(), |r| r.format("%Y-%m-%d").to_string()),
-            ),
+            Cell::from(if e.count > 1 {
+                format!("{}×{}", job_name(j.job), e.count)
+            } else {
+                job_name(j.job).to_owned()
+            }),
+            Cell::from(match (j.reference_time, e.oldest) {
+                (Some(r), Some(o)) if e.count > 1 => {
+                    format!("{}…{}", o.format("%m-%d"), r.format("%m-%d"))
+                }
+                (Some(r), _) => r.format("%Y-%m-%d").to_string(),
+                (None, _) => "–".into(),
+            }),
             Cell::from(
                 Line::from(j.millis().map_or("–".into(), |m| format!("{m} ms"))).right_aligned(),
             ),
@@ -82,8 +127,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
             rows,
             [
                 Constraint::Length(8),
-                Constraint::Length(8),
                 Constraint::Length(10),
+                Constraint::Length(11),
                 Constraint::Length(7),
                 Constraint::Length(8),
                 Constraint::Min(10),
@@ -93,4 +138,48 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         .column_spacing(1),
         inner,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn run(id: i64, job: Job, day: u32, rows: i64, outcome: Outcome) -> JobRun {
+        let t = Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0).unwrap();
+        JobRun {
+            id,
+            job,
+            reference_time: Some(t),
+            year_month: None,
+            started_at: t,
+            finished_at: Some(t),
+            rows: [("entity_activity".to_owned(), rows)].into(),
+            outcome,
+            attempts: 1,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn consecutive_no_op_cleanups_fold_and_the_rest_stays() {
+        use Job::*;
+        let jobs = vec![
+            run(9, DailyCleanup, 9, 0, Outcome::Ok),
+            run(8, DailyCleanup, 8, 0, Outcome::Ok),
+            run(7, DailyCleanup, 7, 0, Outcome::Ok),
+            run(6, Backup, 6, 0, Outcome::Ok),
+            run(5, DailyCleanup, 5, 0, Outcome::Ok),
+            run(4, DailyCleanup, 4, 3, Outcome::Ok),
+            run(3, DailyCleanup, 3, 0, Outcome::Failed),
+            run(2, DailyCleanup, 2, 0, Outcome::Ok),
+        ];
+        let e = entries(&jobs);
+        let got: Vec<(i64, usize)> = e.iter().map(|e| (e.run.id, e.count)).collect();
+        assert_eq!(got, [(9, 3), (6, 1), (5, 1), (4, 1), (3, 1), (2, 1)]);
+        assert_eq!(
+            e[0].oldest.map(|d| d.to_string()).as_deref(),
+            Some("2024-01-07")
+        );
+    }
 }

@@ -86,6 +86,7 @@ pub fn fit_parts(parts: &[String], room: usize) -> String {
 }
 
 pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+    let i = &app.info;
     let parts = title_parts(app);
     let views: Vec<Span> = VIEWS
         .iter()
@@ -104,9 +105,17 @@ pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         })
         .collect();
     let right_len: usize = views.iter().map(|s| s.content.chars().count()).sum();
-    // The view tabs only when the facts still fit beside them.
-    let full = fit_parts(&parts, usize::MAX).chars().count();
-    let tabs = area.width as usize >= full + right_len;
+    // The view tabs when the state parts (name, namespace, WATCHING /
+    // READ-ONLY, throttle) still fit beside them; the fixed facts after
+    // those yield first, whole.
+    let state_parts = 2
+        + usize::from(app.watched.is_some() || i.readonly)
+        + usize::from(app.status.delay_ms > 0);
+    let needed = fit_parts(&parts[..state_parts.min(parts.len())], usize::MAX)
+        .chars()
+        .count()
+        + 2;
+    let tabs = area.width as usize >= needed + right_len;
     let room = if tabs {
         (area.width as usize).saturating_sub(right_len)
     } else {
