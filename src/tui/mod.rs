@@ -14,6 +14,7 @@ pub mod panes;
 pub mod render;
 pub mod terminal;
 pub mod theme;
+pub mod views;
 pub mod workers;
 
 use crate::config::Config;
@@ -120,6 +121,16 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
     if let Some(events) = rt.take_events() {
         workers.push(workers::spawn_events(events, tx.clone()));
     }
+    // The drill-down views' reads: the UI names what it needs, the worker
+    // reads it in the background.
+    let (want_tx, want_rx) = tokio::sync::watch::channel(None);
+    workers.push(views::loader::spawn(
+        rt.services.db.clone(),
+        want_rx,
+        tx.clone(),
+        views::loader::LoaderTiming::default(),
+        rt.status(),
+    ));
     use tokio::signal::unix::{SignalKind, signal};
     let sig =
         |k| signal(k).map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")));
@@ -201,7 +212,12 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         if let Msg::Signal(name) = &msg {
             tracing::info!("{name}: shutting down");
         }
-        for c in update(&mut app, msg) {
+        let cmds = update(&mut app, msg);
+        let want = app.wanted();
+        if *want_tx.borrow() != want {
+            want_tx.send_replace(want);
+        }
+        for c in cmds {
             match c {
                 Command::Send(c) => {
                     if ended {
