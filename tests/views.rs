@@ -253,3 +253,118 @@ async fn an_empty_namespace_lists_nothing() {
             .is_err()
     );
 }
+
+/// An event line from any public key (placeholder signature).
+fn line_from(pubkey: &str, created_at: i64, kind: i64, content: &str) -> String {
+    let mut ev = dvmtop::event::Event {
+        id: String::new(),
+        pubkey: pubkey.to_owned(),
+        created_at,
+        kind,
+        tags: Vec::new(),
+        content: content.to_owned(),
+        sig: "0".repeat(128),
+    };
+    ev.id = dvmtop::event::compute_id(&ev);
+    serde_json::json!({"id": ev.id, "pubkey": ev.pubkey, "created_at": ev.created_at, "kind": ev.kind,
+        "tags": ev.tags, "content": ev.content, "sig": ev.sig})
+    .to_string()
+}
+
+/// Query times of the views with 1,000 DVMs and 50,000 users in the
+/// window (a benchmark, not a timed test: run it explicitly):
+/// `cargo nextest run --release --run-ignored only -E 'test(view_queries_at_scale)' --no-capture`
+#[tokio::test]
+#[ignore = "benchmark: run explicitly"]
+async fn view_queries_at_scale() {
+    use dvmtop::tui::views::{Query, loader};
+    let ns = TestNs::new("viewscale");
+    let cfg = ns.config();
+    // 35 days of March–April 2024: 3,000 requests a day from 50,000 users,
+    // each answered by one of 1,000 DVMs, 20 kinds; every DVM announced.
+    let mut lines = Vec::new();
+    let day0 = at(2024, 3, 1, 0);
+    for d in 0..35i64 {
+        for i in 0..3_000i64 {
+            let n = d * 3_000 + i;
+            let t = day0 + d * 86_400 + (i * 86_400 / 3_000);
+            let user = format!("{:064x}", 1_000_000 + (n * 7_919) % 50_000);
+            let dvm = format!("{:064x}", 2_000_000 + (n * 104_729) % 1_000);
+            let kind = 5000 + (n % 20) * 50;
+            lines.push(line_from(&user, t, kind, &format!("r{n}")));
+            lines.push(line_from(&dvm, t + 5, kind + 1000, &format!("s{n}")));
+        }
+    }
+    for k in 0..1_000i64 {
+        let dvm = format!("{:064x}", 2_000_000 + k);
+        let content = serde_json::json!({"name": format!("DVM number {k}")}).to_string();
+        lines.push(line_from(&dvm, day0 + 60, 31990, &content));
+    }
+    let file = write_input(&cfg, "scale.jsonl", &lines);
+    let t = std::time::Instant::now();
+    backtest(&cfg, &[file], Start::Fresh).await;
+    println!("backtest of {} events: {:?}", lines.len(), t.elapsed());
+    let db = Db::connect(&cfg.database_url, &cfg.namespace)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(&db.pool).await.unwrap();
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let dvms: i64 = sqlx::query_scalar("SELECT count(*) FROM dvms")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    println!("{dvms} DVMs, {users} users");
+    assert_eq!((dvms, users), (1_000, 50_000));
+    let top = format!("{:064x}", 2_000_000);
+    let april = dvmtop_core::YearMonth::new(2024, 4).unwrap();
+    let march = dvmtop_core::YearMonth::new(2024, 3).unwrap();
+    let queries = [
+        ("DVMs 30 d", Query::Dvms(Period::Last30d)),
+        ("DVMs 24 h", Query::Dvms(Period::Last24h)),
+        ("DVMs closed month", Query::Dvms(Period::Month(march))),
+        ("kinds 30 d", Query::Kinds(Period::Last30d)),
+        ("kinds closed month", Query::Kinds(Period::Month(march))),
+        ("DVM detail 30 d", Query::Dvm(top.clone(), Period::Last30d)),
+        ("kind detail 30 d", Query::Kind(5300, Period::Last30d)),
+        ("open month figures", Query::OpenMonth(april)),
+    ];
+    for (name, q) in &queries {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            let got = loader::load(&db, q).await.unwrap();
+            times.push(t.elapsed());
+            rows = match got {
+                dvmtop::tui::views::Loaded::Dvms(r) => r.len(),
+                dvmtop::tui::views::Loaded::Kinds(r) => r.len(),
+                dvmtop::tui::views::Loaded::Dvm(d) => d.per_day.len(),
+                dvmtop::tui::views::Loaded::Kind(k) => k.dvms.len(),
+                dvmtop::tui::views::Loaded::OpenMonth(_) => 1,
+            };
+        }
+        times.sort();
+        println!(
+            "view query {name}: median {:?} (min {:?}, max {:?}), {rows} rows",
+            times[2], times[0], times[4]
+        );
+    }
+    // The detail pages' per-day reads use the 0009 indexes.
+    for (sql, index) in [
+        (
+            format!("EXPLAIN SELECT day, responses FROM dvm_stats_rollups WHERE dvm = '{top}' AND day >= '2024-03-06' AND day <= '2024-04-04'"),
+            "dvm_stats_rollups_dvm_day",
+        ),
+        (
+            "EXPLAIN SELECT day, requests, responses FROM kind_stats_rollups WHERE kind = 5300 AND day >= '2024-03-06' AND day <= '2024-04-04'".to_owned(),
+            "kind_stats_rollups",
+        ),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&db.pool).await.unwrap();
+        println!("{}", plan.join("\n"));
+        assert!(plan.join(" ").contains(index), "{plan:?}");
+    }
+}

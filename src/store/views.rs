@@ -7,7 +7,7 @@
 
 use super::Db;
 use crate::error::Result;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike, Utc};
 use sqlx::Row;
 
 /// `[start, end)` and the days they touch.
@@ -17,6 +17,33 @@ pub struct Range {
     pub end: NaiveDateTime,
     pub first_day: NaiveDate,
     pub last_day: NaiveDate,
+}
+
+impl Range {
+    /// The first hour of `first_day` inside the range. The cells are
+    /// filtered by day and hour as integers: computing each cell's
+    /// timestamp cost ~10× the whole query.
+    pub fn first_hour(&self) -> i16 {
+        if self.start.date() == self.first_day {
+            self.start.hour() as i16
+        } else {
+            0
+        }
+    }
+
+    /// Whether the range is whole days (every hour of its days).
+    pub fn whole_days(&self) -> bool {
+        self.first_hour() == 0 && self.last_hour_end() == 24
+    }
+
+    /// The hours of `last_day` inside the range end before this one.
+    pub fn last_hour_end(&self) -> i16 {
+        if self.end.date() == self.last_day {
+            self.end.hour() as i16
+        } else {
+            24
+        }
+    }
 }
 
 /// One DVM of a period.
@@ -100,13 +127,27 @@ WITH c AS (
   FROM entity_activity a,
        unnest(a.hour, a.entity, a.kind, a.responses, a.feedback) AS u(hour, entity, kind, responses, feedback)
   WHERE a.role = 1 AND a.day >= $1 AND a.day <= $2
-    AND a.day + make_interval(hours => u.hour) >= $3
-    AND a.day + make_interval(hours => u.hour) < $4
+    AND (a.day > $1 OR u.hour >= $3) AND (a.day < $2 OR u.hour < $4)
   GROUP BY u.entity),
 h AS (SELECT encode(entity, 'hex') AS id, responses, feedback, kinds FROM c)
 SELECT h.id, p.name, h.responses, h.feedback, coalesce(h.kinds, '{}') AS kinds,
        d.first_seen, d.last_seen, d.is_active
 FROM h LEFT JOIN dvms d ON d.id = h.id LEFT JOIN dvm_profiles p ON p.id = h.id";
+
+/// A window of whole days (7 d, 30 d: they start at midnight and end at
+/// the clock) from the daily rollups; the kinds a DVM served in it are the
+/// `kind_dvm_support` spans that reach into it (no event is later than the
+/// clock). Same figures as folding the hourly cells, a tenth of the time.
+const DVMS_DAYS: &str = "
+WITH d AS (
+  SELECT dvm, sum(responses)::int8 AS responses, sum(feedback)::int8 AS feedback
+  FROM dvm_stats_rollups WHERE day >= $1 AND day <= $2
+  GROUP BY dvm HAVING sum(responses + feedback) > 0)
+SELECT d.dvm AS id, p.name, d.responses, d.feedback,
+       coalesce((SELECT array_agg(s.kind ORDER BY s.kind) FROM kind_dvm_support s
+                 WHERE s.dvm = d.dvm AND s.last_seen >= $3 AND s.kind BETWEEN 5000 AND 5999), '{}') AS kinds,
+       x.first_seen, x.last_seen, x.is_active
+FROM d LEFT JOIN dvms x ON x.id = d.dvm LEFT JOIN dvm_profiles p ON p.id = d.dvm";
 
 const DVMS_MONTH: &str = "
 SELECT e.key AS id, p.name, coalesce((e.value->>'responses')::int8, 0) AS responses,
@@ -123,16 +164,14 @@ WITH r AS (
   SELECT u.kind, sum(u.requests)::int8 AS req
   FROM entity_activity a, unnest(a.hour, a.kind, a.requests) AS u(hour, kind, requests)
   WHERE a.role = 0 AND a.day >= $1 AND a.day <= $2
-    AND a.day + make_interval(hours => u.hour) >= $3
-    AND a.day + make_interval(hours => u.hour) < $4
+    AND (a.day > $1 OR u.hour >= $3) AND (a.day < $2 OR u.hour < $4)
   GROUP BY u.kind),
 d AS (
   SELECT u.kind, u.entity, sum(u.responses)::int8 AS s
   FROM entity_activity a,
        unnest(a.hour, a.entity, a.kind, a.responses) AS u(hour, entity, kind, responses)
   WHERE a.role = 1 AND a.day >= $1 AND a.day <= $2
-    AND a.day + make_interval(hours => u.hour) >= $3
-    AND a.day + make_interval(hours => u.hour) < $4
+    AND (a.day > $1 OR u.hour >= $3) AND (a.day < $2 OR u.hour < $4)
     AND u.responses > 0
   GROUP BY u.kind, u.entity),
 k AS (SELECT kind, sum(s)::int8 AS s, count(*)::int8 AS n FROM d GROUP BY kind),
@@ -203,12 +242,20 @@ impl Db {
                     .fetch_all(&self.pool)
                     .await?
             }
+            None if range.whole_days() => {
+                sqlx::query(DVMS_DAYS)
+                    .bind(range.first_day)
+                    .bind(range.last_day)
+                    .bind(utc(range.start))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
             None => {
                 sqlx::query(DVMS_WINDOW)
                     .bind(range.first_day)
                     .bind(range.last_day)
-                    .bind(range.start)
-                    .bind(range.end)
+                    .bind(range.first_hour())
+                    .bind(range.last_hour_end())
                     .fetch_all(&self.pool)
                     .await?
             }
@@ -231,8 +278,8 @@ impl Db {
                 sqlx::query(KINDS_WINDOW)
                     .bind(range.first_day)
                     .bind(range.last_day)
-                    .bind(range.start)
-                    .bind(range.end)
+                    .bind(range.first_hour())
+                    .bind(range.last_hour_end())
                     .fetch_all(&self.pool)
                     .await?
             }
@@ -326,8 +373,7 @@ impl Db {
                    FROM entity_activity a,
                         unnest(a.hour, a.entity, a.kind, a.responses) AS u(hour, entity, kind, responses)
                    WHERE a.role = 1 AND a.day >= $2 AND a.day <= $3
-                     AND a.day + make_interval(hours => u.hour) >= $4
-                     AND a.day + make_interval(hours => u.hour) < $5
+                     AND (a.day > $2 OR u.hour >= $4) AND (a.day < $3 OR u.hour < $5)
                      AND u.kind = $1 AND u.responses > 0
                    GROUP BY u.entity)
                  SELECT d.dvm, p.name, d.s FROM d LEFT JOIN dvm_profiles p ON p.id = d.dvm
@@ -336,8 +382,8 @@ impl Db {
             .bind(kind)
             .bind(range.first_day)
             .bind(range.last_day)
-            .bind(range.start)
-            .bind(range.end)
+            .bind(range.first_hour())
+            .bind(range.last_hour_end())
             .fetch_all(&self.pool)
             .await?
         };
