@@ -9,6 +9,7 @@ mod load;
 mod published;
 mod rollover;
 mod status;
+mod views;
 
 pub use alerts::StoredAlerts;
 pub use audit::JobRun;
@@ -19,6 +20,7 @@ pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
 pub use rollover::upsert_month;
 pub use status::{Snapshot, WindowStats, windows};
+pub use views::{DvmDetail, DvmRow, KindDetail, KindRow, Lifecycle, Profile, Range};
 
 use crate::error::{Error, Result};
 use dvmtop_core::YearMonth;

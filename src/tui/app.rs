@@ -10,6 +10,7 @@
 
 use super::dialog::{Choice, Dialog};
 use super::keymap::{self, Action, Ctx};
+use super::views::{LoadResult, Move, Query, View, Views};
 use crate::pipeline::{Control, Phase, PipelineStatus, Progress, RunEnd, Until};
 use crate::store::{Holder, JobRun, MonthRow, Published, WindowStats};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -20,8 +21,8 @@ use dvmtop_core::{Outcome, YearMonth};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-/// The views Tab cycles through.
-pub const VIEWS: [&str; 3] = ["overview", "history", "ingest"];
+/// The views Tab cycles through (names of [`View::ALL`], in order).
+pub const VIEWS: [&str; 6] = ["overview", "dvms", "kinds", "months", "history", "ingest"];
 
 /// Backtest throttle steps: pause after each batch, in milliseconds.
 pub const DELAYS_MS: [u64; 9] = [0, 5, 20, 50, 100, 250, 500, 1000, 2000];
@@ -165,6 +166,11 @@ pub struct App {
     pub info: Info,
     pub view: usize,
     pub help: bool,
+    /// The help overlay's first line shown (it scrolls when taller than the
+    /// screen).
+    pub help_scroll: u16,
+    /// The drill-down views' state (tables, period, detail, answers).
+    pub views: Views,
     pub dialog: Option<Dialog>,
     /// The pipeline's latest snapshot (the whole run state).
     pub status: PipelineStatus,
@@ -253,6 +259,8 @@ pub enum Msg {
     Watched(Box<Published>),
     /// The alert monitor's latest evaluation.
     Alerts(Vec<Alert>),
+    /// The views' worker answered.
+    Loaded(Box<LoadResult>),
 }
 
 impl App {
@@ -261,6 +269,8 @@ impl App {
             info,
             view: 0,
             help: false,
+            help_scroll: 0,
+            views: Views::default(),
             dialog: None,
             status: PipelineStatus::default(),
             ended: None,
@@ -288,9 +298,40 @@ impl App {
             Ctx::Help
         } else if self.dialog.is_some() {
             Ctx::Dialog
+        } else if self.current_view().is_list() {
+            if self.views.filtering {
+                Ctx::Filter
+            } else {
+                Ctx::View
+            }
         } else {
             Ctx::Main
         }
+    }
+
+    pub fn current_view(&self) -> View {
+        View::of(self.view)
+    }
+
+    /// What the current view needs read from PostgreSQL (the views'
+    /// worker reads it; `None`: nothing).
+    pub fn wanted(&self) -> Option<Query> {
+        self.views.wanted(self.current_view(), self.current_month())
+    }
+
+    fn go_to_view(&mut self, i: usize) -> Vec<Command> {
+        if i != self.view {
+            self.view = i;
+            self.views.detail = None;
+            self.views.filtering = false;
+        }
+        vec![Command::Redraw]
+    }
+
+    fn view_move(&mut self, m: Move) -> Vec<Command> {
+        let view = self.current_view();
+        self.views.act(view, m, &self.months);
+        vec![Command::Redraw]
     }
 
     /// Whether the pipeline has published anything yet.
@@ -589,6 +630,7 @@ impl App {
             Action::Quit => self.quit(),
             Action::ToggleHelp => {
                 self.help = !self.help;
+                self.help_scroll = 0;
                 vec![Command::Redraw]
             }
             Action::CloseHelp => {
@@ -646,12 +688,43 @@ impl App {
                 }
                 self.send(Control::SetDelay(Duration::from_millis(DELAYS_MS[j])))
             }
-            Action::NextView => {
-                self.view = (self.view + 1) % VIEWS.len();
+            Action::NextView => self.go_to_view((self.view + 1) % VIEWS.len()),
+            Action::PrevView => self.go_to_view((self.view + VIEWS.len() - 1) % VIEWS.len()),
+            Action::Up | Action::Down if self.help => {
+                self.help_scroll = if a == Action::Up {
+                    self.help_scroll.saturating_sub(1)
+                } else {
+                    self.help_scroll.saturating_add(1).min(200)
+                };
                 vec![Command::Redraw]
             }
-            Action::PrevView => {
-                self.view = (self.view + VIEWS.len() - 1) % VIEWS.len();
+            Action::Up => self.view_move(Move::Up),
+            Action::Down => self.view_move(Move::Down),
+            Action::PageUp => self.view_move(Move::PageUp),
+            Action::PageDown => self.view_move(Move::PageDown),
+            Action::Top => self.view_move(Move::Top),
+            Action::Bottom => self.view_move(Move::Bottom),
+            Action::SortNext => self.view_move(Move::SortNext),
+            Action::SortPrev => self.view_move(Move::SortPrev),
+            Action::SortReverse => self.view_move(Move::Reverse),
+            Action::NextPeriod => self.view_move(Move::NextPeriod),
+            Action::PrevPeriod => self.view_move(Move::PrevPeriod),
+            Action::Open => self.view_move(Move::Open),
+            Action::Back => self.view_move(Move::Back),
+            Action::Filter => self.view_move(Move::Filter),
+            Action::FilterDone => {
+                let v = self.current_view();
+                self.views.filter_key(v, None, true);
+                vec![Command::Redraw]
+            }
+            Action::FilterCancel => {
+                let v = self.current_view();
+                self.views.filter_cancel(v);
+                vec![Command::Redraw]
+            }
+            Action::FilterBackspace => {
+                let v = self.current_view();
+                self.views.filter_key(v, None, false);
                 vec![Command::Redraw]
             }
             Action::GoToView => Vec::new(),
@@ -875,11 +948,15 @@ pub fn group(n: impl Into<i128>) -> String {
 /// The pure update: state change plus commands, no I/O.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
     match msg {
+        Msg::Key(k) if app.ctx() == Ctx::Filter && typed(&k).is_some() => {
+            let v = app.current_view();
+            app.views.filter_key(v, typed(&k), false);
+            vec![Command::Redraw]
+        }
         Msg::Key(k) => match keymap::lookup(app.ctx(), &k) {
             Some(Action::GoToView) => match k.code {
                 crossterm::event::KeyCode::Char(c @ '1'..='9') => {
-                    app.view = (c as usize - '1' as usize).min(VIEWS.len() - 1);
-                    vec![Command::Redraw]
+                    app.go_to_view((c as usize - '1' as usize).min(VIEWS.len() - 1))
                 }
                 _ => Vec::new(),
             },
@@ -887,8 +964,12 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
             None => Vec::new(),
         },
         Msg::Mouse(m) if app.info.mouse => match m.kind {
-            MouseEventKind::ScrollDown if app.ctx() == Ctx::Main => app.action(Action::NextView),
-            MouseEventKind::ScrollUp if app.ctx() == Ctx::Main => app.action(Action::PrevView),
+            MouseEventKind::ScrollDown if matches!(app.ctx(), Ctx::Main | Ctx::View) => {
+                app.action(Action::NextView)
+            }
+            MouseEventKind::ScrollUp if matches!(app.ctx(), Ctx::Main | Ctx::View) => {
+                app.action(Action::PrevView)
+            }
             _ => Vec::new(),
         },
         Msg::Mouse(_) => Vec::new(),
@@ -951,5 +1032,21 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Command> {
             app.alerts = a;
             vec![Command::Redraw]
         }
+        Msg::Loaded(r) => redraw_if(app.views.take(*r)),
+    }
+}
+
+/// The character a key types into a filter: printable, without Ctrl or Alt.
+fn typed(k: &KeyEvent) -> Option<char> {
+    use crossterm::event::{KeyCode, KeyEventKind, KeyModifiers};
+    if k.kind == KeyEventKind::Release
+        || k.modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+    {
+        return None;
+    }
+    match k.code {
+        KeyCode::Char(c) if !c.is_control() => Some(c),
+        _ => None,
     }
 }

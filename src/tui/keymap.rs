@@ -9,6 +9,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 pub enum Ctx {
     Global,
     Main,
+    /// A drill-down view (DVMs, kinds, monthly history); the main keys
+    /// apply there too, after these.
+    View,
+    /// Typing a filter on a list (characters go into the filter).
+    Filter,
     Dialog,
     Help,
 }
@@ -18,6 +23,8 @@ impl Ctx {
         match self {
             Ctx::Global => "everywhere",
             Ctx::Main => "main screen",
+            Ctx::View => "DVMs, kinds and months views",
+            Ctx::Filter => "while typing a filter (other characters are typed)",
             Ctx::Dialog => "rollover dialog",
             Ctx::Help => "this help",
         }
@@ -53,6 +60,33 @@ pub enum Action {
     ToggleChoice,
     /// Dialog: press the selected button.
     Choose,
+    /// Lists (and the help): move the selection or scroll.
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    /// Lists: sort by the next / previous column, reverse the order.
+    SortNext,
+    SortPrev,
+    SortReverse,
+    /// DVM and kind views: the next / previous period (30 d, 7 d, 24 h,
+    /// closed months).
+    NextPeriod,
+    PrevPeriod,
+    /// Lists: open the selected row's detail.
+    Open,
+    /// Close the detail, else clear the filter.
+    Back,
+    /// Start typing a filter.
+    Filter,
+    /// Filter: keep it and stop typing.
+    FilterDone,
+    /// Filter: drop it and stop typing.
+    FilterCancel,
+    /// Filter: delete the last character.
+    FilterBackspace,
 }
 
 impl Action {
@@ -112,6 +146,9 @@ impl Key {
         let want = self.mods - KeyModifiers::SHIFT;
         match (self.code, ev.code) {
             (KeyCode::Char(a), KeyCode::Char(b)) => a == b && held == want,
+            // Shift-Tab is BackTab, and crossterm reports it with SHIFT
+            // held (some terminals without): Shift is part of the key.
+            (KeyCode::BackTab, KeyCode::BackTab) => held == want,
             (a, b) => a == b && ev.modifiers == self.mods,
         }
     }
@@ -127,6 +164,13 @@ impl Key {
             KeyCode::BackTab => "S-Tab".into(),
             KeyCode::Left => "←".into(),
             KeyCode::Right => "→".into(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
+            KeyCode::Home => "Home".into(),
+            KeyCode::End => "End".into(),
+            KeyCode::Backspace => "Bksp".into(),
             KeyCode::F(n) => format!("F{n}"),
             other => format!("{other:?}"),
         };
@@ -150,6 +194,20 @@ pub struct Binding {
 
 impl Binding {
     pub fn keys_label(&self) -> String {
+        // A run of number keys reads as a range: 1-6.
+        let digits: Option<Vec<char>> = self
+            .keys
+            .iter()
+            .map(|k| match k.code {
+                KeyCode::Char(c) if c.is_ascii_digit() => Some(c),
+                _ => None,
+            })
+            .collect();
+        if let Some(d) = digits.filter(|d| d.len() > 2)
+            && let (Some(a), Some(b)) = (d.first(), d.last())
+        {
+            return format!("{a}-{b}");
+        }
         self.keys
             .iter()
             .map(Key::label)
@@ -243,7 +301,7 @@ pub const BINDINGS: &[Binding] = &[
         keys: &[code(KeyCode::Tab)],
         action: Action::NextView,
         hint: "view",
-        help: "next view (overview, history, ingest)",
+        help: "next view (overview, DVMs, kinds, months, history, ingest)",
     },
     Binding {
         ctx: Ctx::Main,
@@ -254,10 +312,129 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         ctx: Ctx::Main,
-        keys: &[ch('1'), ch('2'), ch('3')],
+        keys: &[ch('1'), ch('2'), ch('3'), ch('4'), ch('5'), ch('6')],
         action: Action::GoToView,
         hint: "",
-        help: "go to view 1 overview, 2 history, 3 ingest",
+        help: "view 1 overview 2 DVMs 3 kinds 4 months 5 history 6 ingest",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::Up), ch('k')],
+        action: Action::Up,
+        hint: "",
+        help: "select the previous row",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::Down), ch('j')],
+        action: Action::Down,
+        hint: "",
+        help: "select the next row",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::PageUp)],
+        action: Action::PageUp,
+        hint: "",
+        help: "ten rows up",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::PageDown)],
+        action: Action::PageDown,
+        hint: "",
+        help: "ten rows down",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::Home), ch('g')],
+        action: Action::Top,
+        hint: "",
+        help: "first row",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::End), ch('G')],
+        action: Action::Bottom,
+        hint: "",
+        help: "last row",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::Enter)],
+        action: Action::Open,
+        hint: "open",
+        help: "open the selected DVM, kind or month",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::Esc), code(KeyCode::Backspace)],
+        action: Action::Back,
+        hint: "back",
+        help: "back to the list (on a list: clear the filter)",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::Right), ch('>')],
+        action: Action::SortNext,
+        hint: "sort",
+        help: "sort by the next column (the header marks it ↓/↑)",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[code(KeyCode::Left), ch('<')],
+        action: Action::SortPrev,
+        hint: "",
+        help: "sort by the previous column",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[ch('i')],
+        action: Action::SortReverse,
+        hint: "reverse",
+        help: "reverse the order",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[ch('/')],
+        action: Action::Filter,
+        hint: "filter",
+        help: "filter by name or id prefix (kinds: by number)",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[ch('w')],
+        action: Action::NextPeriod,
+        hint: "period",
+        help: "next period: 30 d, 7 d, 24 h, then each closed month",
+    },
+    Binding {
+        ctx: Ctx::View,
+        keys: &[ch('W')],
+        action: Action::PrevPeriod,
+        hint: "",
+        help: "previous period",
+    },
+    Binding {
+        ctx: Ctx::Filter,
+        keys: &[code(KeyCode::Enter)],
+        action: Action::FilterDone,
+        hint: "keep",
+        help: "keep the filter, stop typing",
+    },
+    Binding {
+        ctx: Ctx::Filter,
+        keys: &[code(KeyCode::Esc)],
+        action: Action::FilterCancel,
+        hint: "drop",
+        help: "drop the filter",
+    },
+    Binding {
+        ctx: Ctx::Filter,
+        keys: &[code(KeyCode::Backspace)],
+        action: Action::FilterBackspace,
+        hint: "",
+        help: "delete the last character",
     },
     Binding {
         ctx: Ctx::Dialog,
@@ -298,25 +475,52 @@ pub const BINDINGS: &[Binding] = &[
         hint: "close",
         help: "close this help",
     },
+    Binding {
+        ctx: Ctx::Help,
+        keys: &[code(KeyCode::Down), ch('j')],
+        action: Action::Down,
+        hint: "scroll",
+        help: "scroll",
+    },
+    Binding {
+        ctx: Ctx::Help,
+        keys: &[code(KeyCode::Up), ch('k')],
+        action: Action::Up,
+        hint: "",
+        help: "scroll back",
+    },
 ];
 
-/// The action for a key in context `ctx` (then the global bindings).
+/// The contexts a key is looked up in, first match wins: a view's keys
+/// shadow the main ones, which apply there too; global ones come last.
+pub fn chain(ctx: Ctx) -> &'static [Ctx] {
+    match ctx {
+        Ctx::View => &[Ctx::View, Ctx::Main, Ctx::Global],
+        Ctx::Global => &[Ctx::Global],
+        Ctx::Main => &[Ctx::Main, Ctx::Global],
+        Ctx::Filter => &[Ctx::Filter, Ctx::Global],
+        Ctx::Dialog => &[Ctx::Dialog, Ctx::Global],
+        Ctx::Help => &[Ctx::Help, Ctx::Global],
+    }
+}
+
+/// The action for a key in context `ctx` (then its fallbacks).
 pub fn lookup(ctx: Ctx, ev: &KeyEvent) -> Option<Action> {
-    let find = |c: Ctx| {
+    chain(ctx).iter().find_map(|c| {
         BINDINGS
             .iter()
-            .filter(|b| b.ctx == c)
+            .filter(|b| b.ctx == *c)
             .find(|b| b.keys.iter().any(|k| k.matches(ev)))
             .map(|b| b.action)
-    };
-    find(ctx).or_else(|| find(Ctx::Global))
+    })
 }
 
 /// A key label and its footer word.
 pub type Hint = (String, &'static str);
 
-/// Footer hints: the context's own bindings, then the global ones (which
-/// the footer always keeps); read-only hides the actions it refuses.
+/// Footer hints: the context's own bindings (a view's, then the main
+/// ones), then the global ones (which the footer always keeps); read-only
+/// hides the actions it refuses.
 pub fn hints(ctx: Ctx, readonly: bool) -> (Vec<Hint>, Vec<Hint>) {
     let of = |c: Ctx| {
         BINDINGS
@@ -329,7 +533,12 @@ pub fn hints(ctx: Ctx, readonly: bool) -> (Vec<Hint>, Vec<Hint>) {
             })
             .collect::<Vec<_>>()
     };
-    (of(ctx), of(Ctx::Global))
+    let local = chain(ctx)
+        .iter()
+        .filter(|c| **c != Ctx::Global)
+        .flat_map(|c| of(*c))
+        .collect();
+    (local, of(Ctx::Global))
 }
 
 #[cfg(test)]
@@ -363,6 +572,32 @@ mod tests {
         assert_eq!(lookup(Ctx::Main, &two), Some(Action::GoToView));
         let c = key(KeyCode::Char('c'), KeyModifiers::NONE);
         assert_eq!(lookup(Ctx::Main, &c), Some(Action::ReviewRollover));
+        // Views keep the main keys, and add their own.
+        assert_eq!(lookup(Ctx::View, &c), Some(Action::ReviewRollover));
+        let slash = key(KeyCode::Char('/'), KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::View, &slash), Some(Action::Filter));
+        assert_eq!(lookup(Ctx::Main, &slash), None);
+        let enter = key(KeyCode::Enter, KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Filter, &enter), Some(Action::FilterDone));
+        assert_eq!(lookup(Ctx::Filter, &c), None, "typed, not a command");
+    }
+
+    #[test]
+    fn shift_tab_is_back_tab_with_or_without_shift() {
+        // crossterm reports Shift-Tab as BackTab with SHIFT held.
+        let shifted = key(KeyCode::BackTab, KeyModifiers::SHIFT);
+        assert_eq!(lookup(Ctx::Main, &shifted), Some(Action::PrevView));
+        assert_eq!(lookup(Ctx::View, &shifted), Some(Action::PrevView));
+        let bare = key(KeyCode::BackTab, KeyModifiers::NONE);
+        assert_eq!(lookup(Ctx::Main, &bare), Some(Action::PrevView));
+        let ctrl = key(
+            KeyCode::BackTab,
+            KeyModifiers::CONTROL | KeyModifiers::SHIFT,
+        );
+        assert_eq!(lookup(Ctx::Main, &ctrl), None);
+        // Shift does not turn other named keys into their plain selves.
+        let shift_enter = key(KeyCode::Enter, KeyModifiers::SHIFT);
+        assert_eq!(lookup(Ctx::View, &shift_enter), None);
     }
 
     #[test]
@@ -372,7 +607,7 @@ mod tests {
                 if std::ptr::eq(a, b) {
                     continue;
                 }
-                let overlap = a.ctx == b.ctx || a.ctx == Ctx::Global || b.ctx == Ctx::Global;
+                let overlap = chain(a.ctx).contains(&b.ctx) || chain(b.ctx).contains(&a.ctx);
                 if overlap {
                     for k in a.keys {
                         assert!(

@@ -14,6 +14,7 @@ pub mod panes;
 pub mod render;
 pub mod terminal;
 pub mod theme;
+pub mod views;
 pub mod workers;
 
 use crate::config::Config;
@@ -131,7 +132,7 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
     }
     // Before the terminal is taken over, so errors print as one plain line.
     let (tx, mut rx) = mpsc::channel::<Msg>(256);
-    let (mut driver, ctl, workers) = if opts.readonly {
+    let (mut driver, ctl, mut workers, db, status) = if opts.readonly {
         let w = Watch::attach(cfg).await?;
         let (status_tx, status) = tokio::sync::watch::channel(Default::default());
         let workers = vec![
@@ -141,10 +142,17 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
                 w.services.queue.clone(),
                 tx.clone(),
                 workers::PollTiming::default(),
-                status,
+                status.clone(),
             ),
         ];
-        (Driver::Watch { _held: Box::new(w) }, None, workers)
+        let db = w.services.db.clone();
+        (
+            Driver::Watch { _held: Box::new(w) },
+            None,
+            workers,
+            db,
+            status,
+        )
     } else {
         let mut rt = Runtime::launch(cfg, opts.mode, &opts.files, opts.start).await?;
         let mut workers = vec![
@@ -162,8 +170,19 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
             workers.push(workers::spawn_events(events, tx.clone()));
         }
         let ctl = rt.controls();
-        (Driver::Run(Box::new(rt)), Some(ctl), workers)
+        let (db, status) = (rt.services.db.clone(), rt.status());
+        (Driver::Run(Box::new(rt)), Some(ctl), workers, db, status)
     };
+    // The drill-down views' reads: the UI names what it needs, the worker
+    // reads it in the background.
+    let (want_tx, want_rx) = tokio::sync::watch::channel(None);
+    workers.push(views::loader::spawn(
+        db,
+        want_rx,
+        tx.clone(),
+        views::loader::LoaderTiming::default(),
+        status,
+    ));
     use tokio::signal::unix::{SignalKind, signal};
     let sig =
         |k| signal(k).map_err(|e| Error::Config(format!("cannot install signal handlers: {e}")));
@@ -248,7 +267,12 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
         if let Msg::Signal(name) = &msg {
             tracing::info!("{name}: shutting down");
         }
-        for c in update(&mut app, msg) {
+        let cmds = update(&mut app, msg);
+        let want = app.wanted();
+        if *want_tx.borrow() != want {
+            want_tx.send_replace(want);
+        }
+        for c in cmds {
             match c {
                 Command::Send(c) => {
                     let Some(ctl) = ctl.as_ref().filter(|_| !ended) else {

@@ -9,6 +9,7 @@ use super::panes::{
     throughput, windows,
 };
 use super::theme::Theme;
+use super::views::{self, View};
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -39,10 +40,11 @@ pub fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
     status::state(f, state, app, t);
     status::alerts(f, banner, app, t);
     status::note(f, note, app, t);
-    match app.view {
-        1 => history(f, body, app, t),
-        2 => ingest_view(f, body, app, t, now),
-        _ => overview(f, body, app, t, now),
+    match app.current_view() {
+        View::History => history(f, body, app, t),
+        View::Ingest => ingest_view(f, body, app, t, now),
+        View::Dvms | View::Kinds | View::Months => views::render(f, body, app, t),
+        View::Overview => overview(f, body, app, t, now),
     }
     footer::render(f, foot, app, t);
     if let Some(d) = &app.dialog {

@@ -1,5 +1,6 @@
 //! Footer hints, generated from the key map: the context's keys that fit,
-//! and always the global ones (`?` help, `q` quit) at the end.
+//! and always the global ones (`?` help, `q` quit) at the end; when some
+//! did not fit, `?` says `more`.
 
 use super::super::app::App;
 use super::super::keymap;
@@ -19,13 +20,22 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let (local, global) = keymap::hints(app.ctx(), app.info.readonly);
     let room = (area.width as usize).saturating_sub(width(&global) + 1);
     let mut shown = Vec::new();
+    let mut dropped = false;
     for h in local {
         if width(&shown) + width(std::slice::from_ref(&h)) > room {
+            dropped = true;
             break;
         }
         shown.push(h);
     }
-    shown.extend(global);
+    // Keys that did not fit are behind `?`: say so.
+    shown.extend(global.into_iter().map(|(k, w)| {
+        if dropped && w == "help" {
+            (k, "more")
+        } else {
+            (k, w)
+        }
+    }));
     let mut spans = vec![Span::styled(" ", t.bar())];
     for (k, w) in shown {
         spans.push(Span::styled(k, t.key()));

@@ -88,29 +88,37 @@ pub fn fit_parts(parts: &[String], room: usize) -> String {
 pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let i = &app.info;
     let parts = title_parts(app);
-    let views: Vec<Span> = VIEWS
-        .iter()
-        .enumerate()
-        .flat_map(|(n, v)| {
-            let label = format!("{}:{v}", n + 1);
-            let s = if n == app.view {
-                Span::styled(
-                    format!("[{label}]"),
-                    t.bar().add_modifier(ratatui::style::Modifier::BOLD),
-                )
-            } else {
-                Span::styled(format!(" {label} "), t.bar())
-            };
-            [s, Span::styled(" ", t.bar())]
-        })
-        .collect();
+    // Six views do not fit beside the title at 80 columns in full: then
+    // only the current one is named, the others by their number key.
+    let tabs = |compact: bool| -> Vec<Span> {
+        std::iter::once(Span::styled(" ", t.bar()))
+            .chain(VIEWS.iter().enumerate().flat_map(|(n, v)| {
+                let label = format!("{}:{v}", n + 1);
+                let s = if n == app.view {
+                    Span::styled(
+                        format!("[{label}]"),
+                        t.bar().add_modifier(ratatui::style::Modifier::BOLD),
+                    )
+                } else if compact {
+                    Span::styled(format!("{}", n + 1), t.bar())
+                } else {
+                    Span::styled(format!(" {label} "), t.bar())
+                };
+                [s, Span::styled(" ", t.bar())]
+            }))
+            .collect()
+    };
+    let width = |v: &[Span]| v.iter().map(|s| s.content.chars().count()).sum::<usize>();
+    let mut views = tabs(false);
+    if (area.width as usize) < width(&views) + 40 {
+        views = tabs(true);
+    }
     let right_len: usize = views.iter().map(|s| s.content.chars().count()).sum();
     // The view tabs when the state parts (name, namespace, WATCHING /
     // READ-ONLY, throttle) still fit beside them; the fixed facts after
     // those yield first, whole.
-    let state_parts = 2
-        + usize::from(app.watched.is_some() || i.readonly)
-        + usize::from(app.status.delay_ms > 0);
+    let state_parts =
+        2 + usize::from(app.watched.is_some() || i.readonly) + usize::from(app.status.delay_ms > 0);
     let needed = fit_parts(&parts[..state_parts.min(parts.len())], usize::MAX)
         .chars()
         .count()

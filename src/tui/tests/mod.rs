@@ -1,3 +1,4 @@
 mod fixture;
 mod render;
 mod update;
+mod views;

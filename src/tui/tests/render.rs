@@ -6,18 +6,19 @@ use super::fixture::*;
 use crate::tui::app::{App, Msg, update};
 use crate::tui::render::render;
 use crate::tui::theme::{Palette, Theme};
+use crate::tui::views::View;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+pub fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| render(f, app, &Theme::new(Palette::Indexed), now()))
         .unwrap();
     t
 }
 
-fn snap(name: &str, app: &App, w: u16, h: u16) {
+pub fn snap(name: &str, app: &App, w: u16, h: u16) {
     let t = draw(app, w, h);
     // What a live screen takes from the wall clock or from measured rates
     // is masked, so the snapshots hold the layout and the data's words and
@@ -83,9 +84,9 @@ fn rollover_dialog() {
 #[test]
 fn other_views() {
     let mut app = busy_app();
-    app.view = 1;
+    app.view = View::History.index();
     snap("history", &app, 80, 24);
-    app.view = 2;
+    app.view = View::Ingest.index();
     snap("ingest", &app, 80, 24);
     // Wide enough for the relays' last errors in the table.
     snap("ingest", &app, 120, 40);
@@ -94,7 +95,7 @@ fn other_views() {
 #[test]
 fn ingest_view_without_relays_says_how_to_add_them() {
     let mut app = busy_app();
-    app.view = 2;
+    app.view = View::Ingest.index();
     if let Some(r) = &mut app.redis.data {
         r.relays.clear();
     }
@@ -159,7 +160,7 @@ fn render_time_per_frame() {
     let start = std::time::Instant::now();
     for i in 0..n {
         // Alternate views so every frame repaints most cells.
-        app.view = i % 3;
+        app.view = [View::Overview, View::History, View::Ingest][i % 3].index();
         t.draw(|f| render(f, &app, &theme, now())).unwrap();
     }
     let per = start.elapsed() / n as u32;

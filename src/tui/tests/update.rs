@@ -356,7 +356,7 @@ fn views_help_redraw_and_resize() {
     assert!(update(&mut app, wheel.clone()).is_empty());
     app.info.mouse = true;
     update(&mut app, wheel);
-    assert_eq!(app.view, 0);
+    assert_eq!(app.view, 3);
 }
 
 #[test]
