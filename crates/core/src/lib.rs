@@ -17,6 +17,7 @@ pub mod item;
 pub mod job;
 pub mod keys;
 pub mod month;
+pub mod namespace;
 pub mod retention;
 pub mod role;
 pub mod time;
