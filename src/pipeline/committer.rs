@@ -44,6 +44,9 @@ const VACUUM_EVERY: u32 = 4;
 pub(super) struct Committer<S, Q> {
     pub(super) store: S,
     pub(super) queue: Q,
+    /// The queue generation the groups are read from: a trim happens only
+    /// while Redis still has it (see `queue`).
+    pub(super) epoch: String,
     retention: RetentionConfig,
     backup_dir: Option<PathBuf>,
     /// Sequence of the last group handed over.
@@ -72,6 +75,7 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
     pub(super) fn new(
         store: S,
         queue: Q,
+        epoch: String,
         retention: RetentionConfig,
         backup_dir: Option<PathBuf>,
         last_seq: i64,
@@ -80,6 +84,7 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
         Committer {
             store,
             queue,
+            epoch,
             retention,
             backup_dir,
             last_seq,
@@ -143,7 +148,14 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
     /// before (never skipped: the next read depends on it).
     pub(super) async fn retry_ack(&mut self) -> Result<()> {
         if let Some((seq, count)) = self.unacked {
-            self.queue.ack(seq, count).await?;
+            if self.queue.ack(seq, count, &self.epoch).await? == crate::queue::Acked::EpochChanged {
+                // The queue was lost: there is nothing of this group to
+                // trim (the next read finds out and says so).
+                tracing::warn!(
+                    seq,
+                    "not trimming group {seq}: the queue it was read from is gone"
+                );
+            }
             self.unacked = None;
         }
         Ok(())

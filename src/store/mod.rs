@@ -1,6 +1,7 @@
 //! PostgreSQL: connection and namespace (schema) management, migrations,
 //! the namespace lock, and the committed pipeline state.
 
+mod alerts;
 mod audit;
 mod commit;
 mod figures;

@@ -10,6 +10,7 @@
 //! crate) reads and writes; the core is tested exhaustively on its own.
 
 pub mod activity;
+pub mod alert;
 pub mod analyze;
 pub mod clock;
 pub mod entities;
@@ -23,6 +24,7 @@ pub mod role;
 pub mod time;
 pub mod windows;
 
+pub use alert::{Alert, Severity};
 pub use item::{Item, Profile};
 pub use job::{Job, Outcome};
 pub use keys::Pubkey;
