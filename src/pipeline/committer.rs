@@ -67,6 +67,10 @@ pub(super) struct Committer<S, Q> {
     last_detail_cut: Option<NaiveDate>,
     /// A write failed: the tables are behind the processor's memory.
     pub(super) failed: bool,
+    /// Queue elements released from the read position so far: trimmed
+    /// (which shortens the list by as much), or acknowledged after the
+    /// queue was lost (see `Processor::queue_lost`).
+    pub(super) trimmed: u64,
     /// What commits and cleanups did that is not reported yet.
     pub(super) reports: Vec<Progress>,
 }
@@ -97,6 +101,7 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
             committed_month,
             last_detail_cut: None,
             failed: false,
+            trimmed: 0,
             reports: Vec::new(),
         }
     }
@@ -148,13 +153,19 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
     /// before (never skipped: the next read depends on it).
     pub(super) async fn retry_ack(&mut self) -> Result<()> {
         if let Some((seq, count)) = self.unacked {
-            if self.queue.ack(seq, count, &self.epoch).await? == crate::queue::Acked::EpochChanged {
+            match self.queue.ack(seq, count, &self.epoch).await? {
+                crate::queue::Acked::Trimmed => self.trimmed += count.max(0) as u64,
+                crate::queue::Acked::Already => {}
                 // The queue was lost: there is nothing of this group to
-                // trim (the next read finds out and says so).
-                tracing::warn!(
-                    seq,
-                    "not trimming group {seq}: the queue it was read from is gone"
-                );
+                // trim (the next read finds out and says so); its elements
+                // leave the read position all the same.
+                crate::queue::Acked::EpochChanged => {
+                    self.trimmed += count.max(0) as u64;
+                    tracing::warn!(
+                        seq,
+                        "not trimming group {seq}: the queue it was read from is gone"
+                    );
+                }
             }
             self.unacked = None;
         }

@@ -52,8 +52,9 @@ pub struct Processor<S = Db, Q = Queue> {
     awaiting: Option<Awaiting>,
     /// What [`Store::set_awaiting`] last recorded.
     awaiting_stored: Option<Option<Awaiting>>,
-    /// The queue's length at the last read (of the current generation).
-    last_len: Option<u64>,
+    /// The queue's length at the last read (of the current generation),
+    /// and the committer's trim count then.
+    last_len: Option<(u64, u64)>,
     /// The current alerts (loaded, and raised by this processor).
     alerts: Vec<dvmtop_core::Alert>,
 }
@@ -297,7 +298,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         {
             return self.queue_lost(read).await;
         }
-        self.last_len = Some(read.len);
+        self.last_len = Some((read.len, self.c.trimmed));
         let mut raw = read.items;
         self.caught_up = raw.len() < room;
         let now = now_unix();
@@ -645,8 +646,14 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     /// starts before that commit, so the commit's acknowledge cannot trim
     /// anything of the new list; reading goes on from its head.
     async fn queue_lost(&mut self, read: crate::queue::Read) -> Result<Progress> {
-        let head = self.head_offset();
-        let before = self.last_len.take();
+        let head = self.head_offset() as u64;
+        // Elements behind the read position at the last read; trims since
+        // (and acknowledges refused because the queue was gone) moved the
+        // position and, for trims, shortened the list alike.
+        let unread = self.last_len.take().map(|(len, trimmed)| {
+            len.saturating_sub(self.c.trimmed - trimmed)
+                .saturating_sub(head)
+        });
         let old_epoch = self.c.epoch.clone();
         let new = self.c.queue.new_epoch(self.c.next_seq() - 1).await?;
         self.commit().await?;
@@ -661,11 +668,8 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         } else {
             "Redis restarted without its data (or was flushed)".to_owned()
         };
-        let what = match before {
-            Some(len) => format!(
-                "at least {} queued events not yet processed are gone",
-                len.saturating_sub(head as u64)
-            ),
+        let what = match unread {
+            Some(n) => format!("at least {n} queued events not yet processed are gone"),
             None => "queued events not yet processed are gone".to_owned(),
         };
         let alert = lost_alert(self.c.store.namespace(), &why, &what);
