@@ -128,7 +128,7 @@ fn kill_redis_mid_run(run: &mut Running, redis: &mut Redis, down: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_with_aof_mid_backtest_finishes_with_identical_tables() {
     let scratch = ScratchDir::new("aof-backtest");
-    let file = input(scratch.path(), "3", "1500");
+    let file = input(scratch.path(), "2", "1500");
     let reference = reference(&file);
     let mut redis = Redis::start(RedisOpts::aof());
     let ns = TestNs::new("aofbt");
@@ -165,7 +165,7 @@ async fn redis_restart_with_aof_mid_backtest_finishes_with_identical_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_with_aof_mid_serve_finishes_with_identical_tables() {
     let scratch = ScratchDir::new("aof-serve");
-    let file = input(scratch.path(), "3", "1500");
+    let file = input(scratch.path(), "2", "1500");
     let reference = reference(&file);
     let expected = processed(&status(&Dvmtop::shared(&reference)));
     let mut redis = Redis::start(RedisOpts::aof());
