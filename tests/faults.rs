@@ -227,21 +227,14 @@ fn a_queue_lost_with_redis_is_reported_on_stderr_and_in_status() {
         "manual",
         file.to_str().unwrap(),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let queued = loop {
-        let st = status(&d);
-        let depth = st["queue_depth"].as_u64().unwrap_or(0);
-        if st["ingest"]["accepted"].as_u64().unwrap_or(0) > 0 && processed(&st) > 0 && depth > 0 {
-            // Settled: blocked, nothing moves.
-            std::thread::sleep(Duration::from_millis(500));
-            let again = status(&d);
-            if again["queue_depth"] == depth && processed(&again) == processed(&st) {
-                break depth;
-            }
-        }
-        assert!(Instant::now() < deadline, "serve never blocked: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // Blocked: the pipeline committed everything it could and says so.
+    serve.wait_for_json("blocked", Duration::from_secs(180), |v| {
+        v["event"] == "awaiting_confirmation"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let st = status(&d);
+    let queued = st["queue_depth"].as_u64().unwrap_or(0);
+    assert!(queued > 0 && processed(&st) > 0, "{st}");
     // The warning that Redis persists nothing came at start.
     let st = status(&d);
     assert_eq!(
