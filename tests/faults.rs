@@ -185,7 +185,9 @@ async fn redis_restart_with_aof_mid_serve_finishes_with_identical_tables() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while processed(&status(&d)) == 0 {
         assert!(Instant::now() < deadline, "serve processed nothing");
-        assert!(serve.try_wait().is_none(), "serve exited");
+        if serve.try_wait().is_some() {
+            panic!("serve exited: {:?}", serve.finish(Duration::ZERO));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     redis.kill();
@@ -199,7 +201,9 @@ async fn redis_restart_with_aof_mid_serve_finishes_with_identical_tables() {
             assert!(alerts_of(&st, "queue_lost").is_empty(), "{st}");
             break;
         }
-        assert!(serve.try_wait().is_none(), "serve exited");
+        if serve.try_wait().is_some() {
+            panic!("serve exited: {:?}", serve.finish(Duration::ZERO));
+        }
         assert!(
             Instant::now() < deadline,
             "serve never caught up after the restart: {st}"
