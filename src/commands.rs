@@ -25,6 +25,9 @@ pub async fn collect(
         ));
     }
     let mut rt = Runtime::launch(cfg, Mode::Collect, files, Start::Resume).await?;
+    if let Some(a) = &rt.persistence_alert {
+        eprintln!("{}", a.line());
+    }
     let relays = rt.relay_urls();
     if !relays.is_empty() {
         out(json!({"event": "relays_started", "relays": relays}));
@@ -101,11 +104,68 @@ pub async fn status(cfg: &Config) -> Result<Value> {
     o.insert("holding".into(), json!(p.holding));
     o.insert("live".into(), json!(p.status));
     o.insert("live_at".into(), json!(p.at));
-    o.insert(
-        "alerts".into(),
-        json!(crate::run::current_alerts(&services, &cfg.alerts).await?),
-    );
+    // The stored and Redis-side alerts (a lost queue, no persistence, an
+    // outage) and the evaluated rules, one per kind.
+    let mut all = alerts(&services, cfg).await?;
+    for a in crate::run::current_alerts(&services, &cfg.alerts).await? {
+        dvmtop_core::alert::upsert(&mut all, a);
+    }
+    all.sort_by_key(|a| std::cmp::Reverse(a.severity));
+    o.insert("alerts".into(), json!(all));
     Ok(v)
+}
+
+/// The namespace's alerts: those PostgreSQL keeps (a lost queue, Redis
+/// not persisting, as the last run found it), what this look at Redis
+/// finds now, and Redis unreachable for the live holder.
+async fn alerts(services: &Services, cfg: &Config) -> Result<Vec<dvmtop_core::Alert>> {
+    use dvmtop_core::alert::{self, QUEUE_LOST, REDIS_NOT_PERSISTENT, REDIS_UNREACHABLE};
+    use dvmtop_core::{Alert, Severity};
+    let now = chrono::Utc::now();
+    let mut out = services.db.alerts().await?;
+    if let Some(p) = services.queue.persistence().await {
+        out.retain(|a| a.kind != REDIS_NOT_PERSISTENT);
+        if let Some(a) = p.alert(&crate::run::redacted(&cfg.redis_url), now) {
+            alert::upsert(&mut out, a);
+        }
+    }
+    // A generation recorded in PostgreSQL that Redis no longer has: the
+    // queue was lost since the last run (it says so again when it starts).
+    let stored = services.db.redis_epoch().await?;
+    let live = services.queue.epoch().await?;
+    if stored.is_some() && live != stored && !out.iter().any(|a| a.kind == QUEUE_LOST) {
+        alert::upsert(
+            &mut out,
+            Alert::new(
+                QUEUE_LOST,
+                Severity::Critical,
+                format!(
+                    "queue of namespace {} lost: Redis no longer has the queue generation the committed position refers to (it restarted without its data, or was flushed); queued events not processed are gone",
+                    cfg.namespace
+                ),
+                now,
+            ),
+        );
+    }
+    let published = services.db.published().await?;
+    if published.holding
+        && let Some(o) = published.status.and_then(|s| s.redis_unreachable)
+    {
+        alert::upsert(
+            &mut out,
+            Alert::new(
+                REDIS_UNREACHABLE,
+                Severity::Critical,
+                format!(
+                    "Redis unreachable since {}, retrying: {}",
+                    o.since.to_rfc3339(),
+                    o.error
+                ),
+                o.since,
+            ),
+        );
+    }
+    Ok(out)
 }
 
 /// `dvmtop confirm [MONTH]`: records the operator's confirmation; a running

@@ -100,7 +100,7 @@ impl Error {
                 ),
                 _ => false,
             },
-            Error::Redis(e) => e.is_io_error() || e.is_timeout() || e.is_connection_dropped(),
+            Error::Redis(e) => crate::queue::is_connection_error(e),
             _ => false,
         }
     }

@@ -211,6 +211,44 @@ impl Origin {
     }
 }
 
+/// Runs `op` until it succeeds, waiting out transient errors (Redis
+/// restarting, a dropped connection) with backoff from 100 ms to 5 s;
+/// `None` once `cancel` is set. Other errors end it.
+async fn retrying<T, F, Fut>(cancel: &AtomicBool, mut op: F) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut since: Option<std::time::Instant> = None;
+    loop {
+        match op().await {
+            Ok(v) => {
+                if let Some(t) = since {
+                    tracing::info!(
+                        after_s = t.elapsed().as_secs(),
+                        "Redis answers again; ingest goes on"
+                    );
+                }
+                return Ok(Some(v));
+            }
+            Err(e) if e.is_transient() => {
+                let t = *since.get_or_insert_with(std::time::Instant::now);
+                tracing::warn!(error = %e, waiting_s = t.elapsed().as_secs(), "Redis unreachable; ingest retries in {delay:?}");
+            }
+            Err(e) => return Err(e),
+        }
+        let until = std::time::Instant::now() + delay;
+        while std::time::Instant::now() < until {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
 /// Ingests one source to the end (or until `cancel`). Already-handled
 /// elements of an interrupted earlier run are skipped.
 pub async fn ingest(
@@ -223,7 +261,10 @@ pub async fn ingest(
     let skip = if field.is_empty() {
         0
     } else {
-        queue.offset(&field).await?
+        match retrying(cancel, || queue.offset(&field)).await? {
+            Some(n) => n,
+            None => return Ok(IngestTotals::default()),
+        }
     };
     let input = source.open()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
@@ -243,24 +284,33 @@ pub async fn ingest(
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        while queue.depth().await? > cfg.high_water {
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(totals);
+        loop {
+            match retrying(cancel, || queue.depth()).await? {
+                None => return Ok(totals),
+                Some(d) if d > cfg.high_water => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Some(_) => break,
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if chunk.read == 0 && chunk.offset <= skip {
             continue;
         }
-        let out = queue
-            .ingest_chunk(
+        // Retried until Redis answers: the script skips a chunk whose
+        // offset is already recorded, so a retry after a lost reply does
+        // not enqueue or count it twice.
+        let write = || {
+            queue.ingest_chunk(
                 &field,
                 chunk.offset,
                 chunk.read,
                 &chunk.accepted,
                 &chunk.refused,
             )
-            .await?;
+        };
+        let Some(out) = retrying(cancel, write).await? else {
+            return Ok(totals);
+        };
         totals.read += chunk.read;
         totals.accepted += out.accepted;
         totals.duplicates += out.duplicates;

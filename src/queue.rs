@@ -58,6 +58,11 @@ impl Keys {
     pub fn wake(&self) -> String {
         self.key("wake")
     }
+    /// The token of the queue's generation (see [`Queue::read`]): a Redis
+    /// that lost its data no longer has it.
+    pub fn epoch(&self) -> String {
+        self.key("epoch")
+    }
     /// One relay's stats hash (see `relay::stats`).
     pub fn relay(&self, url: &str) -> String {
         self.key(&format!("relay:{url}"))
@@ -142,11 +147,16 @@ pub struct ChunkOutcome {
 // count everything, park refused lines in the dead-letter list (within its
 // caps: entries, and bytes as tracked in the stats hash — so no scan is
 // needed; an emptied list resets the byte count), move the source's
-// resume offset, and notify waiting processors.
+// resume offset, and notify waiting processors. A chunk whose offset the
+// source already reached was written before (a retry after a lost reply):
+// it is skipped, so nothing is enqueued or counted twice.
 // KEYS: queue, stats, dead, offsets, wake channel.
 // ARGV: offset_field, offset, read, dead_max_entries, dead_max_bytes, n,
 //       (seen_key, id, payload)*n, m, (reason, raw, size)*m
 const ENQUEUE: &str = r#"
+if ARGV[1] ~= '' and tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '-1') >= tonumber(ARGV[2]) then
+  return {0, 0}
+end
 local i = 7
 local n = tonumber(ARGV[6])
 local acc, dup = 0, 0
@@ -191,8 +201,11 @@ if acc > 0 then redis.call('PUBLISH', KEYS[5], acc) end
 return {acc, dup}
 "#;
 
-// KEYS: queue, acked. ARGV: seq, count. Trims the head once per sequence.
+// KEYS: queue, acked, epoch. ARGV: seq, count, epoch. Trims the head once
+// per sequence, and only in the generation the group was read from (-1:
+// the queue was lost meanwhile; nothing is trimmed).
 const ACK: &str = r#"
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
 local acked = tonumber(redis.call('GET', KEYS[2]) or '0')
 if acked < tonumber(ARGV[1]) then
   redis.call('LTRIM', KEYS[1], tonumber(ARGV[2]), -1)
@@ -202,13 +215,115 @@ end
 return 0
 "#;
 
+/// What an acknowledge did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    Trimmed,
+    /// That sequence was trimmed before.
+    Already,
+    /// The queue is not of the group's generation any more (lost): nothing
+    /// was trimmed.
+    EpochChanged,
+}
+
+/// One read of the queue (see [`Queue::read`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Read {
+    /// The generation's token as Redis has it now.
+    pub epoch: Option<String>,
+    /// The list's length.
+    pub len: u64,
+    pub items: Vec<String>,
+}
+
+/// Redis not answering: since when, and the last error.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outage {
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub error: String,
+}
+
+/// The reconnecting connection, noting when Redis stops answering (every
+/// command of every user goes through it, so an outage is seen by all).
+#[derive(Clone)]
+struct Tracked {
+    inner: ConnectionManager,
+    outage: std::sync::Arc<std::sync::Mutex<Option<Outage>>>,
+}
+
+impl Tracked {
+    fn outage(&self) -> Option<Outage> {
+        self.outage.lock().map_or(None, |o| o.clone())
+    }
+
+    fn note<T>(&self, r: &redis::RedisResult<T>) {
+        let Ok(mut o) = self.outage.lock() else {
+            return;
+        };
+        match r {
+            Ok(_) => *o = None,
+            Err(e) if is_connection_error(e) => {
+                let since = o.as_ref().map_or_else(chrono::Utc::now, |x| x.since);
+                *o = Some(Outage {
+                    since,
+                    error: e.to_string(),
+                });
+            }
+            // Redis answered (with an error): it is reachable.
+            Err(_) => *o = None,
+        }
+    }
+}
+
+/// The error says Redis is not reachable (as opposed to an answer).
+pub fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+}
+
+impl redis::aio::ConnectionLike for Tracked {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let r = self.inner.req_packed_command(cmd).await;
+            self.note(&r);
+            r
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(async move {
+            let r = self
+                .inner
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            self.note(&r);
+            r
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
 /// A namespace's Redis handle. The connection reconnects by itself after
 /// Redis restarts or the link drops (the command in flight fails and is
 /// retried by its caller, like any transient error).
 #[derive(Clone)]
 pub struct Queue {
     client: redis::Client,
-    conn: ConnectionManager,
+    conn: Tracked,
     pub keys: Keys,
     dead_caps: DeadLetterCaps,
     enqueue: std::sync::Arc<redis::Script>,
@@ -245,7 +360,10 @@ impl Queue {
             .map_err(redis_err(url))?;
         Ok(Queue {
             client,
-            conn,
+            conn: Tracked {
+                inner: conn,
+                outage: Default::default(),
+            },
             keys,
             dead_caps: DeadLetterCaps::default(),
             enqueue: std::sync::Arc::new(redis::Script::new(ENQUEUE)),
@@ -324,6 +442,11 @@ impl Queue {
                     tracing::debug!(error = %e, "cannot subscribe to the Redis wake channel; retrying in {delay:?}");
                 }
             }
+            // Redis went away: an idle pipeline looks at once, so that it
+            // shows Redis as unreachable (and retries) instead of idling.
+            if to.try_send(crate::pipeline::Signal::Work).is_err() && to.is_closed() {
+                return;
+            }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
@@ -362,17 +485,105 @@ impl Queue {
             .await?)
     }
 
-    /// Removes the `count` head elements consumed by batch `seq` (once).
-    pub async fn ack(&self, seq: i64, count: i64) -> Result<bool> {
+    /// Removes the `count` head elements consumed by batch `seq` (once),
+    /// if the queue is still of generation `epoch`.
+    pub async fn ack(&self, seq: i64, count: i64, epoch: &str) -> Result<Acked> {
         let done: i64 = self
             .ack
             .key(&self.keys.queue)
             .key(self.keys.acked())
+            .key(self.keys.epoch())
             .arg(seq)
             .arg(count)
+            .arg(epoch)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(done == 1)
+        Ok(match done {
+            1 => Acked::Trimmed,
+            0 => Acked::Already,
+            _ => Acked::EpochChanged,
+        })
+    }
+
+    /// The queue generation's token, if Redis has one.
+    pub async fn epoch(&self) -> Result<Option<String>> {
+        Ok(redis::cmd("GET")
+            .arg(self.keys.epoch())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Starts a new queue generation whose position is group `acked`
+    /// (both in one transaction) and returns its token.
+    pub async fn new_epoch(&self, acked: i64) -> Result<String> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let token = format!(
+            "{nanos:x}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let () = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.keys.epoch())
+            .arg(&token)
+            .ignore()
+            .cmd("SET")
+            .arg(self.keys.acked())
+            .arg(acked)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(token)
+    }
+
+    /// `n` elements from position `start`, read in one transaction with
+    /// the generation token and the list's length — so that a queue lost
+    /// and refilled in between is never read at a stale position.
+    pub async fn read(&self, start: i64, n: usize) -> Result<Read> {
+        let (epoch, len, items): (Option<String>, u64, Vec<String>) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(self.keys.epoch())
+            .cmd("LLEN")
+            .arg(&self.keys.queue)
+            .cmd("LRANGE")
+            .arg(&self.keys.queue)
+            .arg(start)
+            .arg(start + n as i64 - 1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(Read { epoch, len, items })
+    }
+
+    /// What Redis persists (`CONFIG GET appendonly`, `save`); `None` when
+    /// CONFIG is not allowed (managed Redis services often rename it).
+    pub async fn persistence(&self) -> Option<dvmtop_core::alert::Persistence> {
+        let get = |name: &'static str| {
+            let mut conn = self.conn.clone();
+            async move {
+                let v: Vec<String> = redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg(name)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                v.get(1).cloned()
+            }
+        };
+        let aof = get("appendonly").await?;
+        let save = get("save").await?;
+        Some(dvmtop_core::alert::Persistence::from_config(&aof, &save))
+    }
+
+    /// Since when Redis has not answered (any user of this handle: ingest,
+    /// relays, the processor), and the error; `None` when the last command
+    /// succeeded.
+    pub fn outage(&self) -> Option<Outage> {
+        self.conn.outage()
     }
 
     pub async fn acked(&self) -> Result<Option<i64>> {

@@ -141,7 +141,14 @@ fn a_truncated_array_keeps_every_complete_element_and_fails_naming_the_offset() 
     assert_eq!(s["accepted"], 999, "{s}");
     assert_eq!(s["processed"], 999, "{s}");
     assert_eq!(s["queue_depth"], 0, "{s}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| !l.starts_with("warning:"))
+            .count(),
+        1,
+        "one line besides a warning that the test Redis persists nothing: {stderr}"
+    );
     assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
     assert!(
         stderr.contains(&format!("byte {cut}")),
@@ -272,7 +279,14 @@ fn a_truncated_gzip_keeps_every_complete_line_and_fails_naming_the_offset() {
         s["rejected"]["malformed"], 0,
         "the cut line is not processed: {s}"
     );
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| !l.starts_with("warning:"))
+            .count(),
+        1,
+        "one line besides a warning that the test Redis persists nothing: {stderr}"
+    );
     assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
     assert!(
         stderr.contains(&format!("byte {}", prefix.len())),

@@ -44,6 +44,9 @@ const VACUUM_EVERY: u32 = 4;
 pub(super) struct Committer<S, Q> {
     pub(super) store: S,
     pub(super) queue: Q,
+    /// The queue generation the groups are read from: a trim happens only
+    /// while Redis still has it (see `queue`).
+    pub(super) epoch: String,
     retention: RetentionConfig,
     backup_dir: Option<PathBuf>,
     /// Sequence of the last group handed over.
@@ -64,6 +67,10 @@ pub(super) struct Committer<S, Q> {
     last_detail_cut: Option<NaiveDate>,
     /// A write failed: the tables are behind the processor's memory.
     pub(super) failed: bool,
+    /// Queue elements released from the read position so far: trimmed
+    /// (which shortens the list by as much), or acknowledged after the
+    /// queue was lost (see `Processor::queue_lost`).
+    pub(super) trimmed: u64,
     /// What commits and cleanups did that is not reported yet.
     pub(super) reports: Vec<Progress>,
 }
@@ -72,6 +79,7 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
     pub(super) fn new(
         store: S,
         queue: Q,
+        epoch: String,
         retention: RetentionConfig,
         backup_dir: Option<PathBuf>,
         last_seq: i64,
@@ -80,6 +88,7 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
         Committer {
             store,
             queue,
+            epoch,
             retention,
             backup_dir,
             last_seq,
@@ -92,6 +101,7 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
             committed_month,
             last_detail_cut: None,
             failed: false,
+            trimmed: 0,
             reports: Vec::new(),
         }
     }
@@ -143,7 +153,20 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
     /// before (never skipped: the next read depends on it).
     pub(super) async fn retry_ack(&mut self) -> Result<()> {
         if let Some((seq, count)) = self.unacked {
-            self.queue.ack(seq, count).await?;
+            match self.queue.ack(seq, count, &self.epoch).await? {
+                crate::queue::Acked::Trimmed => self.trimmed += count.max(0) as u64,
+                crate::queue::Acked::Already => {}
+                // The queue was lost: there is nothing of this group to
+                // trim (the next read finds out and says so); its elements
+                // leave the read position all the same.
+                crate::queue::Acked::EpochChanged => {
+                    self.trimmed += count.max(0) as u64;
+                    tracing::warn!(
+                        seq,
+                        "not trimming group {seq}: the queue it was read from is gone"
+                    );
+                }
+            }
             self.unacked = None;
         }
         Ok(())

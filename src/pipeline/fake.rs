@@ -7,6 +7,7 @@
 
 use super::ports::{DueCleanup, Loaded, QueueOps, Requests, Store};
 use crate::error::{Error, Result};
+use crate::queue::{Acked, Read};
 use crate::store::{Commit, JobRun, PersistedState};
 use chrono::{DateTime, NaiveDate, Utc};
 use dvmtop_core::activity::Entry;
@@ -69,6 +70,8 @@ pub struct Mem {
     pub rollovers_audited: Vec<YearMonth>,
     pub requests: Requests,
     pub awaiting: Option<(YearMonth, bool)>,
+    pub epoch: Option<String>,
+    pub alerts: Vec<dvmtop_core::Alert>,
 }
 
 impl Mem {
@@ -93,6 +96,8 @@ impl Mem {
             cleanups: Vec::new(),
             rollovers_audited: Vec::new(),
             requests: Requests::default(),
+            epoch: None,
+            alerts: Vec::new(),
             ..self.clone()
         }
     }
@@ -170,6 +175,8 @@ impl Store for MemStore {
             book: Entities::from_rows(rows(0), rows(1)),
             months,
             interrupted_jobs: 0,
+            epoch: m.epoch.clone(),
+            alerts: m.alerts.clone(),
         })
     }
 
@@ -337,12 +344,24 @@ impl Store for MemStore {
         self.mem().awaiting = a;
         Ok(())
     }
+
+    async fn set_epoch(&self, epoch: &str) -> Result<()> {
+        self.mem().epoch = Some(epoch.to_owned());
+        Ok(())
+    }
+
+    async fn raise_alert(&self, a: &dvmtop_core::Alert) -> Result<()> {
+        dvmtop_core::alert::upsert(&mut self.mem().alerts, a.clone());
+        Ok(())
+    }
 }
 
 /// The queue: a list, the acknowledged sequence, and faults.
 #[derive(Clone, Default)]
 pub struct MemQueue {
     pub list: Arc<Mutex<(Vec<String>, Option<i64>)>>,
+    /// The generation's token (`None`: as a Redis that lost its data).
+    pub epoch: Arc<Mutex<Option<String>>>,
     pub faults: Arc<Mutex<VecDeque<(Op, Fault)>>>,
 }
 
@@ -358,6 +377,13 @@ impl MemQueue {
     pub fn inject(&self, op: Op, f: Fault) {
         self.faults.lock().expect("faults").push_back((op, f));
     }
+
+    /// As a Redis restarted without its data: list, position and
+    /// generation gone.
+    pub fn lose_everything(&self) {
+        *self.list.lock().expect("queue") = (Vec::new(), None);
+        *self.epoch.lock().expect("epoch") = None;
+    }
 }
 
 impl QueueOps for MemQueue {
@@ -370,28 +396,47 @@ impl QueueOps for MemQueue {
         Ok(())
     }
 
-    async fn ack(&self, seq: i64, count: i64) -> Result<bool> {
+    async fn ack(&self, seq: i64, count: i64, epoch: &str) -> Result<Acked> {
         if fault(&self.faults, Op::Ack).is_some() {
             return Err(transient("ack"));
         }
+        if self.epoch.lock().expect("epoch").as_deref() != Some(epoch) {
+            return Ok(Acked::EpochChanged);
+        }
         let mut q = self.list.lock().expect("queue");
         if q.1.unwrap_or(0) >= seq {
-            return Ok(false);
+            return Ok(Acked::Already);
         }
         let n = (count.max(0) as usize).min(q.0.len());
         q.0.drain(..n);
         q.1 = Some(seq);
-        Ok(true)
+        Ok(Acked::Trimmed)
     }
 
-    async fn range(&self, start: i64, n: usize) -> Result<Vec<String>> {
+    async fn read(&self, start: i64, n: usize) -> Result<Read> {
         if fault(&self.faults, Op::Range).is_some() {
             return Err(transient("range"));
         }
         let q = self.list.lock().expect("queue");
-        let start = (start.max(0) as usize).min(q.0.len());
-        let end = (start + n).min(q.0.len());
-        Ok(q.0[start..end].to_vec())
+        let from = (start.max(0) as usize).min(q.0.len());
+        let end = (from + n).min(q.0.len());
+        Ok(Read {
+            epoch: self.epoch.lock().expect("epoch").clone(),
+            len: q.0.len() as u64,
+            items: q.0[from..end].to_vec(),
+        })
+    }
+
+    async fn epoch(&self) -> Result<Option<String>> {
+        Ok(self.epoch.lock().expect("epoch").clone())
+    }
+
+    async fn new_epoch(&self, acked: i64) -> Result<String> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let token = format!("e{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        *self.epoch.lock().expect("epoch") = Some(token.clone());
+        self.list.lock().expect("queue").1 = Some(acked);
+        Ok(token)
     }
 
     async fn depth(&self) -> Result<u64> {

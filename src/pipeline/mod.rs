@@ -102,6 +102,9 @@ pub enum Progress {
     Cleanup(JobRun),
     /// The loop paused (after a stepping command) or resumed.
     Paused(bool),
+    /// Something the operator must see (see [`dvmtop_core::alert`]); also
+    /// recorded in PostgreSQL.
+    Alert(dvmtop_core::Alert),
     /// A transient error; the step is retried after `millis`.
     Retrying {
         error: String,

@@ -5,7 +5,7 @@
 //! on demand, so every failure branch of the shell runs in a unit test.
 
 use crate::error::Result;
-use crate::queue::Queue;
+use crate::queue::{Acked, Queue, Read};
 use crate::store::{Commit, Db, JobRun, PersistedState};
 use chrono::{DateTime, NaiveDate, Utc};
 use dvmtop_core::activity::Entry;
@@ -31,6 +31,10 @@ pub struct Loaded {
     pub months: BTreeMap<YearMonth, MonthAcc>,
     /// Job runs a crash left "running", now marked interrupted.
     pub interrupted_jobs: u64,
+    /// The Redis queue generation the committed position refers to.
+    pub epoch: Option<String>,
+    /// The current alerts.
+    pub alerts: Vec<dvmtop_core::Alert>,
 }
 
 /// A daily cleanup decided on the entity book but not written yet.
@@ -103,6 +107,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// other processes.
     fn set_awaiting(&self, a: Option<(YearMonth, bool)>)
     -> impl Future<Output = Result<()>> + Send;
+    /// Records the Redis queue generation the committed position refers to.
+    fn set_epoch(&self, epoch: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Records an alert for every view (and later `status` runs).
+    fn raise_alert(&self, a: &dvmtop_core::Alert) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// Redis as the processor uses it.
@@ -110,10 +118,20 @@ pub trait QueueOps: Clone + Send + Sync + 'static {
     /// The last acknowledged group sequence.
     fn acked(&self) -> impl Future<Output = Result<Option<i64>>> + Send;
     fn set_acked(&self, seq: i64) -> impl Future<Output = Result<()>> + Send;
-    /// Trims the `count` head elements of group `seq` (once per sequence).
-    fn ack(&self, seq: i64, count: i64) -> impl Future<Output = Result<bool>> + Send;
-    /// `n` elements from `start`, without removing them.
-    fn range(&self, start: i64, n: usize) -> impl Future<Output = Result<Vec<String>>> + Send;
+    /// Trims the `count` head elements of group `seq` (once per sequence),
+    /// only while the queue is of generation `epoch`.
+    fn ack(&self, seq: i64, count: i64, epoch: &str) -> impl Future<Output = Result<Acked>> + Send;
+    /// `n` elements from `start`, without removing them, with the
+    /// generation's token and the list's length (one transaction).
+    fn read(&self, start: i64, n: usize) -> impl Future<Output = Result<Read>> + Send;
+    /// The generation's token, if any.
+    fn epoch(&self) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Starts a new generation positioned at group `acked`; its token.
+    fn new_epoch(&self, acked: i64) -> impl Future<Output = Result<String>> + Send;
+    /// Since when Redis has not answered, if it does not.
+    fn outage(&self) -> Option<crate::queue::Outage> {
+        None
+    }
     fn depth(&self) -> impl Future<Output = Result<u64>> + Send;
     /// Drops the ingest dedup sets of days before `day` (closed months).
     fn forget_seen_before(&self, day: NaiveDate) -> impl Future<Output = Result<u64>> + Send;
@@ -138,6 +156,8 @@ impl Store for Db {
             months,
             state,
             interrupted_jobs,
+            epoch: self.redis_epoch().await?,
+            alerts: self.alerts().await?,
         })
     }
 
@@ -206,6 +226,14 @@ impl Store for Db {
     async fn set_awaiting(&self, a: Option<(YearMonth, bool)>) -> Result<()> {
         Db::set_awaiting(self, a).await
     }
+
+    async fn set_epoch(&self, epoch: &str) -> Result<()> {
+        self.set_redis_epoch(epoch).await
+    }
+
+    async fn raise_alert(&self, a: &dvmtop_core::Alert) -> Result<()> {
+        Db::raise_alert(self, a).await
+    }
 }
 
 impl QueueOps for Queue {
@@ -215,11 +243,27 @@ impl QueueOps for Queue {
     async fn set_acked(&self, seq: i64) -> Result<()> {
         Queue::set_acked(self, seq).await
     }
-    async fn ack(&self, seq: i64, count: i64) -> Result<bool> {
-        Queue::ack(self, seq, count).await
+    async fn ack(&self, seq: i64, count: i64, epoch: &str) -> Result<Acked> {
+        Queue::ack(self, seq, count, epoch).await
     }
-    async fn range(&self, start: i64, n: usize) -> Result<Vec<String>> {
-        Queue::range(self, start, n).await
+    async fn read(&self, start: i64, n: usize) -> Result<Read> {
+        if n == 0 {
+            return Ok(Read {
+                epoch: Queue::epoch(self).await?,
+                len: Queue::depth(self).await?,
+                items: Vec::new(),
+            });
+        }
+        Queue::read(self, start, n).await
+    }
+    async fn epoch(&self) -> Result<Option<String>> {
+        Queue::epoch(self).await
+    }
+    async fn new_epoch(&self, acked: i64) -> Result<String> {
+        Queue::new_epoch(self, acked).await
+    }
+    fn outage(&self) -> Option<crate::queue::Outage> {
+        Queue::outage(self)
     }
     async fn depth(&self) -> Result<u64> {
         Queue::depth(self).await

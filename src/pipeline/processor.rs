@@ -52,6 +52,11 @@ pub struct Processor<S = Db, Q = Queue> {
     awaiting: Option<Awaiting>,
     /// What [`Store::set_awaiting`] last recorded.
     awaiting_stored: Option<Option<Awaiting>>,
+    /// The queue's length at the last read (of the current generation),
+    /// and the committer's trim count then.
+    last_len: Option<(u64, u64)>,
+    /// The current alerts (loaded, and raised by this processor).
+    alerts: Vec<dvmtop_core::Alert>,
 }
 
 fn now_unix() -> i64 {
@@ -74,32 +79,16 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
                 "job runs interrupted by an earlier stop are marked so"
             );
         }
-        match queue.acked().await? {
-            None if st.last_seq == 0 => queue.set_acked(0).await?,
-            None => {
-                tracing::warn!(
-                    seq = st.last_seq,
-                    "Redis has no queue position for this namespace (restarted?); continuing after the last committed group"
-                );
-                queue.set_acked(st.last_seq).await?;
+        let mut alerts = loaded.alerts;
+        let epoch = match open_queue(&store, &queue, &st, loaded.epoch).await? {
+            (epoch, None) => epoch,
+            (epoch, Some(lost)) => {
+                tracing::error!(alert = %lost.message, "queue lost");
+                store.raise_alert(&lost).await?;
+                dvmtop_core::alert::upsert(&mut alerts, lost);
+                epoch
             }
-            Some(a) if a < st.last_seq => {
-                tracing::info!(
-                    seq = st.last_seq,
-                    count = st.last_count,
-                    "completing the acknowledge of the last committed group"
-                );
-                queue.ack(st.last_seq, st.last_count).await?;
-            }
-            Some(a) if a > st.last_seq => {
-                return Err(Error::Namespace(format!(
-                    "namespace {}: Redis has acknowledged group {a} but PostgreSQL only holds {}; the two were reset separately: start over with --fresh",
-                    store.namespace(),
-                    st.last_seq
-                )));
-            }
-            Some(_) => {}
-        }
+        };
         let v = &settings.validation;
         let mut group = Group::default();
         let mut overflow = Vec::new();
@@ -129,6 +118,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         let c = Committer::new(
             store,
             queue,
+            epoch,
             settings.retention,
             settings.backup_dir.clone(),
             st.last_seq,
@@ -148,6 +138,8 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
             last_snapshot: None,
             awaiting: None,
             awaiting_stored: None,
+            last_len: None,
+            alerts,
         })
     }
 
@@ -300,11 +292,14 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         }
         let started = Instant::now();
         let room = self.settings.batch_size.saturating_sub(self.overflow.len());
-        let mut raw = if room == 0 {
-            Vec::new()
-        } else {
-            self.c.queue.range(self.head_offset(), room).await?
-        };
+        let read = self.c.queue.read(self.head_offset(), room).await?;
+        if read.epoch.as_deref() != Some(self.c.epoch.as_str())
+            || (read.len as i64) < self.head_offset()
+        {
+            return self.queue_lost(read).await;
+        }
+        self.last_len = Some((read.len, self.c.trimmed));
+        let mut raw = read.items;
         self.caught_up = raw.len() < room;
         let now = now_unix();
         let mut fresh: Vec<(usize, Item)> = Vec::with_capacity(raw.len());
@@ -634,8 +629,153 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         }
     }
 
+    /// The current alerts (loaded at start, and raised since).
+    pub fn alerts(&self) -> &[dvmtop_core::Alert] {
+        &self.alerts
+    }
+
+    /// Since when Redis has not answered, if it does not.
+    pub fn redis_outage(&self) -> Option<crate::queue::Outage> {
+        self.c.queue.outage()
+    }
+
+    /// The queue was lost under a running pipeline: Redis came back
+    /// without its data (or was flushed), or the list is shorter than what
+    /// was read from it. What was read is in memory and is committed; what
+    /// was queued behind it is gone, and said so. The new generation
+    /// starts before that commit, so the commit's acknowledge cannot trim
+    /// anything of the new list; reading goes on from its head.
+    async fn queue_lost(&mut self, read: crate::queue::Read) -> Result<Progress> {
+        let head = self.head_offset() as u64;
+        // Elements behind the read position at the last read; trims since
+        // (and acknowledges refused because the queue was gone) moved the
+        // position and, for trims, shortened the list alike.
+        let unread = self.last_len.take().map(|(len, trimmed)| {
+            len.saturating_sub(self.c.trimmed - trimmed)
+                .saturating_sub(head)
+        });
+        let old_epoch = self.c.epoch.clone();
+        let new = self.c.queue.new_epoch(self.c.next_seq() - 1).await?;
+        self.commit().await?;
+        self.c.queue.set_acked(self.c.committed_seq()).await?;
+        self.c.epoch = new.clone();
+        self.c.store.set_epoch(&new).await?;
+        let why = if read.epoch.as_deref() == Some(old_epoch.as_str()) {
+            format!(
+                "the queue list is shorter ({}) than the {head} elements already read from it (something else trimmed or popped it)",
+                read.len
+            )
+        } else {
+            "Redis restarted without its data (or was flushed)".to_owned()
+        };
+        let what = match unread {
+            Some(n) => format!("at least {n} queued events not yet processed are gone"),
+            None => "queued events not yet processed are gone".to_owned(),
+        };
+        let alert = lost_alert(self.c.store.namespace(), &why, &what);
+        tracing::error!(alert = %alert.message, "queue lost");
+        self.c.store.raise_alert(&alert).await?;
+        dvmtop_core::alert::upsert(&mut self.alerts, alert.clone());
+        Ok(Progress::Alert(alert))
+    }
+
     /// Whether queue and overflow are both empty (once committed).
     pub async fn drained(&self) -> Result<bool> {
         Ok(self.overflow.is_empty() && self.c.queue.depth().await? as i64 <= self.head_offset())
     }
+}
+
+/// Checks the queue against the committed position at start-up and
+/// finishes an interrupted acknowledge. Returns the generation to read,
+/// and an alert when the queue was lost (a new generation then starts at
+/// the committed position; nothing is trimmed).
+async fn open_queue<S: Store, Q: QueueOps>(
+    store: &S,
+    queue: &Q,
+    st: &crate::store::PersistedState,
+    stored: Option<String>,
+) -> Result<(String, Option<dvmtop_core::Alert>)> {
+    let ns = store.namespace();
+    let redis = queue.epoch().await?;
+    let acked = queue.acked().await?;
+    let lost = |why: &str| {
+        lost_alert(
+            ns,
+            why,
+            "queued events that were not processed are gone (how many is not known)",
+        )
+    };
+    let why = match (&stored, &redis) {
+        (Some(p), Some(r)) if p == r => None,
+        (Some(_), _) => Some("Redis restarted without its data (or was flushed)"),
+        // Before the generation existed (or a new namespace): a committed
+        // position without Redis's is a loss too.
+        (None, _) if acked.is_none() && st.last_seq > 0 => Some(
+            "Redis has no queue position for this namespace (it restarted without its data, or was flushed)",
+        ),
+        (None, Some(r)) => {
+            store.set_epoch(r).await?;
+            None
+        }
+        (None, None) => {
+            let e = queue.new_epoch(st.last_seq).await?;
+            store.set_epoch(&e).await?;
+            return Ok((e, None));
+        }
+    };
+    if let Some(why) = why {
+        let e = queue.new_epoch(st.last_seq).await?;
+        store.set_epoch(&e).await?;
+        return Ok((e, Some(lost(why))));
+    }
+    let epoch = redis.unwrap_or_default();
+    match acked {
+        None => queue.set_acked(st.last_seq).await?,
+        Some(a) if a < st.last_seq => {
+            let len = queue.read(0, 0).await?.len;
+            if a < st.last_seq - 1 || (len as i64) < st.last_count {
+                // Redis went back to an older snapshot (RDB): its list and
+                // position are from before groups that are committed.
+                let e = queue.new_epoch(st.last_seq).await?;
+                store.set_epoch(&e).await?;
+                return Ok((
+                    e,
+                    Some(lost_alert(
+                        ns,
+                        &format!(
+                            "Redis went back to an older state (its queue position is group {a}, PostgreSQL committed group {}; {len} elements queued)",
+                            st.last_seq
+                        ),
+                        "events queued after that state are gone, and elements already processed may be read again (counted as duplicates)",
+                    )),
+                ));
+            }
+            tracing::info!(
+                seq = st.last_seq,
+                count = st.last_count,
+                "completing the acknowledge of the last committed group"
+            );
+            queue.ack(st.last_seq, st.last_count, &epoch).await?;
+        }
+        Some(a) if a > st.last_seq => {
+            return Err(Error::Namespace(format!(
+                "namespace {ns}: Redis has acknowledged group {a} but PostgreSQL only holds {}; the two were reset separately: start over with --fresh",
+                st.last_seq
+            )));
+        }
+        Some(_) => {}
+    }
+    Ok((epoch, None))
+}
+
+/// The `queue_lost` alert: why, and what it cost.
+fn lost_alert(ns: &str, why: &str, what: &str) -> dvmtop_core::Alert {
+    dvmtop_core::Alert::new(
+        dvmtop_core::alert::QUEUE_LOST,
+        dvmtop_core::Severity::Critical,
+        format!(
+            "queue of namespace {ns} lost: {why}; {what}. Processing goes on with what Redis holds now; re-ingest the sources to recover (already processed events then count as duplicates) and turn on Redis persistence (appendonly yes)"
+        ),
+        chrono::Utc::now(),
+    )
 }

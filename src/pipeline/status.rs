@@ -122,6 +122,14 @@ pub struct PipelineStatus {
     pub processed_per_s: f64,
     /// The entity book (refreshed at most once a second).
     pub entities: Option<EntityCounts>,
+    /// What the operator must see: a lost queue, a Redis that persists
+    /// nothing, … (most severe first).
+    #[serde(default)]
+    pub alerts: Vec<dvmtop_core::Alert>,
+    /// Redis does not answer (since when, the last error); everything that
+    /// needs it waits and retries.
+    #[serde(default)]
+    pub redis_unreachable: Option<crate::queue::Outage>,
 }
 
 /// How many recent batches the latency figures cover.
@@ -249,6 +257,10 @@ impl Publisher {
         n.overflow_days = p.overflow_days();
         n.caught_up = p.caught_up();
         n.committed_seq = p.committed_seq();
+        if n.alerts != p.alerts() {
+            n.alerts = p.alerts().to_vec();
+        }
+        n.redis_unreachable = p.redis_outage();
         // Latency: one window for last, average and maximum.
         n.latency = Latency {
             last_ms: self.latencies.back().copied().unwrap_or(0.0),

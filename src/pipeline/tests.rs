@@ -311,3 +311,101 @@ impl MonthRowFigures {
         })
     }
 }
+
+/// Redis restarts without its data under a running pipeline (issue 13):
+/// what was read is committed, nothing of the new list is trimmed by the
+/// old groups' acknowledges, everything queued afterwards is processed,
+/// and the loss is an alert with what it cost — the tables are those of
+/// a run over exactly the elements that survived.
+#[tokio::test]
+async fn a_lost_queue_is_an_alert_and_nothing_read_or_queued_after_is_lost() {
+    let all = input();
+    let (first, rest) = all.split_at(300);
+    let (store, queue) = (MemStore::default(), MemQueue::default());
+    queue.push(first.to_vec());
+    // A large group: what is read stays uncommitted until the loss.
+    let mut p = Processor::open(store.clone(), queue.clone(), settings(50, 1_000_000))
+        .await
+        .unwrap();
+    let mut read = 0;
+    let mut batches = 0;
+    while batches < 2 {
+        if let Progress::Batch(b) = p.step().await.unwrap() {
+            read += b.consumed;
+            batches += 1;
+        }
+    }
+    assert_eq!(store.mem().state.last_seq, 0, "nothing committed yet");
+    queue.lose_everything();
+    queue.push(rest.to_vec());
+    let (_ctl, mut rx) = mpsc::channel(4);
+    let mut wake = Wake::new(Duration::from_millis(10));
+    let (mut out, _sub) = Publisher::new();
+    let end = super::run(&mut p, &mut rx, &mut wake, || true, &mut out).await;
+    assert_eq!(end.unwrap(), RunEnd::Drained);
+    assert_eq!(queue.len(), 0);
+    let alerts = store.mem().alerts.clone();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, dvmtop_core::alert::QUEUE_LOST);
+    let lost = 300 - read;
+    assert!(
+        alerts[0]
+            .message
+            .contains(&format!("at least {lost} queued events")),
+        "{}",
+        alerts[0].message
+    );
+    assert_eq!(p.alerts(), &alerts[..], "the published status carries it");
+    assert_eq!(store.mem().epoch, *queue.epoch.lock().unwrap());
+
+    let (ref_store, ref_queue) = (MemStore::default(), MemQueue::default());
+    ref_queue.push(first[..read].iter().chain(rest).cloned());
+    assert_eq!(
+        run(&ref_store, &ref_queue, settings(50, 400))
+            .await
+            .unwrap(),
+        RunEnd::Drained
+    );
+    let (a, b) = (ref_store.mem().tables(), store.mem().tables());
+    assert_eq!(a.counters, b.counters);
+    assert_eq!(a.monthly, b.monthly);
+    assert!(
+        a == b,
+        "tables differ from a run over the surviving elements"
+    );
+}
+
+/// A restart finds the queue lost (Redis came back empty while dvmtop was
+/// stopped): an alert, a new generation at the committed position, and
+/// nothing trimmed from what is queued now.
+#[tokio::test]
+async fn a_queue_lost_while_stopped_is_found_at_start() {
+    let all = input();
+    let (store, queue) = (MemStore::default(), MemQueue::default());
+    queue.push(all[..200].to_vec());
+    assert_eq!(
+        run(&store, &queue, settings(50, 400)).await.unwrap(),
+        RunEnd::Drained
+    );
+    assert!(store.mem().state.last_seq > 0);
+    assert!(store.mem().alerts.is_empty());
+    queue.lose_everything();
+    queue.push(all[200..].to_vec());
+    let n = queue.len();
+    let p = Processor::open(store.clone(), queue.clone(), settings(50, 400))
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), n, "nothing trimmed");
+    assert_eq!(p.alerts().len(), 1);
+    assert_eq!(store.mem().alerts[0].kind, dvmtop_core::alert::QUEUE_LOST);
+    drop(p);
+    assert_eq!(
+        run(&store, &queue, settings(50, 400)).await.unwrap(),
+        RunEnd::Drained
+    );
+    assert_eq!(queue.len(), 0);
+    let mut reference = reference().await;
+    let got = store.mem().tables();
+    reference.alerts = got.alerts.clone();
+    assert!(reference == got, "every element processed once");
+}

@@ -152,6 +152,9 @@ pub struct Runtime {
     pub started: Instant,
     /// The namespace's `processed` counter when the run started.
     pub processed_before: u64,
+    /// Redis persists nothing (also in the pipeline's status and in
+    /// PostgreSQL's alerts).
+    pub persistence_alert: Option<dvmtop_core::Alert>,
 }
 
 /// One of the run's tasks ended.
@@ -195,6 +198,7 @@ impl Runtime {
                 .set_holder(&crate::store::Holder::me(mode.name()))
                 .await?;
         }
+        let persistence_alert = check_persistence(&services, cfg).await?;
         let processed_before = services
             .db
             .snapshot()
@@ -335,6 +339,7 @@ impl Runtime {
             alerts,
             started,
             processed_before,
+            persistence_alert,
         })
     }
 
@@ -524,6 +529,41 @@ impl Runtime {
             processed_before: self.processed_before,
             services: self.services,
         }
+    }
+}
+
+/// Reads Redis's persistence settings and records (or clears) the
+/// `redis_not_persistent` alert: the queue is the ground truth, and a
+/// Redis that keeps nothing loses it on a restart.
+async fn check_persistence(
+    services: &Services,
+    cfg: &Config,
+) -> Result<Option<dvmtop_core::Alert>> {
+    use dvmtop_core::alert::REDIS_NOT_PERSISTENT;
+    let Some(p) = services.queue.persistence().await else {
+        tracing::info!(
+            "cannot read Redis's persistence settings (CONFIG is not allowed); not checked"
+        );
+        return Ok(None);
+    };
+    match p.alert(&redacted(&cfg.redis_url), chrono::Utc::now()) {
+        Some(a) => {
+            tracing::warn!(alert = %a.message, "Redis persists nothing");
+            services.db.raise_alert(&a).await?;
+            Ok(Some(a))
+        }
+        None => {
+            services.db.clear_alert(REDIS_NOT_PERSISTENT).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// A service URL without its password, for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+        _ => url.to_owned(),
     }
 }
 

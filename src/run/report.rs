@@ -15,6 +15,10 @@ pub struct Reporter<F: FnMut(Value)> {
     reported_processed: u64,
     /// The month whose wait was announced.
     waiting: Option<YearMonth>,
+    /// Alerts already said (kind, since, message).
+    alerted: Vec<(String, String)>,
+    /// Redis unreachable since (already said).
+    unreachable: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl<F: FnMut(Value)> Reporter<F> {
@@ -24,6 +28,8 @@ impl<F: FnMut(Value)> Reporter<F> {
             last_progress: None,
             reported_processed: 0,
             waiting: None,
+            alerted: Vec::new(),
+            unreachable: None,
         }
     }
 
@@ -34,7 +40,36 @@ impl<F: FnMut(Value)> Reporter<F> {
     /// A new snapshot: a progress line when batches ran (at most once a
     /// second, or at once when `last`), and the wait for a confirmation
     /// when it starts.
+    /// Says each new alert once: a JSON line, and a line on stderr (the
+    /// operator of a headless run may not read the JSON).
+    fn alerts(&mut self, s: &PipelineStatus) {
+        for a in &s.alerts {
+            let key = (a.kind.clone(), a.message.clone());
+            if self.alerted.contains(&key) {
+                continue;
+            }
+            self.alerted.push(key);
+            eprintln!("{}", a.line());
+            (self.out)(json!({"event": "alert", "alert": a}));
+        }
+        match &s.redis_unreachable {
+            Some(o) if self.unreachable != Some(o.since) => {
+                self.unreachable = Some(o.since);
+                (self.out)(json!({
+                    "event": "redis_unreachable", "since": o.since, "error": o.error,
+                    "message": format!("Redis unreachable since {}, retrying: {}", o.since.format("%H:%M:%S UTC"), o.error),
+                }));
+            }
+            None if self.unreachable.is_some() => {
+                self.unreachable = None;
+                (self.out)(json!({"event": "redis_reachable"}));
+            }
+            _ => {}
+        }
+    }
+
     pub fn status(&mut self, s: &PipelineStatus, last: bool) {
+        self.alerts(s);
         let moved = s.session.processed != self.reported_processed;
         let due = self
             .last_progress
@@ -117,7 +152,9 @@ impl<F: FnMut(Value)> Reporter<F> {
             Progress::Init(m) => {
                 (self.out)(json!({"event": "month_opened", "month": m.to_string()}))
             }
-            Progress::Batch(_)
+            // Said from the status snapshot, which carries every alert.
+            Progress::Alert(_)
+            | Progress::Batch(_)
             | Progress::Committed(_)
             | Progress::DayAdvanced { .. }
             | Progress::Idle

@@ -1,21 +1,24 @@
 //! PostgreSQL: connection and namespace (schema) management, migrations,
 //! the namespace lock, and the committed pipeline state.
 
+mod alert_facts;
 mod alerts;
 mod audit;
 mod commit;
 mod figures;
 mod load;
+mod namespace;
 mod published;
 mod rollover;
 mod status;
 mod views;
 
-pub use alerts::StoredAlerts;
+pub use alert_facts::StoredAlerts;
 pub use audit::JobRun;
 pub use commit::Commit;
 pub use dvmtop_core::MonthRow;
 pub use figures::{BOUNDED_TABLES, Figures};
+pub use namespace::{MARKER, validate_namespace};
 pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
 pub use rollover::upsert_month;
@@ -28,25 +31,6 @@ use dvmtop_core::clock::ClockState;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 use std::str::FromStr;
-
-/// `[a-z_][a-z0-9_]*`, at most 48 characters: safe as a schema name and a
-/// Redis key prefix without quoting.
-pub fn validate_namespace(ns: &str) -> Result<()> {
-    let ok = !ns.is_empty()
-        && ns.len() <= 48
-        && ns.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && ns
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !ns.starts_with("pg_");
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Config(format!(
-            "invalid namespace {ns:?}: use lowercase letters, digits and _, starting with a letter (max 48)"
-        )))
-    }
-}
 
 fn describe(opts: &PgConnectOptions) -> String {
     format!(
@@ -109,18 +93,9 @@ impl Db {
             .map_err(|e| Error::Config(format!("invalid DATABASE_URL {url:?}: {e}")))?
             .log_statements(tracing::log::LevelFilter::Trace);
         let mut admin = connect_admin(&base).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE SCHEMA IF NOT EXISTS {namespace}"
-        )))
-        .execute(&mut admin)
-        .await
-        .or_else(|e| match &e {
-            // Two processes racing to create it.
-            sqlx::Error::Database(d) if d.code().as_deref() == Some("23505") => {
-                Ok(Default::default())
-            }
-            _ => Err(e),
-        })?;
+        // Only a schema dvmtop created (or an unmarked one holding its
+        // tables, from before the marker) is used; see `namespace`.
+        namespace::ensure(&mut admin, namespace).await?;
         admin.close().await.ok();
         let opts = base.options([("search_path", namespace), ("TimeZone", "UTC")]);
         let pool = PgPoolOptions::new()
@@ -192,29 +167,29 @@ impl Db {
         .await?)
     }
 
-    /// Drops and recreates the schema (empty, not migrated).
+    /// Drops and recreates the schema (empty, not migrated) — only one
+    /// dvmtop created; any other is refused.
     pub async fn wipe(&self) -> Result<()> {
-        let ns = &self.namespace;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {ns} CASCADE"
-        )))
-        .execute(&self.pool)
-        .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {ns}")))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        namespace::recreate(&mut conn, &self.namespace).await
     }
 
-    /// Drops the schema for good (tests clean up with this).
+    /// Drops the schema for good (tests clean up with this) — only one
+    /// dvmtop created.
     pub async fn drop_namespace(&self) -> Result<()> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            self.namespace
-        )))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        match namespace::owner(&mut conn, &self.namespace).await? {
+            namespace::Owner::Dvmtop | namespace::Owner::Legacy => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA {} CASCADE",
+                    self.namespace
+                )))
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     pub async fn load_state(&self) -> Result<PersistedState> {

@@ -26,11 +26,13 @@ pub fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
         too_small(f, area, app, t);
         return;
     }
-    let banner_h = u16::from(!app.alerts.is_empty());
-    let [title, state, banner, note, body, foot] = Layout::vertical([
+    // Alerts (a lost queue, Redis unreachable or not persisting) take a
+    // line each under the state line, at most two; none: no line.
+    let banner = status::banner_lines(app);
+    let [title, state, alerts, note, body, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
-        Constraint::Length(banner_h),
+        Constraint::Length(banner.len().min(2) as u16),
         Constraint::Length(1),
         Constraint::Min(0),
         Constraint::Length(1),
@@ -38,7 +40,7 @@ pub fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
     .areas(area);
     status::title(f, title, app, t);
     status::state(f, state, app, t);
-    status::alerts(f, banner, app, t);
+    status::banner(f, alerts, &banner, t);
     status::note(f, note, app, t);
     match app.current_view() {
         View::History => history(f, body, app, t),

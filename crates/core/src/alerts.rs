@@ -16,23 +16,7 @@ use std::collections::VecDeque;
 /// How often the holder samples the queue and dead letters.
 pub const SAMPLE_EVERY_S: i64 = 15;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Warning,
-    Critical,
-}
-
-/// One alert, as `status --json` prints it: `kind` is a stable
-/// snake_case name other tools may match on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Alert {
-    pub kind: String,
-    pub severity: Severity,
-    pub message: String,
-    /// Since when the condition holds, where known.
-    pub since: Option<DateTime<Utc>>,
-}
+pub use crate::alert::{Alert, Severity};
 
 /// Alert thresholds (flags `--alert-*`, the config file's `[alerts]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +143,7 @@ pub fn evaluate(now: DateTime<Utc>, f: &Facts, trends: &Trends, t: &Thresholds) 
                 "the rollover of {m} waits for confirmation{} (dvmtop confirm, or c in the TUI)",
                 since.map_or_else(String::new, |s| format!(" for {}", ago(now, s)))
             ),
-            since,
+            since: since.unwrap_or(now),
         });
     }
     if let Some(s) = trends.growing_since
@@ -173,7 +157,7 @@ pub fn evaluate(now: DateTime<Utc>, f: &Facts, trends: &Trends, t: &Thresholds) 
                 ago(now, s),
                 trends.depth.unwrap_or(0)
             ),
-            since: Some(s),
+            since: s,
         });
     }
     if let Some(clock) = f.live_clock {
@@ -187,7 +171,7 @@ pub fn evaluate(now: DateTime<Utc>, f: &Facts, trends: &Trends, t: &Thresholds) 
                     ago(now, now - Duration::seconds(lag)),
                     t.lag_min
                 ),
-                since: DateTime::from_timestamp(clock, 0),
+                since: DateTime::from_timestamp(clock, 0).unwrap_or(now),
             });
         }
     }
@@ -204,7 +188,7 @@ pub fn evaluate(now: DateTime<Utc>, f: &Facts, trends: &Trends, t: &Thresholds) 
                     r.down_since
                         .map_or_else(String::new, |s| format!(" for {}", ago(now, s)))
                 ),
-                since: r.down_since,
+                since: r.down_since.unwrap_or(now),
             });
         }
     }
@@ -217,7 +201,7 @@ pub fn evaluate(now: DateTime<Utc>, f: &Facts, trends: &Trends, t: &Thresholds) 
                 "{added} new dead letters in the last {} min (see dvmtop status --json, dead_letters)",
                 t.dead_letters_window_min
             ),
-            since: trends.dead_letters.front().map(|s| s.0),
+            since: trends.dead_letters.front().map_or(now, |s| s.0),
         });
     }
     let recent = Duration::hours(i64::from(t.failed_job_hours));
@@ -232,7 +216,7 @@ pub fn evaluate(now: DateTime<Utc>, f: &Facts, trends: &Trends, t: &Thresholds) 
                 ago(now, j.at),
                 j.detail
             ),
-            since: Some(j.at),
+            since: j.at,
         });
     }
     out.sort_by_key(|a| std::cmp::Reverse(a.severity));
@@ -266,7 +250,7 @@ mod tests {
         };
         let a = evaluate(at(90), &f, &Trends::default(), &Thresholds::default());
         assert_eq!(kinds(&a), ["rollover_waiting"]);
-        assert_eq!(a[0].since, Some(at(0)));
+        assert_eq!(a[0].since, at(0));
         assert!(a[0].message.contains("2024-01") && a[0].message.contains("90 min"));
     }
 
@@ -283,7 +267,7 @@ mod tests {
         tr.sample(at(12), 200, 0, &t); // unchanged: still growing
         let a = evaluate(at(12), &Facts::default(), &tr, &t);
         assert_eq!(kinds(&a), ["queue_growing"]);
-        assert_eq!(a[0].since, Some(at(1)));
+        assert_eq!(a[0].since, at(1));
         tr.sample(at(13), 150, 0, &t);
         assert!(evaluate(at(13), &Facts::default(), &tr, &t).is_empty());
     }

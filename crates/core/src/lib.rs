@@ -10,6 +10,7 @@
 //! crate) reads and writes; the core is tested exhaustively on its own.
 
 pub mod activity;
+pub mod alert;
 pub mod alerts;
 pub mod analyze;
 pub mod clock;
@@ -18,11 +19,13 @@ pub mod item;
 pub mod job;
 pub mod keys;
 pub mod month;
+pub mod namespace;
 pub mod retention;
 pub mod role;
 pub mod time;
 pub mod windows;
 
+pub use alert::{Alert, Severity};
 pub use item::{Item, Profile};
 pub use job::{Job, Outcome};
 pub use keys::Pubkey;

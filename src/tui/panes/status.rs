@@ -150,6 +150,65 @@ pub fn state(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     f.render_widget(Paragraph::new(line), area);
 }
 
+/// The banner: one line per alert, the most severe first, then Redis
+/// being unreachable (with since when).
+pub fn banner_lines(app: &App) -> Vec<(Level, String)> {
+    let s = &app.status;
+    let mut out: Vec<(Level, String)> = s
+        .alerts
+        .iter()
+        .map(|a| {
+            let level = match a.severity {
+                dvmtop_core::Severity::Critical => Level::Error,
+                dvmtop_core::Severity::Warning => Level::Warn,
+            };
+            (level, a.line())
+        })
+        .collect();
+    // The alert monitor's (or, watching, the holder's) evaluated rules,
+    // after the pipeline's own, one line per kind.
+    for a in &app.alerts {
+        if !s.alerts.iter().any(|b| b.kind == a.kind) {
+            let level = match a.severity {
+                dvmtop_core::Severity::Critical => Level::Error,
+                dvmtop_core::Severity::Warning => Level::Warn,
+            };
+            out.push((level, format!("{}: {}", a.kind, a.message)));
+        }
+    }
+    if let Some(o) = &s.redis_unreachable {
+        out.insert(
+            0,
+            (
+                Level::Error,
+                format!(
+                    "Redis unreachable since {}, retrying: {}",
+                    o.since.format("%H:%M:%S UTC"),
+                    o.error
+                ),
+            ),
+        );
+    }
+    out
+}
+
+pub fn banner(f: &mut Frame, area: Rect, lines: &[(Level, String)], t: &Theme) {
+    let lines: Vec<Line> = lines
+        .iter()
+        .take(area.height as usize)
+        .map(|(level, text)| {
+            Line::from(vec![
+                Span::styled(
+                    " ▲ ",
+                    level_style(t, *level).add_modifier(ratatui::style::Modifier::BOLD),
+                ),
+                Span::styled(text.clone(), level_style(t, *level)),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), area);
+}
+
 pub fn note(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let Some(n) = &app.note else { return };
     let mark = match n.level {
@@ -164,23 +223,4 @@ pub fn note(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         ])),
         area,
     );
-}
-
-/// The alert banner: the most severe alert, and how many more (all of
-/// them are in `dvmtop status --json`). Shown only while an alert holds.
-pub fn alerts(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
-    let Some(first) = app.alerts.first() else {
-        return;
-    };
-    let style = match first.severity {
-        dvmtop_core::alerts::Severity::Critical => t.error(),
-        dvmtop_core::alerts::Severity::Warning => t.warn(),
-    }
-    .add_modifier(ratatui::style::Modifier::REVERSED);
-    let more = match app.alerts.len() {
-        1 => String::new(),
-        n => format!(" (+{} more: dvmtop status)", n - 1),
-    };
-    let text = format!(" ⚑ ALERT {}: {}{more} ", first.kind, first.message);
-    f.render_widget(Paragraph::new(Line::styled(text, style)), area);
 }

@@ -170,3 +170,32 @@ fn render_time_per_frame() {
         "{per:?} per frame"
     );
 }
+
+#[test]
+fn alerts_and_an_unreachable_redis_are_a_banner_under_the_state_line() {
+    let t = chrono::DateTime::parse_from_rfc3339("2026-01-02T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    let mut app = busy_app();
+    app.status.alerts = vec![dvmtop_core::Alert::new(
+        dvmtop_core::alert::QUEUE_LOST,
+        dvmtop_core::Severity::Critical,
+        "queue of namespace x lost: Redis restarted without its data",
+        t,
+    )];
+    app.status.redis_unreachable = Some(crate::queue::Outage {
+        since: t,
+        error: "Connection refused".into(),
+    });
+    let text = format!("{}", draw(&app, 80, 24).backend());
+    assert!(
+        text.contains("▲ Redis unreachable since 12:00:00 UTC, retrying"),
+        "{text}"
+    );
+    assert!(
+        text.contains("▲ error: queue of namespace x lost"),
+        "{text}"
+    );
+    let text = format!("{}", draw(&busy_app(), 80, 24).backend());
+    assert!(!text.contains('▲'), "no alert, no banner: {text}");
+}

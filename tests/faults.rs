@@ -1,0 +1,359 @@
+//! Redis faults under a running dvmtop (issue 13), each against a Redis
+//! of the test's own (`common::fault`); PostgreSQL is the shared server
+//! (never restarted here), one namespace per run.
+//!
+//! * With AOF, Redis killed and started again mid-backtest and mid-serve:
+//!   the run finishes without a restart of dvmtop, with the tables of an
+//!   uninterrupted run, and no loss reported.
+//! * Without persistence, the queue lost under `serve`: said on stderr and
+//!   in `status --json` (`alerts`), and still there after dvmtop stopped.
+//! * `ingest` waits for Redis instead of exiting.
+
+mod common;
+use common::fault::{Redis, RedisOpts, ScratchDir};
+use common::process::{Dvmtop, Running, generate};
+use common::{TestNs, database_url, table_dump};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Every table an uninterrupted run is compared on.
+const TABLES: [(&str, &str, &[&str]); 12] = [
+    ("monthly_activity", "year_month", &["created_at"]),
+    ("dvms", "id", &[]),
+    ("users", "id", &[]),
+    ("global_stats_rollups", "id", &[]),
+    ("entity_activity", "day, role", &[]),
+    ("dvm_stats_rollups", "day, dvm", &[]),
+    ("kind_stats_rollups", "day, kind", &[]),
+    ("kind_dvm_support", "kind, dvm", &[]),
+    ("counters", "name", &[]),
+    ("dead_letters", "reason, payload", &["pos", "recorded_at"]),
+    ("overflow", "id", &[]),
+    ("dvm_profiles", "id", &[]),
+];
+
+fn input(dir: &Path, months: &str, per_day: &str) -> PathBuf {
+    let f = dir.join("in.jsonl");
+    generate(
+        &[
+            "--months",
+            months,
+            "--events-per-day",
+            per_day,
+            "--seed",
+            "13",
+        ],
+        &f,
+    );
+    f
+}
+
+/// The reference: the same backtest on the shared Redis, uninterrupted.
+fn reference(input: &Path) -> TestNs {
+    let ns = TestNs::new("faultref");
+    let out = Dvmtop::shared(&ns).output([
+        "backtest".as_ref(),
+        input.as_os_str(),
+        "--headless".as_ref(),
+        "--fresh".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ns
+}
+
+async fn assert_same_tables(a: &str, b: &str) {
+    let url = database_url();
+    let da = dvmtop::store::Db::connect(&url, a).await.unwrap();
+    let db = dvmtop::store::Db::connect(&url, b).await.unwrap();
+    assert!(
+        !table_dump(&da, "monthly_activity", "year_month", &[])
+            .await
+            .is_empty(),
+        "the input rolls no month over"
+    );
+    for (table, order, exclude) in TABLES {
+        let (x, y) = (
+            table_dump(&da, table, order, exclude).await,
+            table_dump(&db, table, order, exclude).await,
+        );
+        assert!(
+            x == y,
+            "table {table}: {} rows uninterrupted, {} after the Redis restart",
+            x.len(),
+            y.len()
+        );
+    }
+}
+
+fn status(d: &Dvmtop) -> Value {
+    let out = d.output(["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json")
+}
+
+fn alerts_of(st: &Value, kind: &str) -> Vec<Value> {
+    st["alerts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no alerts array: {st}"))
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+fn processed(st: &Value) -> u64 {
+    st["counters"]["processed"].as_u64().unwrap_or(0)
+}
+
+/// Kills Redis (SIGKILL: AOF fsynced on every write keeps everything) once
+/// the run has processed something, and brings it back after `down`.
+fn kill_redis_mid_run(run: &mut Running, redis: &mut Redis, down: Duration) {
+    run.wait_for_json("progress", Duration::from_secs(120), |v| {
+        v["event"] == "progress" && v["processed"].as_u64().unwrap_or(0) > 0
+    });
+    redis.kill();
+    std::thread::sleep(down);
+    redis.start_again();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_with_aof_mid_backtest_finishes_with_identical_tables() {
+    let scratch = ScratchDir::new("aof-backtest");
+    let file = input(scratch.path(), "2", "1500");
+    let reference = reference(&file);
+    let mut redis = Redis::start(RedisOpts::aof());
+    let ns = TestNs::new("aofbt");
+    let d = Dvmtop::new(database_url(), redis.url(), &ns.name, scratch.path());
+    let mut run = d.spawn([
+        "backtest",
+        file.to_str().unwrap(),
+        "--headless",
+        "--fresh",
+        "--batch-size",
+        "500",
+    ]);
+    kill_redis_mid_run(&mut run, &mut redis, Duration::from_secs(2));
+    let done = run.finish(Duration::from_secs(300));
+    assert!(done.status.success(), "{done:?}");
+    let summary = done.last_json();
+    assert_eq!(summary["event"], "summary", "{summary}");
+    assert_eq!(summary["queue_depth"], 0, "{summary}");
+    assert!(
+        !done.stderr.contains("queue of namespace"),
+        "no loss with AOF: {}",
+        done.stderr
+    );
+    let retries = done
+        .json_lines()
+        .iter()
+        .filter(|v| v["event"] == "retrying")
+        .count();
+    println!("retries while Redis was down: {retries}");
+    assert!(alerts_of(&status(&d), "queue_lost").is_empty());
+    assert_same_tables(&reference.name, &ns.name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_with_aof_mid_serve_finishes_with_identical_tables() {
+    let scratch = ScratchDir::new("aof-serve");
+    let file = input(scratch.path(), "2", "1500");
+    let reference = reference(&file);
+    let expected = processed(&status(&Dvmtop::shared(&reference)));
+    let mut redis = Redis::start(RedisOpts::aof());
+    let ns = TestNs::new("aofserve");
+    let d = Dvmtop::new(database_url(), redis.url(), &ns.name, scratch.path());
+    let mut serve = d.spawn([
+        "serve",
+        "--no-relays",
+        "--rollover",
+        "auto",
+        "--batch-size",
+        "500",
+        file.to_str().unwrap(),
+    ]);
+    // serve prints no progress lines before it has processed something:
+    // watch the committed counters instead.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while processed(&status(&d)) == 0 {
+        assert!(Instant::now() < deadline, "serve processed nothing");
+        if serve.try_wait().is_some() {
+            panic!("serve exited: {:?}", serve.finish(Duration::ZERO));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(serve.try_wait().is_none(), "serve must wait for Redis");
+    redis.start_again();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let st = status(&d);
+        if processed(&st) == expected && st["queue_depth"] == 0 {
+            assert!(alerts_of(&st, "queue_lost").is_empty(), "{st}");
+            break;
+        }
+        if serve.try_wait().is_some() {
+            panic!("serve exited: {:?}", serve.finish(Duration::ZERO));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve never caught up after the restart: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let done = serve.terminate(Duration::from_secs(60));
+    assert!(done.status.success(), "{done:?}");
+    assert_same_tables(&reference.name, &ns.name).await;
+}
+
+#[test]
+fn a_queue_lost_with_redis_is_reported_on_stderr_and_in_status() {
+    let scratch = ScratchDir::new("lost");
+    let file = input(scratch.path(), "3", "300");
+    let mut redis = Redis::start(RedisOpts::memory());
+    let ns = TestNs::new("lost");
+    let d = Dvmtop::new(database_url(), redis.url(), &ns.name, scratch.path());
+    // Manual rollovers: serve stops at the end of the second month until
+    // January is confirmed, with the third month still queued.
+    let mut serve = d.spawn([
+        "serve",
+        "--no-relays",
+        "--rollover",
+        "manual",
+        file.to_str().unwrap(),
+    ]);
+    // Blocked: the pipeline committed everything it could and says so.
+    serve.wait_for_json("blocked", Duration::from_secs(180), |v| {
+        v["event"] == "awaiting_confirmation"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let st = status(&d);
+    let queued = st["queue_depth"].as_u64().unwrap_or(0);
+    assert!(queued > 0 && processed(&st) > 0, "{st}");
+    // The warning that Redis persists nothing came at start.
+    let st = status(&d);
+    assert_eq!(
+        alerts_of(&st, "redis_not_persistent").len(),
+        1,
+        "{}",
+        st["alerts"]
+    );
+    redis.restart();
+    let line = wait_for_stderr(&mut serve, "queue of namespace", Duration::from_secs(60));
+    assert!(line.starts_with("error: "), "{line}");
+    assert!(line.contains("Redis restarted without its data"), "{line}");
+    for f in std::fs::read_dir(scratch.path().join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+        for l in text.lines().filter(|l| l.contains("queue lost")) {
+            println!("log: {l}");
+        }
+    }
+    let st = status(&d);
+    let lost = alerts_of(&st, "queue_lost");
+    assert_eq!(lost.len(), 1, "{}", st["alerts"]);
+    assert_eq!(lost[0]["severity"], "critical");
+    assert!(
+        lost[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at least {queued} queued events")),
+        "what was lost ({queued}): {}",
+        lost[0]
+    );
+    chrono::DateTime::parse_from_rfc3339(lost[0]["since"].as_str().unwrap()).expect("RFC 3339");
+    let done = serve.terminate(Duration::from_secs(60));
+    assert!(done.status.success(), "{done:?}");
+    // Kept in PostgreSQL: a later status still says it.
+    assert_eq!(alerts_of(&status(&d), "queue_lost").len(), 1);
+}
+
+fn wait_for_stderr(run: &mut Running, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(l) = run.stderr().lines().find(|l| l.contains(needle)) {
+            return l.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stderr line with {needle:?}: {}",
+            run.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ingest_waits_for_redis_instead_of_exiting() {
+    use std::io::Write;
+    let scratch = ScratchDir::new("ingest-wait");
+    // Ingest writes chunks of 2,000 lines: the first half is one chunk.
+    let lines: Vec<String> = (0..4000)
+        .map(|i| {
+            common::event_line(
+                (i % 50) as u8 + 1,
+                common::at(2024, 3, 1, 0) + i as i64 * 60,
+                5300,
+                vec![],
+                "",
+            )
+        })
+        .collect();
+    let fifo = scratch.path().join("feed.jsonl");
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(ok.success());
+    let mut redis = Redis::start(RedisOpts::aof());
+    let ns = TestNs::new("ingestwait");
+    let d = Dvmtop::new(database_url(), redis.url(), &ns.name, scratch.path());
+    let mut ingest = d.spawn(["ingest", fifo.to_str().unwrap()]);
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let queued = |r: &Redis| -> u64 {
+        redis::cmd("LLEN")
+            .arg(format!("{}:queue", ns.name))
+            .query(&mut r.connection())
+            .unwrap_or(0)
+    };
+    w.write_all((lines[..2000].join("\n") + "\n").as_bytes())
+        .unwrap();
+    w.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queued(&redis) < 2000 {
+        assert!(Instant::now() < deadline, "the first half was not queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    redis.kill();
+    w.write_all((lines[2000..].join("\n") + "\n").as_bytes())
+        .unwrap();
+    drop(w);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        ingest.try_wait().is_none(),
+        "ingest exited while Redis was down: {:?}",
+        ingest.finish(Duration::ZERO)
+    );
+    redis.start_again();
+    let done = ingest.finish(Duration::from_secs(60));
+    assert!(done.status.success(), "{done:?}");
+    assert_eq!(queued(&redis), 4000, "every line queued once");
+    assert_eq!(
+        done.last_json()["ingest"]["accepted"],
+        4000,
+        "{}",
+        done.stdout
+    );
+}
