@@ -85,23 +85,24 @@ fn spawn_input(tx: mpsc::Sender<Msg>) {
 /// Opens the namespace, starts ingest and the pipeline, and runs the UI
 /// until the operator quits or a signal arrives.
 pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
-    if !std::io::stdout().is_terminal() {
-        return Err(Error::Config(
-            "stdout is not a terminal, and the TUI needs one: add --headless (backtest) or use `dvmtop serve`".into(),
-        ));
-    }
     for f in &opts.files {
         if f == "-" {
             return Err(Error::Config(
                 "the TUI reads the keyboard, so it cannot ingest stdin: add --headless, or pass files".into(),
             ));
         }
-        if !std::path::Path::new(f).exists() {
+        // The same words as headless: "cannot open FILE: no such file".
+        if let Err(source) = std::fs::File::open(f) {
             return Err(Error::Io {
                 path: f.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                source,
             });
         }
+    }
+    if !std::io::stdout().is_terminal() {
+        return Err(Error::Config(
+            "stdout is not a terminal, and the TUI needs one: add --headless (backtest) or use `dvmtop serve`".into(),
+        ));
     }
     // Before the terminal is taken over, so errors print as one plain line.
     let mut rt = Runtime::launch(cfg, opts.mode, &opts.files, opts.start).await?;
