@@ -43,15 +43,22 @@ fn main() {
             Some(r) => {
                 // A new commit or checkout moves HEAD (worktrees keep their
                 // HEAD in their own git dir, branches in the common one).
+                // (Only files that exist: cargo reruns the script on every
+                // build for a missing one.)
+                let watch = |path: String| {
+                    if std::path::Path::new(&path).exists() {
+                        println!("cargo:rerun-if-changed={path}");
+                    }
+                };
                 if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-                    println!("cargo:rerun-if-changed={dir}/HEAD");
+                    watch(format!("{dir}/HEAD"));
                 }
                 if let Some(common) =
                     git(&["rev-parse", "--path-format=absolute", "--git-common-dir"])
                 {
-                    println!("cargo:rerun-if-changed={common}/packed-refs");
+                    watch(format!("{common}/packed-refs"));
                     if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
-                        println!("cargo:rerun-if-changed={common}/{head}");
+                        watch(format!("{common}/{head}"));
                     }
                 }
                 format!("git {r}")

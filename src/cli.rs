@@ -6,10 +6,6 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// `dvmtop --version`: the package version and the git revision it was
-/// built from (build.rs; "no git revision" when built outside a checkout).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DVMTOP_GIT_REV"), ")");
-
 /// Without a subcommand dvmtop is the TUI over the service, so the top
 /// level takes every flag the service takes. Each subcommand takes only
 /// its own flags (`dvmtop gen --help` shows no `--database-url`); the
@@ -20,7 +16,6 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DVMTOP_
 #[command(
     name = "dvmtop",
     args_override_self = true,
-    version = VERSION,
     about = "Nostr DVM (NIP-90) analytics pipeline with a live terminal UI",
     after_help = "Without a subcommand: the terminal UI over the service (process the namespace's queue, ingest FILEs and the configured relays) until you quit."
 )]
@@ -47,14 +42,18 @@ impl Cli {
     /// (`dvmtop --namespace x status`, as scripts and tests write it) and
     /// clap refuses them by name when it does not (`dvmtop --rollover auto
     /// status`); written twice, the later one wins.
-    pub fn parse_args<I, T>(argv: I) -> Result<Cli, clap::Error>
+    ///
+    /// `version` is what `--version` prints (the binary passes the git
+    /// revision build.rs found, so that a commit rebuilds only the binary,
+    /// not this library and every test linked to it).
+    pub fn parse_args<I, T>(argv: I, version: &'static str) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::{CommandFactory, FromArgMatches};
         let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
-        let cmd = Cli::command();
+        let cmd = Cli::command().version(version);
         let first = cmd.clone().try_get_matches_from(&argv)?;
         let Some((name, _)) = first.subcommand() else {
             return Cli::from_arg_matches(&first);

@@ -13,8 +13,12 @@ use std::io::Write;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
 
+/// `dvmtop --version`: the package version and the git revision it was
+/// built from (build.rs; "no git revision" when built outside a checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DVMTOP_GIT_REV"), ")");
+
 fn main() -> ExitCode {
-    let cli = match Cli::parse_args(std::env::args_os()) {
+    let cli = match Cli::parse_args(std::env::args_os(), VERSION) {
         Ok(c) => c,
         Err(e)
             if matches!(
@@ -206,14 +210,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Completions(a) => {
             use clap::CommandFactory;
             let mut text = Vec::new();
-            clap_complete::generate(a.shell, &mut Cli::command(), "dvmtop", &mut text);
+            clap_complete::generate(
+                a.shell,
+                &mut Cli::command().version(VERSION),
+                "dvmtop",
+                &mut text,
+            );
             out(&String::from_utf8_lossy(&text))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => {
             use clap::CommandFactory;
             let mut text = Vec::new();
-            clap_mangen::Man::new(Cli::command())
+            clap_mangen::Man::new(Cli::command().version(VERSION))
                 .render(&mut text)
                 .map_err(|source| Error::Io {
                     path: "the man page".into(),

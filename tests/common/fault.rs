@@ -31,6 +31,10 @@
 //!   `restart(Shutdown)`, `kill` (SIGKILL to all its processes),
 //!   `kill_backends`, `psql(db, sql)`, `log_tail`.
 //! * [`ScratchDir`], [`free_port`], [`become_subreaper`].
+//! * TLS: [`Certs::generate`] (a CA and a server certificate for
+//!   127.0.0.1, with the `openssl` CLI; [`have_openssl`]),
+//!   [`PgOpts`]`::ssl` (`ssl=on`), [`RedisOpts::tls_only`] (`url()` is then
+//!   `rediss://`).
 //! * In [`super::process`]: [`Dvmtop`](super::process::Dvmtop) (`new`,
 //!   `shared`, `command`, `output`, `spawn`) and
 //!   [`Running`](super::process::Running) (`wait_for_line`,
