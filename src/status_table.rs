@@ -25,6 +25,21 @@ fn int(v: &Value) -> i64 {
         .unwrap_or(0)
 }
 
+/// An RFC 3339 time as `2024-03-05 12:00:00 UTC`.
+fn time(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => DateTime::parse_from_rfc3339(s).map_or_else(
+            |_| s.to_owned(),
+            |t| {
+                t.with_timezone(&Utc)
+                    .format("%Y-%m-%d %H:%M:%S UTC")
+                    .to_string()
+            },
+        ),
+        None => "?".into(),
+    }
+}
+
 fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("—")
 }
@@ -52,9 +67,10 @@ pub fn status_table(v: &Value, now: DateTime<Utc>) -> String {
             thousands(int(&v["overflow_size"]))
         ),
     );
-    let clock = match v["clock"].as_str() {
-        Some(c) => c.replace('T', " ").replace("+00:00", " UTC"),
-        None => "— (nothing processed yet)".into(),
+    let clock = if v["clock"].is_string() {
+        time(&v["clock"])
+    } else {
+        "— (nothing processed yet)".into()
     };
     row(
         "clock",
@@ -68,9 +84,7 @@ pub fn status_table(v: &Value, now: DateTime<Utc>) -> String {
         Some(a) => format!(
             "{} WAITS FOR CONFIRMATION since {} — dvmtop confirm",
             a.get("month").map_or("?", text),
-            a.get("since")
-                .and_then(Value::as_str)
-                .map_or("?".into(), |s| s.replace('T', " "))
+            a.get("since").map_or("?".into(), time)
         ),
         None => match v["confirmed_month"].as_str() {
             Some(m) => format!("none waiting ({m} confirmed ahead)"),
@@ -177,9 +191,7 @@ pub fn status_table(v: &Value, now: DateTime<Utc>) -> String {
                 "{} {} at {}",
                 text(&run["job"]),
                 text(&run["outcome"]),
-                run["started_at"]
-                    .as_str()
-                    .map_or("?".into(), |s| s.replace('T', " "))
+                time(&run["started_at"])
             ),
         );
     }
@@ -212,7 +224,11 @@ mod tests {
             t.contains("1,234,567 waiting in live:queue · overflow 3"),
             "{t}"
         );
-        assert!(t.contains("2024-02 WAITS FOR CONFIRMATION"), "{t}");
+        assert!(
+            t.contains("2024-02 WAITS FOR CONFIRMATION since 2024-03-05 11:00:00 UTC"),
+            "{t}"
+        );
+        assert!(t.contains("clock         2024-03-05 12:00:00 UTC"), "{t}");
         assert!(t.contains("rejected 5 (malformed 4, future 1)"), "{t}");
         assert!(t.contains("completion 80.0 %"), "{t}");
         assert!(!t.contains('{'), "not JSON: {t}");
