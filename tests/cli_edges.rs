@@ -5,7 +5,7 @@
 //! page, `--version`; the human `status` table and `status --watch`.
 
 mod common;
-use common::fault::free_port;
+use common::fault::{PgOpts, Postgres, ScratchDir, free_port};
 use common::process::{Dvmtop, Signal, generate};
 use common::*;
 use std::process::{Command, Stdio};
@@ -226,6 +226,42 @@ fn a_refused_postgres_login_is_told_apart_from_an_unreachable_server() {
     assert!(
         err.contains("unreachable") && err.contains("start it"),
         "{err}"
+    );
+}
+
+/// A wrong password (the common case on a managed server): a refused
+/// login, with the server's reason, and the password never printed.
+#[test]
+fn a_wrong_password_is_a_refused_login() {
+    let dir = ScratchDir::new("pgpw");
+    let hba = dir.path().join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    let mut opts = PgOpts::default();
+    opts.settings
+        .push(("hba_file".into(), hba.display().to_string()));
+    let pg = Postgres::start_with(opts);
+    pg.psql("postgres", "CREATE ROLE dvm LOGIN PASSWORD 'right-one'");
+    let ns = TestNs::new("pgpw");
+    let url = format!(
+        "postgres://dvm:not-this-one@127.0.0.1:{}/postgres",
+        pg.port()
+    );
+    let out = Dvmtop::new(url, redis_url(), &ns.name, dir.path()).output(["status"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert_one_line(&err, "wrong password");
+    assert!(
+        err.contains("PostgreSQL refused the login for role \"dvm\""),
+        "{err}"
+    );
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(
+        !err.contains("not-this-one"),
+        "the password is printed: {err}"
     );
 }
 
