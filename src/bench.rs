@@ -84,6 +84,11 @@ async fn end_to_end(cfg: &Config, path: &str, dir: &std::path::Path) -> Result<(
         .arg(&cfg.redis_url)
         .arg("--data-dir")
         .arg(&cfg.data_dir)
+        .args(
+            cfg.redis_ca
+                .iter()
+                .flat_map(|ca| [std::ffi::OsStr::new("--redis-ca"), ca.as_os_str()]),
+        )
         .arg("--batch-size")
         .arg(cfg.batch_size.to_string())
         .arg("--commit-events")

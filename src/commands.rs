@@ -10,6 +10,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub use crate::status_table::status_table;
+
 /// `dvmtop ingest`: the files, then (with relays configured) the relays
 /// until a shutdown arrives; no processing. Returns the final JSON object.
 pub async fn collect(
@@ -56,9 +58,19 @@ pub async fn collect(
     }))
 }
 
-/// `dvmtop status --json`: one object.
+/// How often `dvmtop status --watch` refreshes.
+pub const STATUS_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `dvmtop status --json`: one object, for a namespace that exists (a
+/// missing one is an error, and nothing is created).
 pub async fn status(cfg: &Config) -> Result<Value> {
-    let services = Services::open(cfg, Start::Resume, false).await?;
+    let services = Services::open_existing(cfg).await?;
+    status_of(&services, cfg).await
+}
+
+/// The status object of an opened namespace (`status --watch` reuses the
+/// connections).
+pub async fn status_of(services: &Services, cfg: &Config) -> Result<Value> {
     let snap = services.db.snapshot().await?;
     let windows = match snap.clock_unix {
         Some(t) => crate::store::windows(&services.db, t).await?,
@@ -66,8 +78,21 @@ pub async fn status(cfg: &Config) -> Result<Value> {
     };
     let ingest = services.queue.ingest_stats().await?;
     let mut v = serde_json::to_value(&snap).map_err(|e| Error::Config(e.to_string()))?;
-    let o = v.as_object_mut().expect("snapshot serializes to an object");
+    let Some(o) = v.as_object_mut() else {
+        return Err(Error::Config(
+            "the status snapshot is not a JSON object".into(),
+        ));
+    };
     o.insert("namespace".into(), json!(cfg.namespace));
+    // The one state an operator must act on: a rollover that waits for
+    // `dvmtop confirm` (or the TUI), and since when.
+    o.insert(
+        "awaiting_confirmation".into(),
+        match services.db.awaiting().await? {
+            Some((m, since)) => json!({"month": m.to_string(), "since": since}),
+            None => Value::Null,
+        },
+    );
     o.insert("queue_key".into(), json!(services.queue.keys.queue));
     o.insert("queue_depth".into(), json!(services.queue.depth().await?));
     o.insert("ingest".into(), json!(ingest));
@@ -89,25 +114,16 @@ pub async fn status(cfg: &Config) -> Result<Value> {
         json!(services.db.job_runs(None, 10, None).await?),
     );
     // Who runs the namespace, its live snapshot (≤ 1 s old while it
-    // runs), what waits for the operator, and the alerts.
+    // runs), and the alerts.
     let p = services.db.published().await?;
-    let facts = services.db.alert_facts().await?;
-    o.insert(
-        "awaiting_rollover".into(),
-        json!(
-            facts
-                .awaiting
-                .map(|(m, since)| json!({"month": m, "since": since}))
-        ),
-    );
     o.insert("holder".into(), json!(p.holder));
     o.insert("holding".into(), json!(p.holding));
     o.insert("live".into(), json!(p.status));
     o.insert("live_at".into(), json!(p.at));
     // The stored and Redis-side alerts (a lost queue, no persistence, an
     // outage) and the evaluated rules, one per kind.
-    let mut all = alerts(&services, cfg).await?;
-    for a in crate::run::current_alerts(&services, &cfg.alerts).await? {
+    let mut all = alerts(services, cfg).await?;
+    for a in crate::run::current_alerts(services, &cfg.alerts).await? {
         dvmtop_core::alert::upsert(&mut all, a);
     }
     all.sort_by_key(|a| std::cmp::Reverse(a.severity));
@@ -168,10 +184,19 @@ async fn alerts(services: &Services, cfg: &Config) -> Result<Vec<dvmtop_core::Al
     Ok(out)
 }
 
-/// `dvmtop confirm [MONTH]`: records the operator's confirmation; a running
-/// pipeline picks it up while it waits.
+/// `dvmtop confirm [MONTH]`: confirms the rollover waiting for
+/// confirmation; see [`confirm_with`].
 pub async fn confirm(cfg: &Config, month: Option<&str>) -> Result<String> {
-    let services = Services::open(cfg, Start::Resume, false).await?;
+    confirm_with(cfg, month, false).await
+}
+
+/// Records the operator's confirmation of the open month's rollover; a
+/// running pipeline picks it up while it waits. Unless `ahead`, only a
+/// rollover that waits for confirmation now (recorded by the pipeline that
+/// reached it) is confirmed: with nothing due, confirming would silently
+/// pre-approve a month the operator has not seen yet.
+pub async fn confirm_with(cfg: &Config, month: Option<&str>, ahead: bool) -> Result<String> {
+    let services = Services::open_existing(cfg).await?;
     let open = services.db.load_state().await?.clock.month;
     let m = match (month, open) {
         (Some(s), _) => s.parse().map_err(Error::Config)?,
@@ -183,7 +208,27 @@ pub async fn confirm(cfg: &Config, month: Option<&str>) -> Result<String> {
             )));
         }
     };
+    let waiting = services.db.awaiting().await?;
+    if !ahead && waiting.map(|(w, _)| w) != Some(m) {
+        return Err(Error::Namespace(match waiting {
+            Some((w, since)) => format!(
+                "the rollover waiting for confirmation in namespace {} is {w}'s (since {}), not {m}'s: confirm {w}, or pass --ahead to confirm {m} before it is due",
+                cfg.namespace,
+                since.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => format!(
+                "nothing to confirm: no rollover waits for confirmation in namespace {} (open month: {}); pass --ahead to confirm {m} before it is due",
+                cfg.namespace,
+                open.map_or("none".into(), |m| m.to_string())
+            ),
+        }));
+    }
     if services.db.confirm(m).await? {
+        if ahead && waiting.map(|(w, _)| w) != Some(m) {
+            return Ok(format!(
+                "confirmed {m} ahead of time: its rollover runs without asking as soon as it is due"
+            ));
+        }
         Ok(format!(
             "confirmed the rollover of {m}: it runs as soon as it is due (a waiting pipeline picks it up within a second)"
         ))
@@ -210,10 +255,12 @@ pub enum CleanupOutcome {
 /// `dvmtop cleanup`: the daily cleanup for the current processing day,
 /// now — here when the namespace is free, else by the running pipeline.
 pub async fn cleanup_now(cfg: &Config) -> Result<CleanupOutcome> {
-    let services = match Services::open(cfg, Start::Resume, true).await {
+    // Refused before anything is created: a typo must not make a schema.
+    drop(Services::open_existing(cfg).await?);
+    let services = match Services::open_now(cfg, Start::Resume, true).await {
         Ok(s) => s,
         Err(Error::InUse(_)) => {
-            let services = Services::open(cfg, Start::Resume, false).await?;
+            let services = Services::open_existing(cfg).await?;
             services.db.request_cleanup().await?;
             return Ok(CleanupOutcome::Requested);
         }

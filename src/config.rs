@@ -20,6 +20,10 @@ pub struct FileConfig {
     pub namespace: Option<String>,
     pub database_url: Option<String>,
     pub redis_url: Option<String>,
+    /// PEM CA file for `rediss://` (`--redis-ca`).
+    pub redis_ca: Option<PathBuf>,
+    /// Seconds a start waits for a held namespace (`--lock-wait`).
+    pub lock_wait: Option<u64>,
     pub queue_key: Option<String>,
     pub batch_size: Option<usize>,
     pub commit_events: Option<u64>,
@@ -48,6 +52,11 @@ pub struct Config {
     pub namespace: String,
     pub database_url: String,
     pub redis_url: String,
+    /// CA certificates (PEM) that sign the Redis server's certificate, for
+    /// `rediss://`; `None`: the system's roots plus Mozilla's.
+    pub redis_ca: Option<PathBuf>,
+    /// How long a start waits for a namespace another session holds.
+    pub lock_wait: std::time::Duration,
     pub queue_key: Option<String>,
     pub batch_size: usize,
     /// When the processor commits its in-memory aggregates.
@@ -69,6 +78,8 @@ pub struct Config {
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// How long a start waits for a held namespace (see `store::lock`).
+pub const DEFAULT_LOCK_WAIT_SECS: u64 = 30;
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
@@ -275,6 +286,12 @@ impl Config {
                 .clone()
                 .or(file.redis_url)
                 .unwrap_or_else(|| DEFAULT_REDIS_URL.into()),
+            redis_ca: args.redis_ca.clone().or(file.redis_ca),
+            lock_wait: std::time::Duration::from_secs(
+                args.lock_wait
+                    .or(file.lock_wait)
+                    .unwrap_or(DEFAULT_LOCK_WAIT_SECS),
+            ),
             queue_key: args.queue_key.clone().or(file.queue_key),
             batch_size,
             commit,

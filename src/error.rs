@@ -18,13 +18,17 @@ pub enum Error {
     Postgres(#[from] sqlx::Error),
     #[error("Redis error: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("{path}: {source}")]
+    #[error("{}", io_words(path, source))]
     Io {
         path: String,
         source: std::io::Error,
     },
     #[error("schema migration failed: {0}")]
     Migrate(String),
+    /// Nothing to say: stdout's reader went away (`dvmtop status | head
+    /// -1`); the command ends quietly.
+    #[error("stdout closed")]
+    Quiet,
     /// An input broke off; every complete element before the break was
     /// ingested (and a backtest processes them before it fails).
     #[error("{0}")]
@@ -75,6 +79,31 @@ impl std::fmt::Display for BrokenInput {
                 "{path}: read error at byte {offset} ({}; {complete} ingested, a {cut} cut there was not): check the file and its device, then ingest it again {again}",
                 one_line(e)
             ),
+        }
+    }
+}
+
+/// A file error in words: the file and the cause ("cannot open x.jsonl:
+/// no such file"), not the OS's "entity not found" or "(os error 2)".
+pub fn io_words(path: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => format!("cannot open {path}: no such file"),
+        K::PermissionDenied => {
+            format!("cannot open {path}: permission denied (check its owner and mode)")
+        }
+        K::IsADirectory => format!("cannot open {path}: it is a directory, not a file"),
+        K::NotADirectory => format!("cannot open {path}: a part of the path is not a directory"),
+        K::StorageFull => format!("cannot write {path}: no space left on the device"),
+        K::ReadOnlyFilesystem => format!("cannot write {path}: the file system is read-only"),
+        _ => {
+            let text = e.to_string();
+            // "Broken pipe (os error 32)" → "broken pipe".
+            let text = match text.rfind(" (os error ") {
+                Some(i) => text[..i].to_owned(),
+                None => text,
+            };
+            format!("{path}: {}", one_line(&text).to_lowercase())
         }
     }
 }

@@ -17,5 +17,7 @@ pub mod record;
 pub mod relay;
 pub mod retention;
 pub mod run;
+pub mod status_table;
 pub mod store;
+pub mod tls;
 pub mod tui;

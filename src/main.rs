@@ -1,8 +1,7 @@
 //! The binary's edge: parse flags, set up logging, dispatch, and turn every
 //! failure into one line on stderr and a non-zero exit code.
 
-use clap::Parser;
-use dvmtop::cli::{Cli, Command, TuiArgs};
+use dvmtop::cli::{Cli, Command, GlobalArgs, TuiArgs};
 use dvmtop::config::Config;
 use dvmtop::error::Error;
 use dvmtop::generate::{GenConfig, generate};
@@ -14,8 +13,12 @@ use std::io::Write;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
 
+/// `dvmtop --version`: the package version and the git revision it was
+/// built from (build.rs; "no git revision" when built outside a checkout).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DVMTOP_GIT_REV"), ")");
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args(std::env::args_os(), VERSION) {
         Ok(c) => c,
         Err(e)
             if matches!(
@@ -30,9 +33,11 @@ fn main() -> ExitCode {
             // One line, not clap's whole usage block.
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "dvmtop: {} (see dvmtop --help)",
-                first.trim_start_matches("error: ")
+            let _ = writeln!(
+                std::io::stderr(),
+                "dvmtop: {} (see {} --help)",
+                first.trim_start_matches("error: "),
+                help_for()
             );
             return ExitCode::from(2);
         }
@@ -52,12 +57,43 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
+        Err(Error::Quiet) => ExitCode::SUCCESS,
         Err(e) => {
             // Not eprintln!: it panics when stderr is gone (SSH hang-up).
             let _ = writeln!(std::io::stderr(), "dvmtop: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Which `--help` to point a refused command line at: `dvmtop SUB` when
+/// a subcommand was named, else `dvmtop`.
+fn help_for() -> String {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    std::env::args()
+        .skip(1)
+        .find(|a| cmd.get_subcommands().any(|s| s.get_name() == a))
+        .map_or_else(|| "dvmtop".to_owned(), |s| format!("dvmtop {s}"))
+}
+
+/// Writes `text` to stdout. A reader that went away (`dvmtop status |
+/// head -1`) ends the command quietly: [`Error::Quiet`] exits 0 without a
+/// word, as `cat` does when its reader stops.
+fn out(text: &str) -> Result<(), Error> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())
+        .and_then(|()| o.flush())
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Error::Quiet
+            } else {
+                Error::Io {
+                    path: "stdout".into(),
+                    source: e,
+                }
+            }
+        })
 }
 
 /// Logs go to a daily file under the data dir, never to the terminal.
@@ -158,78 +194,50 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
     let Some(command) = cli.command else {
         // No subcommand: the TUI over the service, on the configured
         // namespace (opened like `serve`), manual rollovers by default.
-        let cfg = Config::resolve(&cli.global, Policy::Manual)?;
+        let args = GlobalArgs::default()
+            .with_conn(cli.conn)
+            .with_process(cli.process)
+            .with_input(cli.input)
+            .with_relays(cli.relays);
+        let cfg = Config::resolve(&args, Policy::Manual)?;
         let _guard = init_logging(&cfg);
+        dvmtop::store::set_application_name("tui");
         return run_tui(&cfg, &cli.tui, Mode::Serve, cli.files, Start::Resume).await;
     };
+    dvmtop::store::set_application_name(command.name());
     match command {
-        Command::Gen(a) => {
-            let start = a.start.parse().map_err(Error::Config)?;
-            let g = GenConfig {
-                seed: a.seed,
-                start,
-                months: a.months,
-                events_per_day: a.events_per_day,
-                late_rate: a.late_rate,
-                late_max_hours: a.late_max_hours,
-                dup_rate: a.dup_rate,
-                malformed_rate: a.malformed_rate,
-                future_rate: a.future_rate,
-                straggler_rate: a.straggler_rate,
-                sign: a.sign,
-            };
-            fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
-                move |source| Error::Io {
-                    path: path.to_owned(),
-                    source,
-                }
-            }
-            let stats = match &a.output {
-                None => {
-                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                    let s = generate(&g, &mut out).map_err(io("stdout"))?;
-                    out.flush().map_err(io("stdout"))?;
-                    s
-                }
-                Some(p) => {
-                    let name = p.display().to_string();
-                    let file = std::fs::File::create(p).map_err(io(&name))?;
-                    if p.extension().is_some_and(|e| e == "gz") {
-                        let mut enc = std::io::BufWriter::new(flate2::write::GzEncoder::new(
-                            file,
-                            flate2::Compression::default(),
-                        ));
-                        let s = generate(&g, &mut enc).map_err(io(&name))?;
-                        enc.into_inner()
-                            .map_err(|e| Error::Io {
-                                path: name.clone(),
-                                source: e.into_error(),
-                            })?
-                            .finish()
-                            .map_err(io(&name))?;
-                        s
-                    } else {
-                        let mut out = std::io::BufWriter::new(file);
-                        let s = generate(&g, &mut out).map_err(io(&name))?;
-                        out.flush().map_err(io(&name))?;
-                        s
-                    }
-                }
-            };
-            eprintln!(
-                "dvmtop gen: {} lines ({} events, {} duplicates, {} malformed, {} future, {} stragglers)",
-                stats.lines,
-                stats.events,
-                stats.duplicates,
-                stats.malformed,
-                stats.future,
-                stats.stragglers
+        Command::Gen(a) => gen_command(a),
+        Command::Completions(a) => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_complete::generate(
+                a.shell,
+                &mut Cli::command().version(VERSION),
+                "dvmtop",
+                &mut text,
             );
+            out(&String::from_utf8_lossy(&text))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut text = Vec::new();
+            clap_mangen::Man::new(Cli::command().version(VERSION))
+                .render(&mut text)
+                .map_err(|source| Error::Io {
+                    path: "the man page".into(),
+                    source,
+                })?;
+            out(&String::from_utf8_lossy(&text))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backtest(a) => {
+            let args = GlobalArgs::default()
+                .with_conn(a.conn)
+                .with_process(a.process)
+                .with_input(a.input);
             let cfg = Config::resolve(
-                &cli.global,
+                &args,
                 if a.headless {
                     Policy::Auto
                 } else {
@@ -245,26 +253,35 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 Start::New
             };
             if !a.headless {
-                return run_tui(&cfg, &cli.tui, Mode::Backtest, a.files, start).await;
+                return run_tui(&cfg, &a.tui, Mode::Backtest, a.files, start).await;
             }
             headless(&cfg, Mode::Backtest, &a.files, start).await
         }
-        Command::Watch => {
-            let cfg = Config::resolve(&cli.global, Policy::Manual)?;
+        Command::Watch(a) => {
+            let cfg = Config::resolve(&GlobalArgs::default().with_conn(a.conn), Policy::Manual)?;
             let _guard = init_logging(&cfg);
             let args = TuiArgs {
                 readonly: true,
-                ..cli.tui.clone()
+                ..a.tui
             };
             run_tui(&cfg, &args, Mode::Serve, Vec::new(), Start::Resume).await
         }
         Command::Serve(a) => {
-            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let args = GlobalArgs::default()
+                .with_conn(a.conn)
+                .with_process(a.process)
+                .with_input(a.input)
+                .with_relays(a.relays);
+            let cfg = Config::resolve(&args, Policy::Auto)?;
             let _guard = init_logging(&cfg);
             headless(&cfg, Mode::Serve, &a.files, Start::Resume).await
         }
         Command::Ingest(a) => {
-            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let args = GlobalArgs::default()
+                .with_conn(a.conn)
+                .with_input(a.input)
+                .with_relays(a.relays);
+            let cfg = Config::resolve(&args, Policy::Auto)?;
             let _guard = init_logging(&cfg);
             let (tx, rx) = mpsc::channel(4);
             stop_on_signals(tx);
@@ -273,19 +290,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => {
-            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
-            let v = dvmtop::commands::status(&cfg).await?;
-            if a.json {
-                print_line(v);
-            } else {
-                let text =
-                    serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
-                println!("{text}");
-            }
-            Ok(ExitCode::SUCCESS)
+            let mut args = GlobalArgs::default().with_conn(a.conn);
+            args.queue_key = a.queue_key;
+            let cfg = Config::resolve(&args, Policy::Auto)?;
+            status_command(&cfg, a.json, a.watch).await
         }
-        Command::Cleanup => {
-            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+        Command::Cleanup(a) => {
+            let args = GlobalArgs::default()
+                .with_conn(a.conn)
+                .with_process(a.process);
+            let cfg = Config::resolve(&args, Policy::Auto)?;
             let _guard = init_logging(&cfg);
             match dvmtop::commands::cleanup_now(&cfg).await? {
                 dvmtop::commands::CleanupOutcome::Ran(run) => {
@@ -299,9 +313,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(a) => {
-            let cfg = Config::resolve(&cli.global, Policy::Auto)?;
+            let cfg = Config::resolve(&GlobalArgs::default().with_conn(a.conn), Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let services = run::Services::open(&cfg, Start::Resume, false).await?;
+            let services = if a.create {
+                run::Services::open(&cfg, Start::Resume, false).await?
+            } else {
+                run::Services::open_existing(&cfg).await?
+            };
             let r = dvmtop::retention::restore(&services.db, &a.file).await?;
             print_line(
                 serde_json::json!({"event": "restored", "file": a.file.display().to_string(), "result": r}),
@@ -309,7 +327,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(a) => {
-            let mut args = cli.global.clone();
+            let mut args = GlobalArgs::default()
+                .with_conn(a.conn)
+                .with_process(a.process);
             if args.namespace.is_none() {
                 args.namespace = Some("dvmtop_bench".into());
             }
@@ -321,24 +341,134 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 seed: a.seed,
                 end_to_end: !a.no_e2e,
             };
-            let report =
-                dvmtop::bench::run(&cfg, &b, |phase| eprintln!("dvmtop bench: {phase}")).await?;
+            let report = dvmtop::bench::run(&cfg, &b, |phase| {
+                let _ = writeln!(std::io::stderr(), "dvmtop bench: {phase}");
+            })
+            .await?;
             if a.json {
                 print_line(
                     serde_json::to_value(&report).map_err(|e| Error::Config(e.to_string()))?,
                 );
             } else {
-                print!("{}", dvmtop::bench::render(&report));
+                out(&dvmtop::bench::render(&report))?;
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Confirm(a) => {
-            let cfg = Config::resolve(&cli.global, Policy::Manual)?;
-            println!(
-                "{}",
-                dvmtop::commands::confirm(&cfg, a.month.as_deref()).await?
-            );
+            let cfg = Config::resolve(&GlobalArgs::default().with_conn(a.conn), Policy::Manual)?;
+            let text = dvmtop::commands::confirm_with(&cfg, a.month.as_deref(), a.ahead).await?;
+            out(&format!("{text}\n"))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `dvmtop status`: the human table (`--json`: one object); `--watch`
+/// redraws it every 2 s until Ctrl-C (JSON: one line each time).
+async fn status_command(cfg: &Config, json: bool, watch: bool) -> Result<ExitCode, Error> {
+    let services = run::Services::open_existing(cfg).await?;
+    let render = |v: &serde_json::Value| -> Result<String, Error> {
+        if json {
+            Ok(format!("{v}\n"))
+        } else {
+            Ok(dvmtop::commands::status_table(v, chrono::Utc::now()))
+        }
+    };
+    let v = dvmtop::commands::status_of(&services, cfg).await?;
+    if !watch {
+        out(&render(&v)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tty = !json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut v = v;
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    loop {
+        let text = render(&v)?;
+        // On a terminal: clear and redraw in place; piped: one block each time.
+        out(&if tty {
+            format!("\x1b[H\x1b[2J{text}")
+        } else {
+            text
+        })?;
+        tokio::select! {
+            _ = &mut interrupt => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(dvmtop::commands::STATUS_WATCH_EVERY) => {}
+        }
+        v = dvmtop::commands::status_of(&services, cfg).await?;
+    }
+}
+
+/// `dvmtop gen`: synthetic traffic to a file or stdout.
+fn gen_command(a: dvmtop::cli::GenArgs) -> Result<ExitCode, Error> {
+    let start = a.start.parse().map_err(Error::Config)?;
+    let g = GenConfig {
+        seed: a.seed,
+        start,
+        months: a.months,
+        events_per_day: a.events_per_day,
+        late_rate: a.late_rate,
+        late_max_hours: a.late_max_hours,
+        dup_rate: a.dup_rate,
+        malformed_rate: a.malformed_rate,
+        future_rate: a.future_rate,
+        straggler_rate: a.straggler_rate,
+        sign: a.sign,
+    };
+    fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+    let stats = match &a.output {
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let quiet = |e: std::io::Error| {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    Error::Quiet
+                } else {
+                    io("stdout")(e)
+                }
+            };
+            let s = generate(&g, &mut out).map_err(quiet)?;
+            out.flush().map_err(quiet)?;
+            s
+        }
+        Some(p) => {
+            let name = p.display().to_string();
+            let file = std::fs::File::create(p).map_err(io(&name))?;
+            if p.extension().is_some_and(|e| e == "gz") {
+                let mut enc = std::io::BufWriter::new(flate2::write::GzEncoder::new(
+                    file,
+                    flate2::Compression::default(),
+                ));
+                let s = generate(&g, &mut enc).map_err(io(&name))?;
+                enc.into_inner()
+                    .map_err(|e| Error::Io {
+                        path: name.clone(),
+                        source: e.into_error(),
+                    })?
+                    .finish()
+                    .map_err(io(&name))?;
+                s
+            } else {
+                let mut out = std::io::BufWriter::new(file);
+                let s = generate(&g, &mut out).map_err(io(&name))?;
+                out.flush().map_err(io(&name))?;
+                s
+            }
+        }
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "dvmtop gen: {} lines ({} events, {} duplicates, {} malformed, {} future, {} stragglers)",
+        stats.lines,
+        stats.events,
+        stats.duplicates,
+        stats.malformed,
+        stats.future,
+        stats.stragglers
+    );
+    Ok(ExitCode::SUCCESS)
 }

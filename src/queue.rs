@@ -330,18 +330,89 @@ pub struct Queue {
     ack: std::sync::Arc<redis::Script>,
 }
 
+/// The URL without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// One line for a failed Redis connection, by cause: login refused, TLS
+/// refused (and why), or unreachable.
 fn redis_err(url: &str) -> impl Fn(redis::RedisError) -> Error + '_ {
     move |e| {
-        Error::Unreachable(format!(
-            "Redis at {url} is unreachable ({e}): start it or set REDIS_URL"
-        ))
+        let url = redact(url);
+        let text = e.to_string();
+        if e.kind() == redis::ErrorKind::AuthenticationFailed
+            || text.contains("WRONGPASS")
+            || text.contains("NOAUTH")
+        {
+            Error::Unreachable(format!(
+                "Redis at {url} refused the login ({text}): check the user and password in REDIS_URL"
+            ))
+        } else if crate::tls::words(&text).is_some() {
+            Error::Unreachable(format!(
+                "TLS to Redis at {url} failed: {}: check the rediss:// URL and --redis-ca",
+                crate::tls::explain(&text)
+            ))
+        } else {
+            Error::Unreachable(format!(
+                "Redis at {url} is unreachable ({text}): start it or set REDIS_URL"
+            ))
+        }
     }
 }
 
 impl Queue {
     pub async fn connect(url: &str, keys: Keys) -> Result<Queue> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::Config(format!("invalid REDIS_URL {url:?}: {e}")))?;
+        Queue::connect_with(url, keys, None).await
+    }
+
+    /// Connects; `rediss://` URLs use TLS (rustls), trusting `ca` (a PEM
+    /// file) when given, else the system's roots plus Mozilla's.
+    pub async fn connect_with(
+        url: &str,
+        keys: Keys,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Queue> {
+        let invalid = |e: redis::RedisError| {
+            Error::Config(format!("invalid REDIS_URL {:?}: {e}", redact(url)))
+        };
+        let client = match ca {
+            None => {
+                if url.starts_with("rediss://") {
+                    crate::tls::install_provider();
+                }
+                redis::Client::open(url).map_err(invalid)?
+            }
+            Some(path) => {
+                if !url.starts_with("rediss://") {
+                    return Err(Error::Config(format!(
+                        "--redis-ca is for TLS, but REDIS_URL {:?} is not rediss://",
+                        redact(url)
+                    )));
+                }
+                let pem = std::fs::read(path).map_err(|source| Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                crate::tls::install_provider();
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "--redis-ca {}: not a usable PEM CA file ({e})",
+                        path.display()
+                    ))
+                })?
+            }
+        };
         // redis-rs 1.x times responses out after 500 ms by default; our
         // scripts on large batches can take longer, so allow generously.
         // Reconnects back off from 100 ms to 5 s, forever.
@@ -351,6 +422,21 @@ impl Queue {
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_secs(5))
             .set_number_of_retries(usize::MAX);
+        // One plain attempt first: the manager retries its first connection
+        // forever, so a refused login, a TLS failure or a server that is
+        // not there would hang the start instead of saying so.
+        let probe_cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        let mut probe = client
+            .get_multiplexed_async_connection_with_config(&probe_cfg)
+            .await
+            .map_err(redis_err(url))?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut probe)
+            .await
+            .map_err(redis_err(url))?;
+        drop(probe);
         let mut conn = ConnectionManager::new_with_config(client.clone(), cfg)
             .await
             .map_err(redis_err(url))?;

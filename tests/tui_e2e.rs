@@ -364,6 +364,8 @@ async fn two_watchers_follow_a_serve_and_neither_can_confirm() {
         "manual",
         file.to_str().unwrap(),
     ]);
+    // Watchers attach to a namespace that exists (they create nothing).
+    serve.wait_for_json("its first line", Duration::from_secs(120), |_| true);
     let watch = |tag: &str, w: u16, h: u16, how: &str| {
         let cmd = format!(
             "{} '{BIN}' {how} --namespace {} --data-dir '{}'; exec sleep 600",
@@ -387,7 +389,7 @@ async fn two_watchers_follow_a_serve_and_neither_can_confirm() {
         });
         // The holder's alert, on the watchers' banner.
         t.wait_for("the alert banner", long, |s| {
-            s.contains("ALERT rollover_waiting: the rollover of 2024-01 waits")
+            s.contains("rollover_waiting: the rollover of 2024-01 waits")
         });
     }
     // Neither may confirm: `c` reviews, `y` is refused with who can.

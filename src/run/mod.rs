@@ -72,17 +72,57 @@ pub struct Services {
 }
 
 impl Services {
-    /// Connects, takes the namespace lock when `lock`, applies `start`,
-    /// migrates.
+    /// Connects, takes the namespace lock when `lock` (waiting up to
+    /// `cfg.lock_wait` for a holder to let go, saying so on stderr: see
+    /// `store::lock`), applies `start`, migrates.
     pub async fn open(cfg: &Config, start: Start, lock: bool) -> Result<Services> {
-        let db = Db::connect(&cfg.database_url, &cfg.namespace).await?;
-        let queue = Queue::connect(
+        Services::open_inner(cfg, start, lock, cfg.lock_wait, true).await
+    }
+
+    /// [`Self::open`] without waiting for the lock: another holder is an
+    /// [`Error::InUse`] at once (`dvmtop cleanup` then asks the holder).
+    pub async fn open_now(cfg: &Config, start: Start, lock: bool) -> Result<Services> {
+        Services::open_inner(cfg, start, lock, Duration::ZERO, true).await
+    }
+
+    /// Opens a namespace that exists, without the lock, creating nothing:
+    /// `status`, `confirm`, `cleanup`, `restore` on a mistyped namespace
+    /// fail with one line instead of making an empty one.
+    pub async fn open_existing(cfg: &Config) -> Result<Services> {
+        Services::open_inner(cfg, Start::Resume, false, Duration::ZERO, false).await
+    }
+
+    async fn open_inner(
+        cfg: &Config,
+        start: Start,
+        lock: bool,
+        lock_wait: Duration,
+        create: bool,
+    ) -> Result<Services> {
+        let db = if create {
+            Db::connect(&cfg.database_url, &cfg.namespace).await?
+        } else {
+            Db::connect_existing(&cfg.database_url, &cfg.namespace).await?
+        };
+        let queue = Queue::connect_with(
             &cfg.redis_url,
             Keys::new(&cfg.namespace, cfg.queue_key.as_deref()),
+            cfg.redis_ca.as_deref(),
         )
         .await?
         .with_dead_letter_caps(cfg.dead_letters);
-        let lock = if lock { Some(db.lock().await?) } else { None };
+        let lock = if lock {
+            Some(
+                db.lock_waiting(lock_wait, |text| {
+                    use std::io::Write;
+                    // Before any terminal UI starts: a plain line.
+                    let _ = writeln!(std::io::stderr(), "dvmtop: {text}");
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
         match start {
             Start::Fresh => {
                 db.wipe().await?;

@@ -5,7 +5,7 @@
 //! behind, about a second) and every few seconds regardless, to notice a
 //! holder that went away.
 
-use super::{Services, Start};
+use super::Services;
 use crate::config::Config;
 use crate::error::Result;
 use crate::pipeline::PipelineStatus;
@@ -47,7 +47,7 @@ impl Watch {
     /// Opens the namespace without its lock and starts following what its
     /// holder publishes.
     pub async fn attach(cfg: &Config) -> Result<Watch> {
-        let services = Services::open(cfg, Start::Resume, false).await?;
+        let services = Services::open_existing(cfg).await?;
         let first = services.db.published().await?;
         let (tx, published) = watch::channel(first);
         let db = services.db.clone();

@@ -5,8 +5,10 @@ mod alert_facts;
 mod alerts;
 mod audit;
 mod commit;
+mod connect;
 mod figures;
 mod load;
+mod lock;
 mod namespace;
 mod published;
 mod rollover;
@@ -16,8 +18,11 @@ mod views;
 pub use alert_facts::StoredAlerts;
 pub use audit::JobRun;
 pub use commit::Commit;
+pub use connect::set_application_name;
+use connect::{connect_admin, unreachable};
 pub use dvmtop_core::MonthRow;
 pub use figures::{BOUNDED_TABLES, Figures};
+pub use lock::{LockHolder, NamespaceLock};
 pub use namespace::{MARKER, validate_namespace};
 pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
@@ -29,52 +34,8 @@ use crate::error::{Error, Result};
 use dvmtop_core::YearMonth;
 use dvmtop_core::clock::ClockState;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use std::str::FromStr;
-
-fn describe(opts: &PgConnectOptions) -> String {
-    format!(
-        "{}:{}/{}",
-        opts.get_host(),
-        opts.get_port(),
-        opts.get_database().unwrap_or("?")
-    )
-}
-
-fn unreachable(opts: &PgConnectOptions, e: &sqlx::Error) -> Error {
-    Error::Unreachable(format!(
-        "PostgreSQL at {} is unreachable ({e}): start it or set DATABASE_URL",
-        describe(opts)
-    ))
-}
-
-/// Connects, creating the database when it does not exist yet.
-async fn connect_admin(opts: &PgConnectOptions) -> Result<PgConnection> {
-    match opts.connect().await {
-        Ok(c) => Ok(c),
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("3D000") => {
-            let name = opts.get_database().unwrap_or("dvmtop").to_owned();
-            let mut admin = opts
-                .clone()
-                .database("postgres")
-                .connect()
-                .await
-                .map_err(|e| unreachable(opts, &e))?;
-            let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&mut admin)
-                .await
-            {
-                // Another process may have created it meanwhile.
-                if !matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P04")) {
-                    return Err(Error::Postgres(e));
-                }
-            }
-            opts.connect().await.map_err(|e| unreachable(opts, &e))
-        }
-        Err(e) => Err(unreachable(opts, &e)),
-    }
-}
 
 /// A namespace's database handle: a pool whose sessions see only the
 /// namespace's schema, in UTC.
@@ -88,14 +49,33 @@ pub struct Db {
 impl Db {
     /// Connects and makes sure the schema exists (it may be empty).
     pub async fn connect(url: &str, namespace: &str) -> Result<Db> {
+        Db::open(url, namespace, true).await
+    }
+
+    /// Connects to a namespace dvmtop already set up; a missing one (a
+    /// typo in `--namespace`) is an error naming the namespaces there are,
+    /// and nothing is created — not even the database.
+    pub async fn connect_existing(url: &str, namespace: &str) -> Result<Db> {
+        Db::open(url, namespace, false).await
+    }
+
+    async fn open(url: &str, namespace: &str, create: bool) -> Result<Db> {
         validate_namespace(namespace)?;
+        crate::tls::install_provider();
         let base = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Config(format!("invalid DATABASE_URL {url:?}: {e}")))?
+            .application_name(&connect::application_name())
             .log_statements(tracing::log::LevelFilter::Trace);
-        let mut admin = connect_admin(&base).await?;
-        // Only a schema dvmtop created (or an unmarked one holding its
-        // tables, from before the marker) is used; see `namespace`.
-        namespace::ensure(&mut admin, namespace).await?;
+        let mut admin = if create {
+            connect_admin(&base).await?
+        } else {
+            connect::connect_existing(&base, namespace).await?
+        };
+        if create {
+            // Only a schema dvmtop created (or an unmarked one holding its
+            // tables, from before the marker) is used; see `namespace`.
+            namespace::ensure(&mut admin, namespace).await?;
+        }
         admin.close().await.ok();
         let opts = base.options([("search_path", namespace), ("TimeZone", "UTC")]);
         let pool = PgPoolOptions::new()
@@ -121,32 +101,6 @@ impl Db {
             )),
             other => Error::Migrate(other.to_string()),
         })
-    }
-
-    /// The text whose hash is the namespace's advisory lock.
-    pub(crate) fn lock_key(&self) -> String {
-        format!("dvmtop:{}", self.namespace)
-    }
-
-    /// Holds the namespace for this process: a session advisory lock on a
-    /// dedicated connection, released when the process dies.
-    pub async fn lock(&self) -> Result<NamespaceLock> {
-        let mut conn = self
-            .opts
-            .connect()
-            .await
-            .map_err(|e| unreachable(&self.opts, &e))?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(self.lock_key())
-            .fetch_one(&mut conn)
-            .await?;
-        if !got {
-            return Err(Error::InUse(format!(
-                "namespace {} is in use by another dvmtop process: stop it or choose another --namespace",
-                self.namespace
-            )));
-        }
-        Ok(NamespaceLock { _conn: conn })
     }
 
     /// Whether the namespace's schema holds any pipeline data.
@@ -376,6 +330,17 @@ impl Db {
         }
     }
 
+    /// The rollover waiting for confirmation as the pipeline that reached
+    /// it recorded it, and since when.
+    pub async fn awaiting(&self) -> Result<Option<(YearMonth, chrono::DateTime<chrono::Utc>)>> {
+        let (month, since): (Option<String>, Option<chrono::DateTime<chrono::Utc>>) =
+            sqlx::query_as("SELECT awaiting_month, awaiting_since FROM pipeline_state")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(parse_month("awaiting_month", month)?
+            .map(|m| (m, since.unwrap_or_else(chrono::Utc::now))))
+    }
+
     pub async fn cleanup_done(&self) -> Result<()> {
         sqlx::query("UPDATE pipeline_state SET cleanup_requested = false")
             .execute(&self.pool)
@@ -397,11 +362,6 @@ fn parse_month(column: &str, v: Option<String>) -> Result<Option<YearMonth>> {
 /// A job kind as stored (`integer`).
 pub(crate) fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
     k.map(|k| k.0 as i32)
-}
-
-/// Holds the namespace while alive.
-pub struct NamespaceLock {
-    _conn: PgConnection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -107,11 +107,6 @@ impl Driver {
 /// until the operator quits or a signal arrives. With `readonly` it runs
 /// nothing: it watches the namespace's holder (see [`crate::run::watcher`]).
 pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
-    if !std::io::stdout().is_terminal() {
-        return Err(Error::Config(
-            "stdout is not a terminal, and the TUI needs one: add --headless (backtest) or use `dvmtop serve`".into(),
-        ));
-    }
     if opts.readonly && !opts.files.is_empty() {
         return Err(Error::Config(
             "a watcher (--readonly, `dvmtop watch`) ingests nothing: drop the files, or run without --readonly".into(),
@@ -123,12 +118,18 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
                 "the TUI reads the keyboard, so it cannot ingest stdin: add --headless, or pass files".into(),
             ));
         }
-        if !std::path::Path::new(f).exists() {
+        // The same words as headless: "cannot open FILE: no such file".
+        if let Err(source) = std::fs::File::open(f) {
             return Err(Error::Io {
                 path: f.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                source,
             });
         }
+    }
+    if !std::io::stdout().is_terminal() {
+        return Err(Error::Config(
+            "stdout is not a terminal, and the TUI needs one: add --headless (backtest) or use `dvmtop serve`".into(),
+        ));
     }
     // Before the terminal is taken over, so errors print as one plain line.
     let (tx, mut rx) = mpsc::channel::<Msg>(256);

@@ -31,6 +31,10 @@
 //!   `restart(Shutdown)`, `kill` (SIGKILL to all its processes),
 //!   `kill_backends`, `psql(db, sql)`, `log_tail`.
 //! * [`ScratchDir`], [`free_port`], [`become_subreaper`].
+//! * TLS: [`Certs::generate`] (a CA and a server certificate for
+//!   127.0.0.1, with the `openssl` CLI; [`have_openssl`]),
+//!   [`PgOpts`]`::ssl` (`ssl=on`), [`RedisOpts::tls_only`] (`url()` is then
+//!   `rediss://`).
 //! * In [`super::process`]: [`Dvmtop`](super::process::Dvmtop) (`new`,
 //!   `shared`, `command`, `output`, `spawn`) and
 //!   [`Running`](super::process::Running) (`wait_for_line`,
@@ -279,7 +283,8 @@ pub struct RedisOpts {
     pub appendonly: bool,
     pub appendfsync: AppendFsync,
     /// More `redis-server` arguments, after the harness's (so they win),
-    /// e.g. `--tls-port P --port 0 --tls-cert-file …`.
+    /// e.g. `--tls-port P --port 0 --tls-cert-file …`; `{port}` stands
+    /// for the instance's port.
     pub args: Vec<String>,
 }
 
@@ -296,6 +301,27 @@ impl RedisOpts {
     /// No persistence at all: a restart starts empty.
     pub fn memory() -> RedisOpts {
         RedisOpts::default()
+    }
+
+    /// TLS only (no plain port), with this certificate and key, clients
+    /// not asked for certificates; [`Redis::url`] is then `rediss://`.
+    pub fn tls_only(cert: &Path, key: &Path, ca: &Path) -> RedisOpts {
+        let mut args: Vec<String> = ["--port", "0", "--tls-port", "{port}"]
+            .map(String::from)
+            .to_vec();
+        for (flag, f) in [
+            ("--tls-cert-file", cert),
+            ("--tls-key-file", key),
+            ("--tls-ca-cert-file", ca),
+        ] {
+            args.push(flag.into());
+            args.push(f.display().to_string());
+        }
+        args.extend(["--tls-auth-clients", "no"].map(String::from));
+        RedisOpts {
+            args,
+            ..RedisOpts::default()
+        }
     }
 }
 
@@ -336,9 +362,11 @@ impl Redis {
         unreachable!()
     }
 
-    /// `redis://127.0.0.1:PORT`
+    /// `redis://127.0.0.1:PORT` (`rediss://` for [`RedisOpts::tls_only`]).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let tls = self.opts.args.iter().any(|a| a == "--tls-port");
+        let scheme = if tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -430,7 +458,7 @@ impl Redis {
             .args(["--save", "", "--daemonize", "no", "--appendonly"])
             .arg(if self.opts.appendonly { "yes" } else { "no" })
             .args(["--appendfsync", fsync])
-            .args(&self.opts.args)
+            .args(self.opts.args.iter().map(|a| a.replace("{port}", &port)))
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
@@ -526,6 +554,10 @@ pub struct PgOpts {
     pub fsync: bool,
     /// More settings, as `-c NAME=VALUE`.
     pub settings: Vec<(String, String)>,
+    /// `ssl=on` with this certificate and key (PEM; see [`Certs`]): they
+    /// are copied into the instance dir, owned by the server's user, key
+    /// mode 0600 as PostgreSQL demands. Plain connections still work.
+    pub ssl: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for PgOpts {
@@ -533,6 +565,7 @@ impl Default for PgOpts {
         PgOpts {
             fsync: false,
             settings: vec![("shared_buffers".into(), "32MB".into())],
+            ssl: None,
         }
     }
 }
@@ -575,6 +608,24 @@ impl Postgres {
             child: None,
         };
         create_cluster(&pg.data, &pg.base);
+        if let Some((cert, key)) = pg.opts.ssl.clone() {
+            let (c, k) = (pg.base.join("server.crt"), pg.base.join("server.key"));
+            std::fs::copy(&cert, &c).expect("copy the server certificate");
+            std::fs::copy(&key, &k).expect("copy the server key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod the server key");
+            if let Some((uid, gid)) = pg_user() {
+                for f in [&c, &k] {
+                    std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown the TLS files");
+                }
+            }
+            pg.opts.settings.extend([
+                ("ssl".to_owned(), "on".to_owned()),
+                ("ssl_cert_file".to_owned(), c.display().to_string()),
+                ("ssl_key_file".to_owned(), k.display().to_string()),
+            ]);
+        }
         for attempt in 1..=PORT_ATTEMPTS {
             pg.port = free_port();
             match pg.spawn_and_wait() {
@@ -975,5 +1026,98 @@ fn create_cluster(data: &Path, base: &Path) {
         .is_ok_and(|s| s.success());
     if !copied || std::fs::rename(&staging, template).is_err() {
         let _ = std::fs::remove_dir_all(&staging);
+    }
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A throwaway certificate authority and a server certificate it signs
+/// for `127.0.0.1` and `localhost`, made with the `openssl` CLI in `dir`
+/// (PEM files: `ca.crt`, `server.crt`, `server.key`).
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Whether the `openssl` CLI is there (TLS tests need it).
+pub fn have_openssl() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl Certs {
+    /// Generates the CA (`cn` names it) and the server certificate.
+    pub fn generate(dir: &Path, cn: &str) -> Certs {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::create_dir_all(dir).expect("create the certificate dir");
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("write ext.cnf");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Certs {
+            ca: dir.join("ca.crt"),
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+        }
     }
 }
