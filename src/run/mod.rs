@@ -66,14 +66,14 @@ impl Mode {
 pub struct Services {
     pub db: Db,
     pub queue: Queue,
-    _lock: Option<NamespaceLock>,
+    lock: Option<NamespaceLock>,
 }
 
 impl Services {
     /// Connects, takes the namespace lock when `lock`, applies `start`,
     /// migrates.
     pub async fn open(cfg: &Config, start: Start, lock: bool) -> Result<Services> {
-        let db = Db::connect(&cfg.database_url, &cfg.namespace).await?;
+        let mut db = Db::connect(&cfg.database_url, &cfg.namespace).await?;
         let queue = Queue::connect(
             &cfg.redis_url,
             Keys::new(&cfg.namespace, cfg.queue_key.as_deref()),
@@ -81,6 +81,10 @@ impl Services {
         .await?
         .with_dead_letter_caps(cfg.dead_letters);
         let lock = if lock { Some(db.lock().await?) } else { None };
+        if let Some(l) = &lock {
+            // Every write of the pipeline goes through this handle.
+            db = db.locked_by(l);
+        }
         match start {
             Start::Fresh => {
                 db.wipe().await?;
@@ -95,11 +99,12 @@ impl Services {
             _ => {}
         }
         db.migrate().await?;
-        Ok(Services {
-            db,
-            queue,
-            _lock: lock,
-        })
+        Ok(Services { db, queue, lock })
+    }
+
+    /// The namespace lock's state, when this process holds it.
+    pub fn lock_state(&self) -> Option<watch::Receiver<crate::store::LockState>> {
+        self.lock.as_ref().map(NamespaceLock::state)
     }
 
     pub fn settings(cfg: &Config) -> Settings {
@@ -242,6 +247,16 @@ impl Runtime {
                     return Err(e);
                 }
             };
+            if let Some(mut lock) = services.lock_state() {
+                // A lost, retaken or taken-over lock wakes an idle
+                // pipeline: its next step says what it means.
+                let to = wake.sender();
+                listeners.push(tokio::spawn(async move {
+                    while lock.changed().await.is_ok() {
+                        let _ = to.try_send(Signal::Work);
+                    }
+                }));
+            }
             for source in [
                 WakeSource::Requests(services.db.clone()),
                 WakeSource::Work(services.queue.clone()),
@@ -513,6 +528,34 @@ pub async fn ingest_all(
     Ok(())
 }
 
+/// How long `serve` keeps retrying a start-up that a transient error
+/// broke (PostgreSQL restarting while the namespace was being opened).
+const START_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// [`Runtime::launch`]; for `serve`, a start-up broken by a transient error
+/// (a restart of PostgreSQL while it opened the namespace) is tried again
+/// with backoff. Unreachable services at the first connect still fail at
+/// once, with the line that says what to do.
+async fn launch_retrying(
+    cfg: &Config,
+    mode: Mode,
+    files: &[String],
+    start: Start,
+) -> Result<Runtime> {
+    let t = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match Runtime::launch(cfg, mode, files, start).await {
+            Err(e) if mode == Mode::Serve && e.is_transient() && t.elapsed() < START_RETRY_FOR => {
+                tracing::warn!(error = %e, "start-up failed on a transient error; trying again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// What a headless run ended with.
 pub struct Headless {
     pub summary: Summary,
@@ -534,7 +577,7 @@ pub async fn headless(
     signals: bool,
     mut out: impl FnMut(serde_json::Value),
 ) -> Result<Headless> {
-    let mut rt = Runtime::launch(cfg, mode, files, start).await?;
+    let mut rt = launch_retrying(cfg, mode, files, start).await?;
     if signals {
         rt.stop_on_signals();
     }

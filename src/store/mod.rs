@@ -5,6 +5,7 @@ mod audit;
 mod commit;
 mod figures;
 mod load;
+mod lock;
 mod published;
 mod rollover;
 mod status;
@@ -13,6 +14,7 @@ pub use audit::JobRun;
 pub use commit::Commit;
 pub use dvmtop_core::MonthRow;
 pub use figures::{BOUNDED_TABLES, Figures};
+pub use lock::{LockState, NamespaceLock};
 pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
 pub use rollover::upsert_month;
@@ -95,6 +97,9 @@ pub struct Db {
     pub pool: PgPool,
     pub namespace: String,
     opts: PgConnectOptions,
+    /// The namespace lock this handle writes under (see [`lock`]); `None`
+    /// for readers (status, watchers) and tests.
+    lock: Option<tokio::sync::watch::Receiver<LockState>>,
 }
 
 impl Db {
@@ -130,6 +135,7 @@ impl Db {
             pool,
             namespace: namespace.to_owned(),
             opts,
+            lock: None,
         })
     }
 
@@ -140,6 +146,14 @@ impl Db {
                 "namespace {} has schema version {v}, which this dvmtop does not know: upgrade dvmtop or use another --namespace",
                 self.namespace
             )),
+            // A restart while migrating: retried like any dropped
+            // connection (migrations run in transactions).
+            sqlx::migrate::MigrateError::Execute(e)
+            | sqlx::migrate::MigrateError::ExecuteMigration(e, _)
+                if crate::error::pg_transient(&e) =>
+            {
+                Error::Postgres(e)
+            }
             other => Error::Migrate(other.to_string()),
         })
     }
@@ -147,27 +161,6 @@ impl Db {
     /// The text whose hash is the namespace's advisory lock.
     pub(crate) fn lock_key(&self) -> String {
         format!("dvmtop:{}", self.namespace)
-    }
-
-    /// Holds the namespace for this process: a session advisory lock on a
-    /// dedicated connection, released when the process dies.
-    pub async fn lock(&self) -> Result<NamespaceLock> {
-        let mut conn = self
-            .opts
-            .connect()
-            .await
-            .map_err(|e| unreachable(&self.opts, &e))?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(self.lock_key())
-            .fetch_one(&mut conn)
-            .await?;
-        if !got {
-            return Err(Error::InUse(format!(
-                "namespace {} is in use by another dvmtop process: stop it or choose another --namespace",
-                self.namespace
-            )));
-        }
-        Ok(NamespaceLock { _conn: conn })
     }
 
     /// Whether the namespace's schema holds any pipeline data.
@@ -418,11 +411,6 @@ fn parse_month(column: &str, v: Option<String>) -> Result<Option<YearMonth>> {
 /// A job kind as stored (`integer`).
 pub(crate) fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
     k.map(|k| k.0 as i32)
-}
-
-/// Holds the namespace while alive.
-pub struct NamespaceLock {
-    _conn: PgConnection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
