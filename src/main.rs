@@ -292,8 +292,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Restore(a) => {
             let cfg = Config::resolve(&cli.global, Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let services = run::Services::open(&cfg, Start::Resume, false).await?;
-            let r = dvmtop::retention::restore(&services.db, &a.file).await?;
+            // With the namespace lock: never beside a running pipeline.
+            let services = run::Services::open(&cfg, Start::Resume, true).await?;
+            let r = dvmtop::retention::restore(&services.db, &a.file, a.from_namespace.as_deref())
+                .await?;
             print_line(
                 serde_json::json!({"event": "restored", "file": a.file.display().to_string(), "result": r}),
             );

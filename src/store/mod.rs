@@ -17,7 +17,7 @@ pub use figures::{BOUNDED_TABLES, Figures};
 pub use lock::{LockState, NamespaceLock};
 pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
-pub use rollover::upsert_month;
+pub use rollover::{monthly_row_in, upsert_month};
 pub use status::{Snapshot, WindowStats, windows};
 
 use crate::error::{Error, Result};
