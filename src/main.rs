@@ -114,6 +114,15 @@ async fn headless(
         .map(|o| o.insert("event".into(), "summary".into()));
     print_line(v);
     r.ingest?;
+    if let Some(first) = r.summary.backup_failures.first() {
+        return Err(Error::Config(format!(
+            "{} backup(s) of monthly_activity failed in this run, the first after the rollover of {} ({}): check the backup directory {} (space, permissions); the next rollover's backup holds every row again",
+            r.summary.backup_failures.len(),
+            first.month,
+            first.error,
+            cfg.backup_dir.display()
+        )));
+    }
     Ok(if interrupted {
         ExitCode::from(130)
     } else {

@@ -52,10 +52,18 @@ pub async fn write_backup(db: &Db, dir: &Path, m: YearMonth) -> Result<PathBuf> 
                 .and_then(|n| n.to_str())
                 .unwrap_or("backup")
         ));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &target)
+        })();
+        if written.is_err() {
+            // A full disk, a vanished directory: never leave the
+            // half-written temp file behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
         std::fs::File::open(&dir)?.sync_all()
     })
     .await

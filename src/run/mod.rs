@@ -10,7 +10,7 @@ mod summary;
 mod watcher;
 
 pub use report::{Reporter, report};
-pub use summary::{Summary, summarize};
+pub use summary::{BackupFailure, Summary, backup_failures, summarize};
 pub use watcher::{PUBLISH_EVERY, Watch, persist_status};
 
 use crate::config::Config;
@@ -577,6 +577,7 @@ pub async fn headless(
     signals: bool,
     mut out: impl FnMut(serde_json::Value),
 ) -> Result<Headless> {
+    let since = chrono::Utc::now();
     let mut rt = launch_retrying(cfg, mode, files, start).await?;
     if signals {
         rt.stop_on_signals();
@@ -604,6 +605,7 @@ pub async fn headless(
     // processed and in the summary; the run still fails.
     let summary = Summary {
         input_error: stopped.ingest.as_ref().err().map(ToString::to_string),
+        backup_failures: backup_failures(&stopped.services, since).await?,
         ..summary
     };
     Ok(Headless {
