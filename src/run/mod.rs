@@ -544,9 +544,16 @@ async fn launch_retrying(
 ) -> Result<Runtime> {
     let t = Instant::now();
     let mut delay = Duration::from_millis(100);
+    // Once the server was reached, "unreachable" means it is restarting.
+    let mut reached = false;
     loop {
         match Runtime::launch(cfg, mode, files, start).await {
-            Err(e) if mode == Mode::Serve && e.is_transient() && t.elapsed() < START_RETRY_FOR => {
+            Err(e)
+                if mode == Mode::Serve
+                    && (e.is_transient() || (reached && matches!(e, Error::Unreachable(_))))
+                    && t.elapsed() < START_RETRY_FOR =>
+            {
+                reached = true;
                 tracing::warn!(error = %e, "start-up failed on a transient error; trying again in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

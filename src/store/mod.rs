@@ -55,7 +55,24 @@ fn describe(opts: &PgConnectOptions) -> String {
     )
 }
 
-fn unreachable(opts: &PgConnectOptions, e: &sqlx::Error) -> Error {
+/// A failed connect: the server is not there (unreachable: say what to
+/// do), or it answered and then went away — a restart under way, which
+/// is transient (`serve` tries its start-up again).
+fn unreachable(opts: &PgConnectOptions, e: sqlx::Error) -> Error {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let restarting = match &e {
+        sqlx::Error::Io(io) => matches!(
+            io.kind(),
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+        ),
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    };
+    if restarting {
+        return Error::Postgres(e);
+    }
     Error::Unreachable(format!(
         "PostgreSQL at {} is unreachable ({e}): start it or set DATABASE_URL",
         describe(opts)
@@ -73,7 +90,7 @@ async fn connect_admin(opts: &PgConnectOptions) -> Result<PgConnection> {
                 .database("postgres")
                 .connect()
                 .await
-                .map_err(|e| unreachable(opts, &e))?;
+                .map_err(|e| unreachable(opts, e))?;
             let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
             if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&mut admin)
@@ -84,9 +101,9 @@ async fn connect_admin(opts: &PgConnectOptions) -> Result<PgConnection> {
                     return Err(Error::Postgres(e));
                 }
             }
-            opts.connect().await.map_err(|e| unreachable(opts, &e))
+            opts.connect().await.map_err(|e| unreachable(opts, e))
         }
-        Err(e) => Err(unreachable(opts, &e)),
+        Err(e) => Err(unreachable(opts, e)),
     }
 }
 
@@ -130,7 +147,7 @@ impl Db {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(opts.clone())
             .await
-            .map_err(|e| unreachable(&opts, &e))?;
+            .map_err(|e| unreachable(&opts, e))?;
         Ok(Db {
             pool,
             namespace: namespace.to_owned(),
