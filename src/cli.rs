@@ -442,6 +442,10 @@ pub struct BenchArgs {
 pub struct RestoreArgs {
     /// A backup written after a rollover (monthly_activity-YYYY-MM.json).
     pub file: PathBuf,
+    /// The namespace the backup was written by, when it is not the one
+    /// restored into (another namespace's backups are refused otherwise).
+    #[arg(long, value_name = "NS")]
+    pub from_namespace: Option<String>,
     /// Create the namespace when it does not exist (recovery into a new
     /// database); without it a missing namespace is refused.
     #[arg(long)]

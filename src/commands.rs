@@ -109,6 +109,19 @@ pub async fn status_of(services: &Services, cfg: &Config) -> Result<Value> {
         "retention".into(),
         json!(services.db.retention_figures().await?),
     );
+    // What the process holding the namespace is doing (published by it
+    // about once a second): running, idle, retrying after an error (with
+    // the error and the next attempt), failed.
+    let published = services.db.published().await?;
+    o.insert(
+        "pipeline".into(),
+        json!({
+            "holding": published.holding,
+            "holder": published.holder,
+            "phase": published.status.as_ref().map(|s| &s.phase),
+            "published_at": published.at,
+        }),
+    );
     o.insert(
         "cleanup_history".into(),
         json!(services.db.job_runs(None, 10, None).await?),

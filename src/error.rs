@@ -14,6 +14,15 @@ pub enum Error {
     /// Another dvmtop process holds the namespace.
     #[error("{0}")]
     InUse(String),
+    /// The namespace lock went with its PostgreSQL session (a restart, a
+    /// dropped connection) and is being taken again: nothing is written
+    /// until it is (transient).
+    #[error("{0}")]
+    LockLost(String),
+    /// PostgreSQL answered and went away at connect: a restart under way
+    /// (transient).
+    #[error("{0}")]
+    Restarting(String),
     #[error("PostgreSQL error: {0}")]
     Postgres(#[from] sqlx::Error),
     #[error("Redis error: {0}")]
@@ -116,21 +125,38 @@ fn one_line(s: &str) -> String {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Errors worth retrying with backoff (connection loss, serialization
-    /// failures, deadlocks); everything else is a bug or a configuration
+    /// Errors worth retrying with backoff (connection loss, a server
+    /// restarting, serialization failures, deadlocks, the namespace lock
+    /// being taken again); everything else is a bug or a configuration
     /// problem that retrying will not fix.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Postgres(e) => match e {
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-                sqlx::Error::Database(db) => matches!(
-                    db.code().as_deref(),
-                    Some("40001" | "40P01" | "57P01" | "08006" | "08003")
-                ),
-                _ => false,
-            },
+            Error::Postgres(e) => pg_transient(e),
             Error::Redis(e) => crate::queue::is_connection_error(e),
+            Error::LockLost(_) | Error::Restarting(_) => true,
             _ => false,
         }
+    }
+}
+
+/// A PostgreSQL error that a restart, a failover or a dropped connection
+/// causes, and that goes away by itself: retried, never fatal.
+pub fn pg_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 08: connection exceptions; 57P01–57P03: admin, crash
+            // shutdown and "cannot connect now" (starting up, shutting
+            // down, recovering); 53: out of connections or resources for
+            // a moment; 40001/40P01: serialization failure, deadlock.
+            c.starts_with("08")
+                || c.starts_with("53")
+                || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "40001" | "40P01")
+        }),
+        _ => false,
     }
 }

@@ -150,6 +150,15 @@ async fn headless(
         .map(|o| o.insert("event".into(), "summary".into()));
     print_line(v);
     r.ingest?;
+    if let Some(first) = r.summary.backup_failures.first() {
+        return Err(Error::Config(format!(
+            "{} backup(s) of monthly_activity failed in this run, the first after the rollover of {} ({}): check the backup directory {} (space, permissions); the next rollover's backup holds every row again",
+            r.summary.backup_failures.len(),
+            first.month,
+            first.error,
+            cfg.backup_dir.display()
+        )));
+    }
     Ok(if interrupted {
         ExitCode::from(130)
     } else {
@@ -315,12 +324,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
         Command::Restore(a) => {
             let cfg = Config::resolve(&GlobalArgs::default().with_conn(a.conn), Policy::Auto)?;
             let _guard = init_logging(&cfg);
-            let services = if a.create {
-                run::Services::open(&cfg, Start::Resume, false).await?
-            } else {
-                run::Services::open_existing(&cfg).await?
-            };
-            let r = dvmtop::retention::restore(&services.db, &a.file).await?;
+            // A missing namespace is refused unless --create; then the
+            // namespace lock: never beside a running pipeline.
+            if !a.create {
+                drop(run::Services::open_existing(&cfg).await?);
+            }
+            let services = run::Services::open(&cfg, Start::Resume, true).await?;
+            let r = dvmtop::retention::restore(&services.db, &a.file, a.from_namespace.as_deref())
+                .await?;
             print_line(
                 serde_json::json!({"event": "restored", "file": a.file.display().to_string(), "result": r}),
             );

@@ -432,10 +432,14 @@ async fn backups_equal_the_table_and_restore_idempotently() {
     // Restore into an empty namespace reproduces the table; twice is a no-op.
     let other = TestNs::new("restore");
     let o = other.open(&other.config()).await;
-    let first = dvmtop::retention::restore(&o.db, &last).await.unwrap();
+    let first = dvmtop::retention::restore(&o.db, &last, Some(&ns.name))
+        .await
+        .unwrap();
     assert_eq!((first.inserted, first.updated, first.unchanged), (3, 0, 0));
     assert_eq!(o.db.monthly_rows().await.unwrap(), table);
-    let second = dvmtop::retention::restore(&o.db, &last).await.unwrap();
+    let second = dvmtop::retention::restore(&o.db, &last, Some(&ns.name))
+        .await
+        .unwrap();
     assert_eq!(
         (second.inserted, second.updated, second.unchanged),
         (0, 0, 3)

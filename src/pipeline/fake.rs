@@ -27,6 +27,10 @@ pub enum Op {
     Cleanup,
     Range,
     Ack,
+    /// Reading other processes' requests.
+    Requests,
+    /// The queue's length (the end of a backtest asks it).
+    Depth,
 }
 
 /// How it fails.
@@ -328,6 +332,9 @@ impl Store for MemStore {
     }
 
     async fn requests(&self) -> Result<Requests> {
+        if fault(&self.faults, Op::Requests).is_some() {
+            return Err(transient("requests"));
+        }
         let m = self.mem();
         Ok(Requests {
             confirmed: m.state.clock.confirmed,
@@ -440,6 +447,9 @@ impl QueueOps for MemQueue {
     }
 
     async fn depth(&self) -> Result<u64> {
+        if fault(&self.faults, Op::Depth).is_some() {
+            return Err(transient("depth"));
+        }
         Ok(self.len() as u64)
     }
 

@@ -332,6 +332,8 @@ struct Run<'a> {
     d: Driver,
     phase: Phase,
     requests_read: Instant,
+    /// A request signal was taken but the read failed: read again.
+    requests_owed: bool,
 }
 
 impl<'a> Run<'a> {
@@ -355,10 +357,12 @@ impl<'a> Run<'a> {
 
     /// Reads other processes' requests (and runs a requested cleanup).
     async fn requests<S: Store, Q: QueueOps>(&mut self, p: &mut Processor<S, Q>) -> Result<()> {
-        self.requests_read = Instant::now();
         let run = p.refresh_requests().await;
         self.report(p);
-        if let Some(run) = run? {
+        let run = run?;
+        self.requests_read = Instant::now();
+        self.requests_owed = false;
+        if let Some(run) = run {
             self.out.event(Progress::Cleanup(run));
         }
         Ok(())
@@ -399,7 +403,15 @@ impl<'a> Run<'a> {
             Control::Shutdown => {
                 self.phase = Phase::Stopping;
                 self.publish(p, true);
-                self.commit(p).await?;
+                match self.commit(p).await {
+                    // Nothing uncommitted is acknowledged: stopping
+                    // without the commit loses nothing.
+                    Err(e) if e.is_transient() => tracing::warn!(
+                        error = %e,
+                        "stopping without the last commit; the queue still holds what it had"
+                    ),
+                    r => r?,
+                }
                 return Ok(true);
             }
         }
@@ -438,11 +450,39 @@ impl<'a> Run<'a> {
     }
 }
 
+/// The backoff of the retries after transient errors.
+struct Backoff {
+    next: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn new() -> Backoff {
+        Backoff {
+            next: Backoff::FIRST,
+            attempt: 0,
+        }
+    }
+
+    /// The delay before the next attempt (doubling up to [`Self::MAX`]).
+    fn bump(&mut self) -> Duration {
+        let d = self.next;
+        self.attempt += 1;
+        self.next = (self.next * 2).min(Backoff::MAX);
+        d
+    }
+}
+
 /// Drives a processor until shutdown or, when `input_done` says the input
 /// is finished, until queue and overflow are empty (and no rollover waits
-/// for confirmation). Transient errors are retried with backoff and shown
-/// as `Retrying`; others end the run. Whatever is pending is committed
-/// before it returns, pauses, or waits.
+/// for confirmation). A transient error anywhere — a step, a commit,
+/// reading other processes' requests, an operator command, the end of a
+/// backtest — is retried with backoff and published as
+/// [`Phase::Retrying`]; only other errors end the run. Whatever is pending
+/// is committed before it returns, pauses, or waits.
 pub async fn run<S: Store, Q: QueueOps>(
     p: &mut Processor<S, Q>,
     ctl: &mut mpsc::Receiver<Control>,
@@ -457,64 +497,84 @@ pub async fn run<S: Store, Q: QueueOps>(
         d: Driver::default(),
         phase: Phase::Running,
         requests_read: Instant::now(),
+        requests_owed: false,
     };
     r.publish(p, true);
-    let mut backoff = Duration::from_millis(100);
-    let mut attempt = 0u32;
+    let mut backoff = Backoff::new();
     loop {
-        while let Ok(c) = r.ctl.try_recv() {
-            if r.control(p, c).await? {
-                return Ok(RunEnd::Shutdown);
+        match r.turn(p, &input_done).await {
+            Ok(Some(end)) => return Ok(end),
+            Ok(None) => backoff = Backoff::new(),
+            Err(e) if e.is_transient() => {
+                if let Some(end) = r.retry_later(p, &e, &mut backoff).await? {
+                    return Ok(end);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl<'a> Run<'a> {
+    /// After a transient error: publishes the retry, waits out the backoff
+    /// (a shutdown or other control still acts meanwhile).
+    async fn retry_later<S: Store, Q: QueueOps>(
+        &mut self,
+        p: &mut Processor<S, Q>,
+        e: &crate::error::Error,
+        backoff: &mut Backoff,
+    ) -> Result<Option<RunEnd>> {
+        let delay = backoff.bump();
+        tracing::warn!(error = %e, attempt = backoff.attempt, "transient error; retrying in {delay:?}");
+        self.report(p);
+        self.phase = Phase::Retrying {
+            error: e.to_string(),
+            attempt: backoff.attempt,
+            next_in_ms: delay.as_millis() as u64,
+        };
+        self.out.event(Progress::Retrying {
+            error: e.to_string(),
+            millis: delay.as_millis() as u64,
+        });
+        self.publish(p, true);
+        if let Woke::Control(c) = wait(self.ctl, self.wake, delay).await {
+            match self.control(p, c).await {
+                Ok(true) => return Ok(Some(RunEnd::Shutdown)),
+                Ok(false) => {}
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "an operator command failed on a transient error");
+                }
+                Err(e) => return Err(e),
             }
         }
-        if r.wake.drain() || r.requests_read.elapsed() >= r.wake.requests_fallback {
+        Ok(None)
+    }
+
+    /// One turn of the loop: pending controls and requests, then a step
+    /// and what follows it. `Some` ends the run.
+    async fn turn<S: Store, Q: QueueOps>(
+        &mut self,
+        p: &mut Processor<S, Q>,
+        input_done: &impl Fn() -> bool,
+    ) -> Result<Option<RunEnd>> {
+        let r = self;
+        while let Ok(c) = r.ctl.try_recv() {
+            if r.control(p, c).await? {
+                return Ok(Some(RunEnd::Shutdown));
+            }
+        }
+        r.requests_owed |= r.wake.drain();
+        if r.requests_owed || r.requests_read.elapsed() >= r.wake.requests_fallback {
             r.requests(p).await?;
         }
         if !r.d.may_step() {
             r.publish(p, true);
             if r.idle(p, r.wake.requests_fallback).await? {
-                return Ok(RunEnd::Shutdown);
+                return Ok(Some(RunEnd::Shutdown));
             }
-            continue;
+            return Ok(None);
         }
-        let progress = match p.step().await {
-            Ok(x) => {
-                backoff = Duration::from_millis(100);
-                attempt = 0;
-                x
-            }
-            Err(e) if e.is_transient() => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "transient error; retrying in {backoff:?}");
-                r.report(p);
-                r.phase = Phase::Retrying {
-                    error: e.to_string(),
-                    attempt,
-                    next_in_ms: backoff.as_millis() as u64,
-                };
-                r.out.event(Progress::Retrying {
-                    error: e.to_string(),
-                    millis: backoff.as_millis() as u64,
-                });
-                r.publish(p, true);
-                if let Woke::Control(c) = wait(r.ctl, r.wake, backoff).await {
-                    if c == Control::Shutdown {
-                        // Nothing uncommitted is acknowledged: stopping
-                        // without a commit loses nothing.
-                        if let Err(e) = r.commit(p).await {
-                            tracing::warn!(error = %e, "stopping without the last commit; the queue still holds what it had");
-                        }
-                        return Ok(RunEnd::Shutdown);
-                    }
-                    if r.control(p, c).await? {
-                        return Ok(RunEnd::Shutdown);
-                    }
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+        let progress = p.step().await?;
         r.phase = match &progress {
             Progress::Idle => Phase::Idle,
             Progress::Blocked(_) => Phase::Waiting,
@@ -532,7 +592,7 @@ pub async fn run<S: Store, Q: QueueOps>(
             Progress::Batch(_) => {
                 r.publish(p, reached);
                 if !r.d.delay.is_zero() && r.idle(p, r.d.delay).await? {
-                    return Ok(RunEnd::Shutdown);
+                    return Ok(Some(RunEnd::Shutdown));
                 }
             }
             Progress::Idle => {
@@ -543,7 +603,7 @@ pub async fn run<S: Store, Q: QueueOps>(
                         r.report(p);
                         r.phase = Phase::Finished;
                         r.publish(p, true);
-                        return Ok(RunEnd::Drained);
+                        return Ok(Some(RunEnd::Drained));
                     }
                     // Everything is processed but a rollover is due: it
                     // waits for its confirmation, then the run finishes.
@@ -555,16 +615,17 @@ pub async fn run<S: Store, Q: QueueOps>(
                     .commit_due_in()
                     .map_or(r.wake.idle_fallback, |d| d.min(r.wake.idle_fallback));
                 if r.idle(p, limit).await? {
-                    return Ok(RunEnd::Shutdown);
+                    return Ok(Some(RunEnd::Shutdown));
                 }
             }
             Progress::Blocked(_) => {
                 r.publish(p, true);
                 if r.idle(p, r.wake.requests_fallback).await? {
-                    return Ok(RunEnd::Shutdown);
+                    return Ok(Some(RunEnd::Shutdown));
                 }
             }
             _ => r.publish(p, !batch),
         }
+        Ok(None)
     }
 }

@@ -60,6 +60,12 @@ pub struct Requests {
 /// PostgreSQL as the processor uses it.
 pub trait Store: Clone + Send + Sync + 'static {
     fn namespace(&self) -> &str;
+    /// Whether this process may write the namespace now: a transient
+    /// error while its lock is being taken again after a lost session, a
+    /// fatal one once another process took it (see `store::lock`).
+    fn may_write(&self) -> Result<()> {
+        Ok(())
+    }
     /// The committed state; marks runs a crash interrupted.
     fn load(&self) -> impl Future<Output = Result<Loaded>> + Send;
     /// One `entity_activity` row's cells (empty when there is none).
@@ -142,6 +148,10 @@ impl Store for Db {
         &self.namespace
     }
 
+    fn may_write(&self) -> Result<()> {
+        self.lock_held().map(|_| ())
+    }
+
     async fn load(&self) -> Result<Loaded> {
         let state = self.load_state().await?;
         let interrupted_jobs = self.mark_interrupted_jobs().await?;
@@ -174,6 +184,7 @@ impl Store for Db {
     }
 
     async fn cleanup(&self, c: &DueCleanup, cfg: &RetentionConfig) -> Result<JobRun> {
+        self.lock_held()?;
         let run = crate::retention::daily_cleanup(self, c.day, c.open, cfg, &c.lifecycle).await?;
         self.set_day(c.day).await?;
         Ok(run)

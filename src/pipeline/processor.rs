@@ -285,6 +285,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     /// aggregate in memory; a commit starts when the [`super::CommitPolicy`]
     /// says so and runs while the next batches are processed.
     pub async fn step(&mut self) -> Result<Progress> {
+        self.c.store.may_write()?;
         self.reload_if_needed().await?;
         self.c.retry_ack().await?;
         if self.c.inflight_finished() {

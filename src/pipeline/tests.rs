@@ -127,6 +127,60 @@ async fn transient_errors_are_retried_and_change_nothing() {
     assert_eq!(store.mem().tables(), want);
 }
 
+/// Issue 13: `serve` exited when PostgreSQL dropped the connection under
+/// anything but a step — reading other processes' requests (every 30 s,
+/// and on each `dvmtop confirm`/`cleanup`), the end-of-run checks.
+/// Those are retried like a step now.
+#[tokio::test]
+async fn transient_errors_outside_a_step_are_retried_too() {
+    let want = reference().await;
+    let (store, queue) = (MemStore::default(), MemQueue::default());
+    queue.push(input());
+    for _ in 0..3 {
+        store.inject(Op::Requests, Fault::Transient);
+    }
+    queue.inject(Op::Depth, Fault::Transient);
+    let mut p = Processor::open(store.clone(), queue.clone(), settings(50, 400))
+        .await
+        .unwrap();
+    let (_ctl, mut rx) = mpsc::channel(4);
+    let mut wake = Wake::new(Duration::from_millis(10));
+    // Requests are read on every turn.
+    wake.requests_fallback = Duration::ZERO;
+    let (mut out, mut sub) = Publisher::new();
+    let end = super::run(&mut p, &mut rx, &mut wake, || true, &mut out).await;
+    assert_eq!(end.unwrap(), RunEnd::Drained);
+    assert_eq!(queue.len(), 0);
+    assert_eq!(store.mem().tables(), want);
+    let mut retries = 0;
+    while let Ok(e) = sub.events.try_recv() {
+        retries += usize::from(matches!(e, Progress::Retrying { .. }));
+    }
+    assert_eq!(retries, 4, "each failure is published as a retry");
+}
+
+/// A shutdown whose last commit fails on a dropped connection still stops
+/// (nothing uncommitted was acknowledged), instead of failing the run.
+#[tokio::test]
+async fn a_shutdown_whose_commit_fails_transiently_still_stops() {
+    let (store, queue) = (MemStore::default(), MemQueue::default());
+    queue.push(input());
+    let mut p = Processor::open(store.clone(), queue.clone(), settings(50, 1_000_000))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        p.step().await.unwrap();
+    }
+    store.inject(Op::Commit, Fault::Transient);
+    let (ctl, mut rx) = mpsc::channel(4);
+    ctl.send(Control::Shutdown).await.unwrap();
+    let mut wake = Wake::new(Duration::from_millis(10));
+    let (mut out, _sub) = Publisher::new();
+    let end = super::run(&mut p, &mut rx, &mut wake, || false, &mut out).await;
+    assert_eq!(end.unwrap(), RunEnd::Shutdown);
+    assert_eq!(queue.len(), input().len(), "nothing was acknowledged");
+}
+
 #[tokio::test]
 async fn a_failed_commit_reloads_and_is_applied_exactly_once() {
     let want = reference().await;

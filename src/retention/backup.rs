@@ -7,7 +7,6 @@ use crate::store::{Db, MonthRow};
 use chrono::{DateTime, Utc};
 use dvmtop_core::YearMonth;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The backup file format this dvmtop writes and reads.
@@ -53,10 +52,18 @@ pub async fn write_backup(db: &Db, dir: &Path, m: YearMonth) -> Result<PathBuf> 
                 .and_then(|n| n.to_str())
                 .unwrap_or("backup")
         ));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &target)?;
+        let written = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &target)
+        })();
+        if written.is_err() {
+            // A full disk, a vanished directory: never leave the
+            // half-written temp file behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
         std::fs::File::open(&dir)?.sync_all()
     })
     .await
@@ -66,48 +73,4 @@ pub async fn write_backup(db: &Db, dir: &Path, m: YearMonth) -> Result<PathBuf> 
         source,
     })?;
     Ok(path)
-}
-
-/// What a restore did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Restored {
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-}
-
-/// Puts a backup's rows back. Idempotent: restoring twice changes nothing.
-pub async fn restore(db: &Db, file: &Path) -> Result<Restored> {
-    let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
-        path: file.display().to_string(),
-        source,
-    })?;
-    let backup: Backup = serde_json::from_str(&text)
-        .map_err(|e| Error::Config(format!("{} is not a dvmtop backup: {e}", file.display())))?;
-    let mut out = Restored::default();
-    let existing: BTreeMap<YearMonth, MonthRow> = db
-        .monthly_rows()
-        .await?
-        .into_iter()
-        .map(|r| (r.year_month, r))
-        .collect();
-    let mut tx = db.pool.begin().await?;
-    for row in &backup.rows {
-        match existing.get(&row.year_month) {
-            Some(old)
-                if MonthRow {
-                    created_at: row.created_at,
-                    ..old.clone()
-                } == *row =>
-            {
-                out.unchanged += 1;
-                continue;
-            }
-            Some(_) => out.updated += 1,
-            None => out.inserted += 1,
-        }
-        crate::store::upsert_month(&mut tx, row).await?;
-    }
-    tx.commit().await?;
-    Ok(out)
 }

@@ -12,7 +12,7 @@ mod watcher;
 
 pub use monitor::current as current_alerts;
 pub use report::{Reporter, report};
-pub use summary::{Summary, summarize};
+pub use summary::{BackupFailure, Summary, backup_failures, summarize};
 pub use watcher::{PUBLISH_EVERY, Watch, persist_status};
 
 use crate::config::Config;
@@ -68,7 +68,7 @@ impl Mode {
 pub struct Services {
     pub db: Db,
     pub queue: Queue,
-    _lock: Option<NamespaceLock>,
+    lock: Option<NamespaceLock>,
 }
 
 impl Services {
@@ -99,7 +99,7 @@ impl Services {
         lock_wait: Duration,
         create: bool,
     ) -> Result<Services> {
-        let db = if create {
+        let mut db = if create {
             Db::connect(&cfg.database_url, &cfg.namespace).await?
         } else {
             Db::connect_existing(&cfg.database_url, &cfg.namespace).await?
@@ -123,6 +123,10 @@ impl Services {
         } else {
             None
         };
+        if let Some(l) = &lock {
+            // Every write of the pipeline goes through this handle.
+            db = db.locked_by(l);
+        }
         match start {
             Start::Fresh => {
                 db.wipe().await?;
@@ -137,11 +141,12 @@ impl Services {
             _ => {}
         }
         db.migrate().await?;
-        Ok(Services {
-            db,
-            queue,
-            _lock: lock,
-        })
+        Ok(Services { db, queue, lock })
+    }
+
+    /// The namespace lock's state, when this process holds it.
+    pub fn lock_state(&self) -> Option<watch::Receiver<crate::store::LockState>> {
+        self.lock.as_ref().map(NamespaceLock::state)
     }
 
     pub fn settings(cfg: &Config) -> Settings {
@@ -294,6 +299,16 @@ impl Runtime {
                     return Err(e);
                 }
             };
+            if let Some(mut lock) = services.lock_state() {
+                // A lost, retaken or taken-over lock wakes an idle
+                // pipeline: its next step says what it means.
+                let to = wake.sender();
+                listeners.push(tokio::spawn(async move {
+                    while lock.changed().await.is_ok() {
+                        let _ = to.try_send(Signal::Work);
+                    }
+                }));
+            }
             for source in [
                 WakeSource::Requests(services.db.clone()),
                 WakeSource::Work(services.queue.clone()),
@@ -630,6 +645,41 @@ pub async fn ingest_all(
     Ok(())
 }
 
+/// How long `serve` keeps retrying a start-up that a transient error
+/// broke (PostgreSQL restarting while the namespace was being opened).
+const START_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// [`Runtime::launch`]; for `serve`, a start-up broken by a transient error
+/// (a restart of PostgreSQL while it opened the namespace) is tried again
+/// with backoff. Unreachable services at the first connect still fail at
+/// once, with the line that says what to do.
+async fn launch_retrying(
+    cfg: &Config,
+    mode: Mode,
+    files: &[String],
+    start: Start,
+) -> Result<Runtime> {
+    let t = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    // Once the server was reached, "unreachable" means it is restarting.
+    let mut reached = false;
+    loop {
+        match Runtime::launch(cfg, mode, files, start).await {
+            Err(e)
+                if mode == Mode::Serve
+                    && (e.is_transient() || (reached && matches!(e, Error::Unreachable(_))))
+                    && t.elapsed() < START_RETRY_FOR =>
+            {
+                reached = true;
+                tracing::warn!(error = %e, "start-up failed on a transient error; trying again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// What a headless run ended with.
 pub struct Headless {
     pub summary: Summary,
@@ -651,7 +701,8 @@ pub async fn headless(
     signals: bool,
     mut out: impl FnMut(serde_json::Value),
 ) -> Result<Headless> {
-    let mut rt = Runtime::launch(cfg, mode, files, start).await?;
+    let since = chrono::Utc::now();
+    let mut rt = launch_retrying(cfg, mode, files, start).await?;
     if signals {
         rt.stop_on_signals();
     }
@@ -678,6 +729,7 @@ pub async fn headless(
     // processed and in the summary; the run still fails.
     let summary = Summary {
         input_error: stopped.ingest.as_ref().err().map(ToString::to_string),
+        backup_failures: backup_failures(&stopped.services, since).await?,
         ..summary
     };
     Ok(Headless {

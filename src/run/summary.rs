@@ -28,6 +28,40 @@ pub struct Summary {
     /// run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input_error: Option<String>,
+    /// Backups that failed during the run (each audited as failed in
+    /// `job_runs`): the run fails too, after this summary.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backup_failures: Vec<BackupFailure>,
+}
+
+/// A backup after a rollover that could not be written.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackupFailure {
+    /// The month whose rollover it followed.
+    pub month: String,
+    /// Why (the file and the system's reason).
+    pub error: String,
+}
+
+/// The backups that failed since `since` (from the job audit, so a
+/// failure is seen whatever reported it).
+pub async fn backup_failures(
+    s: &Services,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<BackupFailure>> {
+    let runs =
+        s.db.job_runs(Some(dvmtop_core::Job::Backup), 10_000, None)
+            .await?;
+    let mut failed: Vec<BackupFailure> = runs
+        .into_iter()
+        .filter(|r| r.started_at >= since && r.outcome == dvmtop_core::Outcome::Failed)
+        .map(|r| BackupFailure {
+            month: r.year_month.map_or_else(|| "?".into(), |m| m.to_string()),
+            error: r.detail.unwrap_or_default(),
+        })
+        .collect();
+    failed.reverse();
+    Ok(failed)
 }
 
 /// Ingest + processing counters of a namespace, cumulative across resumes.
@@ -76,5 +110,6 @@ pub async fn summarize(
         },
         interrupted,
         input_error: None,
+        backup_failures: Vec::new(),
     })
 }

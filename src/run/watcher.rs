@@ -26,7 +26,11 @@ pub async fn persist_status(db: Db, mut status: watch::Receiver<PipelineStatus>)
     loop {
         let gone = status.changed().await.is_err();
         let s = status.borrow_and_update().clone();
-        if let Err(e) = db.publish_status(&s).await {
+        if let Err(e) = db.lock_held() {
+            // Not while the lock is lost: another process may hold the
+            // namespace and publish its own.
+            tracing::debug!(error = %e, "status not published");
+        } else if let Err(e) = db.publish_status(&s).await {
             tracing::debug!(error = %e, "could not publish the status for watchers");
         }
         if gone {

@@ -429,6 +429,8 @@ impl Db {
         let last: i64 = sqlx::query_scalar("SELECT last_seq FROM pipeline_state FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
+        // Only while this process's session holds the namespace lock.
+        self.fence(&mut tx).await?;
         if last >= c.seq {
             tx.rollback().await?;
             return Ok(false);

@@ -49,6 +49,22 @@ fn describe(opts: &PgConnectOptions) -> String {
 /// One line for a failed connection, by cause.
 pub(crate) fn unreachable(opts: &PgConnectOptions, e: &sqlx::Error) -> Error {
     let at = describe(opts);
+    // The server answered and then went away: a restart under way, which
+    // is transient (`serve` tries its start-up again), not "start it".
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let restarting = match e {
+        sqlx::Error::Io(io) => matches!(
+            io.kind(),
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+        ),
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    };
+    if restarting {
+        return Error::Restarting(format!("PostgreSQL at {at} is restarting ({e})"));
+    }
     match e {
         // 28P01 invalid_password, 28000 invalid_authorization_specification
         // (no such role, or no pg_hba.conf entry for it).

@@ -22,11 +22,11 @@ pub use connect::set_application_name;
 use connect::{connect_admin, unreachable};
 pub use dvmtop_core::MonthRow;
 pub use figures::{BOUNDED_TABLES, Figures};
-pub use lock::{LockHolder, NamespaceLock};
+pub use lock::{LockHolder, LockState, NamespaceLock};
 pub use namespace::{MARKER, validate_namespace};
 pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
-pub use rollover::upsert_month;
+pub use rollover::{monthly_row_in, upsert_month};
 pub use status::{Snapshot, WindowStats, windows};
 pub use views::{DvmDetail, DvmRow, KindDetail, KindRow, Lifecycle, Profile, Range};
 
@@ -44,6 +44,9 @@ pub struct Db {
     pub pool: PgPool,
     pub namespace: String,
     opts: PgConnectOptions,
+    /// The namespace lock this handle writes under (see [`lock`]); `None`
+    /// for readers (status, watchers) and tests.
+    lock: Option<tokio::sync::watch::Receiver<LockState>>,
 }
 
 impl Db {
@@ -89,6 +92,7 @@ impl Db {
             pool,
             namespace: namespace.to_owned(),
             opts,
+            lock: None,
         })
     }
 
@@ -99,8 +103,21 @@ impl Db {
                 "namespace {} has schema version {v}, which this dvmtop does not know: upgrade dvmtop or use another --namespace",
                 self.namespace
             )),
+            // A restart while migrating: retried like any dropped
+            // connection (migrations run in transactions).
+            sqlx::migrate::MigrateError::Execute(e)
+            | sqlx::migrate::MigrateError::ExecuteMigration(e, _)
+                if crate::error::pg_transient(&e) =>
+            {
+                Error::Postgres(e)
+            }
             other => Error::Migrate(other.to_string()),
         })
+    }
+
+    /// The text whose hash is the namespace's advisory lock.
+    pub(crate) fn lock_key(&self) -> String {
+        format!("dvmtop:{}", self.namespace)
     }
 
     /// Whether the namespace's schema holds any pipeline data.

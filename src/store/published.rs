@@ -105,14 +105,16 @@ impl Db {
         type Json = Option<serde_json::Value>;
         let (status, at, holder, alerts, holding): (Json, Option<DateTime<Utc>>, Json, Json, bool) =
             sqlx::query_as(
-            "SELECT status, status_at, holder, alerts,
+                "SELECT status, status_at, holder, alerts,
                EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-                 AND objsubid = 1 AND ((classid::int8 << 32) | objid::int8) = hashtextextended($1, 0))
+                 AND objsubid = 1
+                 AND classid = ((hashtextextended($1, 0) >> 32) & 4294967295)::oid
+                 AND objid = (hashtextextended($1, 0) & 4294967295)::oid)
              FROM pipeline_state",
-        )
-        .bind(self.lock_key())
-        .fetch_one(&self.pool)
-        .await?;
+            )
+            .bind(self.lock_key())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(Published {
             status: status
                 .map(serde_json::from_value)

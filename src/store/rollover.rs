@@ -98,6 +98,18 @@ pub async fn upsert_month(
     .await?)
 }
 
+/// One `monthly_activity` row, read inside a transaction.
+pub async fn monthly_row_in(
+    conn: &mut sqlx::PgConnection,
+    m: YearMonth,
+) -> Result<Option<MonthRow>> {
+    let r = sqlx::query("SELECT * FROM monthly_activity WHERE year_month = $1")
+        .bind(m.to_string())
+        .fetch_optional(conn)
+        .await?;
+    r.map(|r| row_of(m, &r)).transpose()
+}
+
 impl Db {
     pub async fn monthly_row(&self, m: YearMonth) -> Result<Option<MonthRow>> {
         let r = sqlx::query("SELECT * FROM monthly_activity WHERE year_month = $1")

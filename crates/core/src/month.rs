@@ -143,6 +143,81 @@ impl MonthAcc {
     }
 }
 
+impl MonthRow {
+    /// Whether the row's values are possible: counts are never negative,
+    /// the activity maps are objects of non-negative counts keyed by a
+    /// 64-hex DVM or a job kind (5000–5999), the most popular DVM and kind
+    /// are of that form too. A restore refuses a row that is not (a
+    /// damaged or hand-edited backup); the first problem, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let m = self.year_month;
+        for (name, v) in [
+            ("total_requests", self.total_requests),
+            ("total_responses", self.total_responses),
+            ("total_feedback", self.total_feedback),
+            ("unique_dvms", self.unique_dvms),
+            ("unique_users", self.unique_users),
+            ("unique_kinds", self.unique_kinds),
+        ] {
+            if v < 0 {
+                return Err(format!("{m}: {name} is negative ({v})"));
+            }
+        }
+        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let job_kind = |k: u32| (5000..=5999).contains(&k);
+        if let Some(d) = &self.most_popular_dvm
+            && !hex64(d)
+        {
+            return Err(format!("{m}: most_popular_dvm {d:?} is not a 64-hex key"));
+        }
+        if let Some(k) = self.most_popular_kind
+            && !job_kind(k.0)
+        {
+            return Err(format!(
+                "{m}: most_popular_kind {k} is not a job kind (5000–5999)"
+            ));
+        }
+        let counts = |what: &str, key: &str, v: &Value, fields: [&str; 2]| -> Result<(), String> {
+            let o = v
+                .as_object()
+                .ok_or_else(|| format!("{m}: {what}[{key}] is not an object"))?;
+            for f in fields {
+                match o.get(f).and_then(Value::as_i64) {
+                    Some(n) if n >= 0 => {}
+                    Some(n) => return Err(format!("{m}: {what}[{key}].{f} is negative ({n})")),
+                    None => {
+                        return Err(format!("{m}: {what}[{key}].{f} is missing or not a count"));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let dvms = self
+            .dvm_activity
+            .as_object()
+            .ok_or_else(|| format!("{m}: dvm_activity is not an object"))?;
+        for (dvm, v) in dvms {
+            if !hex64(dvm) {
+                return Err(format!("{m}: dvm_activity key {dvm:?} is not a 64-hex key"));
+            }
+            counts("dvm_activity", dvm, v, ["responses", "feedback"])?;
+        }
+        let kinds = self
+            .kind_activity
+            .as_object()
+            .ok_or_else(|| format!("{m}: kind_activity is not an object"))?;
+        for (kind, v) in kinds {
+            if !kind.parse::<u32>().is_ok_and(job_kind) {
+                return Err(format!(
+                    "{m}: kind_activity key {kind:?} is not a job kind (5000–5999)"
+                ));
+            }
+            counts("kind_activity", kind, v, ["requests", "responses"])?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +261,34 @@ mod tests {
             json!({"requests": 0, "responses": 0})
         );
         assert_eq!(MonthAcc::default().row(jan.next()).most_popular_dvm, None);
+    }
+
+    #[test]
+    fn check_accepts_real_rows_and_refuses_impossible_values() {
+        let jan: YearMonth = "2024-01".parse().unwrap();
+        let d = [7u8; 32];
+        let mut acc = MonthAcc::default();
+        acc.add(Role::Request, &d, JobKind(5300));
+        acc.add(Role::Response, &d, JobKind(5300));
+        let good = acc.row(jan);
+        assert_eq!(good.check(), Ok(()));
+        assert_eq!(MonthAcc::default().row(jan).check(), Ok(()));
+        let bad = |f: &dyn Fn(&mut MonthRow)| {
+            let mut r = good.clone();
+            f(&mut r);
+            r.check().expect_err("accepted")
+        };
+        assert!(bad(&|r| r.total_requests = -1).contains("total_requests is negative"));
+        assert!(bad(&|r| r.unique_kinds = -3).contains("unique_kinds"));
+        assert!(bad(&|r| r.most_popular_kind = Some(JobKind(7000))).contains("not a job kind"));
+        assert!(bad(&|r| r.most_popular_dvm = Some("zz".into())).contains("64-hex"));
+        assert!(bad(&|r| r.dvm_activity = json!([])).contains("not an object"));
+        let dvm = hex_of(&d);
+        assert!(bad(&|r| r.dvm_activity[&dvm]["responses"] = json!(-2)).contains("negative (-2)"));
+        assert!(bad(&|r| r.kind_activity["5300"]["requests"] = json!("x")).contains("not a count"));
+        assert!(
+            bad(&|r| r.kind_activity["abc"] = json!({"requests": 0, "responses": 0}))
+                .contains("not a job kind")
+        );
     }
 }
