@@ -60,8 +60,11 @@ fn a_waiting_rollover_is_an_alert_until_it_is_confirmed() {
         "manual",
         file.to_str().unwrap(),
     ]);
+    // Both, in one status (its fields are read one after the other, so a
+    // rollover that starts waiting meanwhile may show in only one).
     let v = wait_status(&d, "the rollover_waiting alert", |v| {
         kinds(v).contains(&"rollover_waiting".to_owned())
+            && v["awaiting_confirmation"]["month"].is_string()
     });
     assert_eq!(v["awaiting_confirmation"]["month"], "2024-01", "{v:#}");
     assert!(v["awaiting_confirmation"]["since"].is_string(), "{v:#}");

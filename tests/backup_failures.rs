@@ -80,7 +80,7 @@ async fn a_backup_failing_on_a_full_disk_leaves_no_temp_file() {
     })
     .await;
     let err = r.expect_err("written to a full disk");
-    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("no space left"), "{err}");
 }
 
 #[tokio::test]
@@ -140,7 +140,13 @@ fn a_headless_run_with_a_failed_backup_says_so_and_fails() {
             .is_some_and(|e| e.contains("blocker")),
         "{summary}"
     );
-    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    // One line about the backup (CI's Redis persists nothing, which is a
+    // warning line of its own).
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("warning:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
     assert!(stderr.contains("backup"), "{stderr}");
     // Everything was processed all the same.
     assert_eq!(summary["queue_depth"], 0, "{summary}");

@@ -91,7 +91,16 @@ async fn assert_same_tables(a: &str, b: &str) {
 }
 
 fn status(d: &Dvmtop) -> Value {
-    let out = d.output(["status", "--json"]);
+    // The serve creates the namespace; until then status refuses it.
+    let start = std::time::Instant::now();
+    let mut out = d.output(["status", "--json"]);
+    while !out.status.success()
+        && String::from_utf8_lossy(&out.stderr).contains("does not exist")
+        && start.elapsed() < std::time::Duration::from_secs(60)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        out = d.output(["status", "--json"]);
+    }
     assert!(
         out.status.success(),
         "status: {}",

@@ -134,10 +134,14 @@ fn ingest(d: &Dvmtop, input: &Path) -> Value {
     v
 }
 
+/// A serve that gives up at once on a held namespace (no `--lock-wait`):
+/// a second one must be refused, not wait.
 fn serve(d: &Dvmtop) -> Running {
     d.spawn([
         "serve",
         "--no-relays",
+        "--lock-wait",
+        "0",
         "--commit-events",
         "2000",
         "--batch-size",
