@@ -329,7 +329,13 @@ async fn a_tui_backtest_confirmed_month_by_month_equals_the_headless_run() {
     for row in &rows {
         let m = row.year_month.to_string();
         let title = format!("Month rollover due: {m}");
-        let s = tmux.wait_for(&title, Duration::from_secs(120), |s| s.contains(&title));
+        // The whole dialog, down to its buttons (a capture may land in the
+        // middle of a redraw): its figures, or the "loading" line.
+        let s = tmux.wait_for(&title, Duration::from_secs(120), |s| {
+            s.contains(&title)
+                && s.contains("Roll over (y)")
+                && (dialog_requests(s).is_some() || s.contains("loading the month's figures"))
+        });
         assert_eq!(
             dialog_requests(&s),
             Some(row.total_requests),
