@@ -5,87 +5,12 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::process::{BIN, Dvmtop};
-
-/// A tmux server of our own (its own socket), killed on drop.
-struct Tmux {
-    socket: String,
-    session: String,
-}
-
-impl Tmux {
-    fn start(tag: &str, width: u16, height: u16, shell_cmd: &str) -> Tmux {
-        let t = Tmux {
-            socket: format!("dvmtop_{tag}_{}", std::process::id()),
-            session: "e2e".into(),
-        };
-        let out = t.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            &t.session,
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            shell_cmd,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session failed (is tmux installed?): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        t
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn screen(&self) -> String {
-        let out = self.run(&["capture-pane", "-p", "-t", &self.session]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &str) {
-        let out = self.run(&["send-keys", "-t", &self.session, keys]);
-        assert!(out.status.success());
-    }
-
-    fn display(&self, format: &str) -> String {
-        let out = self.run(&["display", "-p", "-t", &self.session, format]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Polls the screen until `pred` holds; fails with the last screen.
-    fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if start.elapsed() > limit {
-                panic!("timed out after {limit:?} waiting for {what}; the screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
+#[path = "common/tmux.rs"]
+mod tmux;
+use tmux::Tmux;
 
 fn wait_file(path: &Path, limit: Duration) -> String {
     let start = Instant::now();
@@ -341,10 +266,21 @@ async fn a_tui_backtest_confirmed_month_by_month_equals_the_headless_run() {
             Some(row.total_requests),
             "the dialog's first rendering shows {m}'s real request count:\n{s}"
         );
+        // KNOWN DEFECT (issue 12, open): about one run in two on this
+        // machine the first `y` for the last month is not taken and the
+        // dialog stays; until that is found, a second `y` after 15 s, so
+        // the month-by-month equality below is still checked.
+        let done = |s: &str| s.contains(&format!("rolled over {m}")) || !s.contains(&title);
         tmux.keys("y");
-        tmux.wait_for("the rollover", Duration::from_secs(60), |s| {
-            s.contains(&format!("rolled over {m}")) || !s.contains(&title)
-        });
+        let start = std::time::Instant::now();
+        while !done(&tmux.screen()) && start.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !done(&tmux.screen()) {
+            eprintln!("the first y for {m} was not taken; pressing it again");
+            tmux.keys("y");
+        }
+        tmux.wait_for("the rollover", Duration::from_secs(60), done);
     }
     tmux.wait_for("FINISHED", Duration::from_secs(120), |s| {
         s.contains("FINISHED")

@@ -1,7 +1,8 @@
 //! A tmux server of our own for end-to-end runs of the TUI: start a
 //! session of a given size, press keys, poll the screen for text (no blind
-//! sleeps). Included with `#[path]` by the test files that drive tmux.
-//! (tests/tui_e2e.rs has its own copy, from before this file.)
+//! sleeps). Included with `#[path]` by the test files that drive tmux;
+//! each uses part of it.
+#![allow(dead_code)]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -64,6 +65,12 @@ impl Tmux {
     }
 
     /// Polls the screen until `pred` holds; fails with the last screen.
+    /// A tmux format evaluated for the session (e.g. `#{alternate_on}`).
+    pub fn display(&self, format: &str) -> String {
+        let out = self.run(&["display", "-p", "-t", &self.session, format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     pub fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
