@@ -490,21 +490,7 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
     let crash_db = dvmtop::store::Db::connect(&database_url(), &crashed.name)
         .await
         .expect("connect crashed");
-    let tables: [(&str, &str, &[&str]); 13] = [
-        ("monthly_activity", "year_month", &["created_at"]),
-        ("dvms", "id", &[]),
-        ("users", "id", &[]),
-        ("global_stats_rollups", "id", &[]),
-        ("entity_activity", "day, role", &[]),
-        ("dvm_stats_rollups", "day, dvm", &[]),
-        ("kind_stats_rollups", "day, kind", &[]),
-        ("kind_dvm_support", "kind, dvm", &[]),
-        ("counters", "name", &[]),
-        ("dead_letters", "reason, payload", &["pos", "recorded_at"]),
-        ("overflow", "id", &[]),
-        ("ever_seen", "role, id", &[]),
-        ("dvm_profiles", "id", &[]),
-    ];
+    let tables = STATE_TABLES;
     for (table, order, exclude) in tables {
         let a = table_dump(&ref_db, table, order, exclude).await;
         let b = table_dump(&crash_db, table, order, exclude).await;

@@ -17,22 +17,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Every table an uninterrupted run is compared on.
-const TABLES: [(&str, &str, &[&str]); 12] = [
-    ("monthly_activity", "year_month", &["created_at"]),
-    ("dvms", "id", &[]),
-    ("users", "id", &[]),
-    ("global_stats_rollups", "id", &[]),
-    ("entity_activity", "day, role", &[]),
-    ("dvm_stats_rollups", "day, dvm", &[]),
-    ("kind_stats_rollups", "day, kind", &[]),
-    ("kind_dvm_support", "kind, dvm", &[]),
-    ("counters", "name", &[]),
-    ("dead_letters", "reason, payload", &["pos", "recorded_at"]),
-    ("overflow", "id", &[]),
-    ("dvm_profiles", "id", &[]),
-];
-
 fn input(dir: &Path, months: &str, per_day: &str) -> PathBuf {
     let f = dir.join("in.jsonl");
     generate(
@@ -76,7 +60,7 @@ async fn assert_same_tables(a: &str, b: &str) {
             .is_empty(),
         "the input rolls no month over"
     );
-    for (table, order, exclude) in TABLES {
+    for (table, order, exclude) in common::STATE_TABLES {
         let (x, y) = (
             table_dump(&da, table, order, exclude).await,
             table_dump(&db, table, order, exclude).await,

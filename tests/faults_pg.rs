@@ -22,25 +22,8 @@ use std::time::{Duration, Instant};
 
 const DB: &str = "dvmtop_fault";
 
-/// The tables a run's results live in (as tests/crash.rs compares them).
-const TABLES: [(&str, &str, &str); 13] = [
-    ("monthly_activity", "year_month", "created_at"),
-    ("dvms", "id", ""),
-    ("users", "id", ""),
-    ("global_stats_rollups", "id", ""),
-    ("entity_activity", "day, role", ""),
-    ("dvm_stats_rollups", "day, dvm", ""),
-    ("kind_stats_rollups", "day, kind", ""),
-    ("kind_dvm_support", "kind, dvm", ""),
-    ("counters", "name", ""),
-    ("dead_letters", "reason, payload", "pos,recorded_at"),
-    ("overflow", "id", ""),
-    ("ever_seen", "role, id", ""),
-    ("dvm_profiles", "id", ""),
-];
-
 /// A table's rows as text, through `psql` on the throwaway server.
-fn dump(pg: &Postgres, ns: &str, table: &str, order: &str, exclude: &str) -> String {
+fn dump(pg: &Postgres, ns: &str, table: &str, order: &str, excluded: &[&str]) -> String {
     let cols = pg.psql(
         DB,
         &format!(
@@ -48,7 +31,6 @@ fn dump(pg: &Postgres, ns: &str, table: &str, order: &str, exclude: &str) -> Str
              AND table_name = '{table}' ORDER BY ordinal_position"
         ),
     );
-    let excluded: Vec<&str> = exclude.split(',').filter(|s| !s.is_empty()).collect();
     let expr = cols
         .lines()
         .map(str::trim)
@@ -256,7 +238,7 @@ fn serve_survives_postgres_restarts_at_random_moments() {
     assert!(u(&st["monthly_rows"]) >= 2, "{st}");
 
     let mut problems = Vec::new();
-    for (table, order, exclude) in TABLES {
+    for (table, order, exclude) in common::STATE_TABLES {
         let a = dump(&pg, "pgref", table, order, exclude);
         let b = dump(&pg, "pgchaos", table, order, exclude);
         if a != b {

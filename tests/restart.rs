@@ -89,18 +89,7 @@ async fn assert_same_tables(a: &TestNs, b: &TestNs) {
     let db = dvmtop::store::Db::connect_existing(&database_url(), &b.name)
         .await
         .unwrap();
-    let tables: [(&str, &str, &[&str]); 10] = [
-        ("monthly_activity", "year_month", &["created_at"]),
-        ("dvms", "id", &[]),
-        ("users", "id", &[]),
-        ("global_stats_rollups", "id", &[]),
-        ("entity_activity", "day, role", &[]),
-        ("dvm_stats_rollups", "day, dvm", &[]),
-        ("kind_stats_rollups", "day, kind", &[]),
-        ("kind_dvm_support", "kind, dvm", &[]),
-        ("counters", "name", &[]),
-        ("overflow", "id", &[]),
-    ];
+    let tables = common::STATE_TABLES;
     for (table, order, exclude) in tables {
         let x = table_dump(&da, table, order, exclude).await;
         let y = table_dump(&db, table, order, exclude).await;

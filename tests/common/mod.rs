@@ -218,3 +218,22 @@ pub async fn backtest(cfg: &Config, files: &[String], start: Start) -> dvmtop::r
     run.ingest.expect("ingest");
     run.summary
 }
+
+/// Every state table a run is compared on (crash, fault and restart tests:
+/// an interrupted run must end with these equal to an uninterrupted one):
+/// (table, ORDER BY, columns left out as write-time noise).
+pub const STATE_TABLES: [(&str, &str, &[&str]); 13] = [
+    ("monthly_activity", "year_month", &["created_at"]),
+    ("dvms", "id", &[]),
+    ("users", "id", &[]),
+    ("global_stats_rollups", "id", &[]),
+    ("entity_activity", "day, role", &[]),
+    ("dvm_stats_rollups", "day, dvm", &[]),
+    ("kind_stats_rollups", "day, kind", &[]),
+    ("kind_dvm_support", "kind, dvm", &[]),
+    ("counters", "name", &[]),
+    ("dead_letters", "reason, payload", &["pos", "recorded_at"]),
+    ("overflow", "id", &[]),
+    ("ever_seen", "role, id", &[]),
+    ("dvm_profiles", "id", &[]),
+];
