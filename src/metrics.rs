@@ -179,7 +179,8 @@ fn from_alerts(a: &[Alert]) {
 /// Reads the stores' side.
 async fn poll(db: &Db, queue: &Queue) -> Result<()> {
     gauge!("dvmtop_queue_depth").set(queue.depth().await? as f64);
-    let counters = db.snapshot().await?.counters;
+    // The counters alone (a snapshot also counts every user and DVM).
+    let counters = db.counters().await?;
     for (name, v) in &counters {
         let v = (*v).max(0) as u64;
         match name.as_str() {

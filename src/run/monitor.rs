@@ -40,7 +40,9 @@ pub async fn facts(db: &Db, queue: &Queue, live: bool, clock: Option<i64>) -> Re
     Ok(f)
 }
 
-/// Refusals so far, at ingest and in the pipeline.
+/// Refusals so far, at ingest and in the pipeline: the monotonic count
+/// behind "dead letters rising" (the dead-letter list itself is capped, so
+/// its length stops growing).
 async fn rejected(db: &Db, queue: &Queue) -> Result<u64> {
     let ingest: u64 = queue
         .ingest_stats()
@@ -49,7 +51,14 @@ async fn rejected(db: &Db, queue: &Queue) -> Result<u64> {
         .filter(|(k, _)| k.starts_with("rejected:"))
         .map(|(_, v)| *v)
         .sum();
-    Ok(ingest + db.rejected_total().await?)
+    let pipeline: i64 = db
+        .counters()
+        .await?
+        .iter()
+        .filter(|(k, _)| k.starts_with("rejected:"))
+        .map(|(_, v)| *v)
+        .sum();
+    Ok(ingest + pipeline.max(0) as u64)
 }
 
 /// The alerts `dvmtop status` reports: fresh facts, and the trend history

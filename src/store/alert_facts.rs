@@ -72,17 +72,3 @@ impl Db {
             .map_err(|e| Error::Namespace(format!("pipeline_state holds unreadable alerts: {e}")))
     }
 }
-
-impl Db {
-    /// Events the pipeline refused so far (all reasons): with ingest's own
-    /// refusals, the monotonic count behind "dead letters rising" (the
-    /// dead-letter list itself is capped, so its length stops growing).
-    pub async fn rejected_total(&self) -> Result<u64> {
-        let n: Option<i64> = sqlx::query_scalar(
-            "SELECT sum(value)::int8 FROM counters WHERE name LIKE 'rejected:%'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n.unwrap_or(0).max(0) as u64)
-    }
-}

@@ -53,6 +53,14 @@ pub struct Snapshot {
 }
 
 impl Db {
+    /// processed, duplicate, ignored_prior_month, rejected:<reason>.
+    pub async fn counters(&self) -> Result<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM counters")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let s = sqlx::query(
             "SELECT p.current_month, p.current_day, p.clock, p.confirmed_month,
@@ -68,9 +76,7 @@ impl Db {
         )
         .fetch_one(&self.pool)
         .await?;
-        let counters: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM counters")
-            .fetch_all(&self.pool)
-            .await?;
+        let counters = self.counters().await?;
         let clock: Option<i64> = s.try_get("clock")?;
         let mut totals = BTreeMap::new();
         for k in [
@@ -97,7 +103,7 @@ impl Db {
             users_inactive: s.try_get("users_inactive")?,
             monthly_rows: s.try_get("monthly_rows")?,
             confirmed_month: s.try_get("confirmed_month")?,
-            counters: counters.into_iter().collect(),
+            counters,
             totals,
             dead_letters: s.try_get("dead_letters")?,
         })
