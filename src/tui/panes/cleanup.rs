@@ -100,8 +100,9 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
                 job_name(j.job).to_owned()
             }),
             Cell::from(match (j.reference_time, e.oldest) {
+                // At most 10 characters ("12-27…1-02"), the column's width.
                 (Some(r), Some(o)) if e.count > 1 => {
-                    format!("{}…{}", o.format("%m-%d"), r.format("%m-%d"))
+                    format!("{}…{}", o.format("%-m-%d"), r.format("%-m-%d"))
                 }
                 (Some(r), _) => r.format("%Y-%m-%d").to_string(),
                 (None, _) => "–".into(),
@@ -128,7 +129,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
             [
                 Constraint::Length(8),
                 Constraint::Length(10),
-                Constraint::Length(11),
+                Constraint::Length(10),
                 Constraint::Length(7),
                 Constraint::Length(8),
                 Constraint::Min(10),
