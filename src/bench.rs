@@ -26,34 +26,34 @@ pub struct BenchConfig {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct MonthRate {
-    pub month: String,
-    pub events: u64,
-    pub seconds: f64,
-    pub events_per_s: f64,
+pub(crate) struct MonthRate {
+    pub(crate) month: String,
+    pub(crate) events: u64,
+    pub(crate) seconds: f64,
+    pub(crate) events_per_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
-    pub events_generated: u64,
-    pub lines: u64,
-    pub file_bytes: u64,
-    pub batch_size: usize,
-    pub ingest_events_per_s: f64,
-    pub redis_ceiling_events_per_s: f64,
-    pub processing_events_per_s: f64,
-    pub processing_over_redis_ceiling: f64,
-    pub end_to_end_events_per_s: Option<f64>,
-    pub per_month: Vec<MonthRate>,
+    pub(crate) events_generated: u64,
+    pub(crate) lines: u64,
+    pub(crate) file_bytes: u64,
+    pub(crate) batch_size: usize,
+    pub(crate) ingest_events_per_s: f64,
+    pub(crate) redis_ceiling_events_per_s: f64,
+    pub(crate) processing_events_per_s: f64,
+    pub(crate) processing_over_redis_ceiling: f64,
+    pub(crate) end_to_end_events_per_s: Option<f64>,
+    pub(crate) per_month: Vec<MonthRate>,
     /// After the last batch: the final commit and window snapshot.
-    pub final_flush_s: f64,
-    pub last_over_first_month: Option<f64>,
+    pub(crate) final_flush_s: f64,
+    pub(crate) last_over_first_month: Option<f64>,
     /// Peak RSS of the whole run, and of each phase (generation excluded).
-    pub peak_rss_mib: f64,
-    pub peak_rss_by_phase_mib: BTreeMap<String, f64>,
-    pub table_bytes: BTreeMap<String, i64>,
-    pub processed: u64,
-    pub rollovers: u64,
+    pub(crate) peak_rss_mib: f64,
+    pub(crate) peak_rss_by_phase_mib: BTreeMap<String, f64>,
+    pub(crate) table_bytes: BTreeMap<String, i64>,
+    pub(crate) processed: u64,
+    pub(crate) rollovers: u64,
 }
 
 fn rate(n: u64, secs: f64) -> f64 {
@@ -163,7 +163,7 @@ fn reset_peak_rss() -> bool {
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.
-pub fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -13,38 +13,38 @@ use std::path::{Path, PathBuf};
 /// The config file: every key optional, same names as the flags.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// Alert thresholds (`[alerts]`: queue_growing_min, lag_min, …).
-    pub alerts: Option<dvmtop_core::alerts::Thresholds>,
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    pub namespace: Option<String>,
-    pub database_url: Option<String>,
-    pub redis_url: Option<String>,
+    pub(crate) alerts: Option<dvmtop_core::alerts::Thresholds>,
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) database_url: Option<String>,
+    pub(crate) redis_url: Option<String>,
     /// PEM CA file for `rediss://` (`--redis-ca`).
-    pub redis_ca: Option<PathBuf>,
+    pub(crate) redis_ca: Option<PathBuf>,
     /// Seconds a start waits for a held namespace (`--lock-wait`).
-    pub lock_wait: Option<u64>,
-    pub queue_key: Option<String>,
-    pub batch_size: Option<usize>,
-    pub commit_events: Option<u64>,
-    pub rollover: Option<Policy>,
-    pub rollover_buffer_days: Option<u32>,
-    pub verify_signatures: Option<bool>,
+    pub(crate) lock_wait: Option<u64>,
+    pub(crate) queue_key: Option<String>,
+    pub(crate) batch_size: Option<usize>,
+    pub(crate) commit_events: Option<u64>,
+    pub(crate) rollover: Option<Policy>,
+    pub(crate) rollover_buffer_days: Option<u32>,
+    pub(crate) verify_signatures: Option<bool>,
     /// `"YYYY-MM-DD"`, a TOML date, or unix seconds.
-    pub min_created_at: Option<toml::Value>,
-    pub dead_letter_max: Option<u64>,
-    pub dead_letter_max_bytes: Option<u64>,
-    pub excluded_kinds: Option<Vec<i64>>,
-    pub data_dir: Option<PathBuf>,
-    pub backup_dir: Option<PathBuf>,
-    pub retention: Option<RetentionConfig>,
+    pub(crate) min_created_at: Option<toml::Value>,
+    pub(crate) dead_letter_max: Option<u64>,
+    pub(crate) dead_letter_max_bytes: Option<u64>,
+    pub(crate) excluded_kinds: Option<Vec<i64>>,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) backup_dir: Option<PathBuf>,
+    pub(crate) retention: Option<RetentionConfig>,
     /// Relays to ingest from (`--relay` replaces the list).
-    pub relays: Option<Vec<String>>,
+    pub(crate) relays: Option<Vec<String>>,
     /// e.g. "1d", "6h".
-    pub lookback: Option<String>,
+    pub(crate) lookback: Option<String>,
     /// e.g. "10m".
-    pub resubscribe_every: Option<String>,
-    pub verify_relay_signatures: Option<bool>,
+    pub(crate) resubscribe_every: Option<String>,
+    pub(crate) verify_relay_signatures: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,9 +54,9 @@ pub struct Config {
     pub redis_url: String,
     /// CA certificates (PEM) that sign the Redis server's certificate, for
     /// `rediss://`; `None`: the system's roots plus Mozilla's.
-    pub redis_ca: Option<PathBuf>,
+    pub(crate) redis_ca: Option<PathBuf>,
     /// How long a start waits for a namespace another session holds.
-    pub lock_wait: std::time::Duration,
+    pub(crate) lock_wait: std::time::Duration,
     pub queue_key: Option<String>,
     pub batch_size: usize,
     /// When the processor commits its in-memory aggregates.
@@ -66,27 +66,27 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Backups of `monthly_activity` after each rollover.
     pub backup_dir: PathBuf,
-    pub retention: RetentionConfig,
+    pub(crate) retention: RetentionConfig,
     /// Live relay ingest (no URLs: none).
     pub relay: RelayConfig,
     /// Bounds of the Redis dead-letter list.
     pub dead_letters: DeadLetterCaps,
-    pub alerts: dvmtop_core::alerts::Thresholds,
+    pub(crate) alerts: dvmtop_core::alerts::Thresholds,
     /// Where `/metrics` is served (none: no metrics).
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// How long a start waits for a held namespace (see `store::lock`).
-pub const DEFAULT_LOCK_WAIT_SECS: u64 = 30;
+pub(crate) const DEFAULT_LOCK_WAIT_SECS: u64 = 30;
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
 /// A `--min-created-at` value: `YYYY-MM-DD` (UTC midnight) or unix seconds.
-pub fn parse_min_created_at(s: &str) -> std::result::Result<i64, String> {
+pub(crate) fn parse_min_created_at(s: &str) -> std::result::Result<i64, String> {
     let s = s.trim();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s

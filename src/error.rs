@@ -49,17 +49,17 @@ pub enum Error {
 #[derive(Debug)]
 pub struct BrokenInput {
     /// The file (`-` for stdin).
-    pub path: String,
+    pub(crate) path: String,
     /// Bytes of input (decompressed, for gzip) read before the break.
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// Complete elements before the break, all of them ingested (in this
     /// run or, when resuming, an earlier one).
-    pub elements: u64,
+    pub(crate) elements: u64,
     /// The input is a JSON array (else JSONL).
-    pub in_array: bool,
-    pub gzip: bool,
+    pub(crate) in_array: bool,
+    pub(crate) gzip: bool,
     /// The reader's error; `None`: the input ends inside a JSON array.
-    pub read_error: Option<String>,
+    pub(crate) read_error: Option<String>,
 }
 
 impl std::fmt::Display for BrokenInput {
@@ -94,7 +94,7 @@ impl std::fmt::Display for BrokenInput {
 
 /// A file error in words: the file and the cause ("cannot open x.jsonl:
 /// no such file"), not the OS's "entity not found" or "(os error 2)".
-pub fn io_words(path: &str, e: &std::io::Error) -> String {
+pub(crate) fn io_words(path: &str, e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     match e.kind() {
         K::NotFound => format!("cannot open {path}: no such file"),
@@ -141,7 +141,7 @@ impl Error {
 
 /// A PostgreSQL error that a restart, a failover or a dropped connection
 /// causes, and that goes away by itself: retried, never fatal.
-pub fn pg_transient(e: &sqlx::Error) -> bool {
+pub(crate) fn pg_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut

@@ -36,7 +36,7 @@ impl Source {
         }
     }
 
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Source::Path(p) => p.display().to_string(),
             Source::Stdin => "-".into(),
@@ -106,11 +106,11 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestTotals {
     pub read: u64,
-    pub accepted: u64,
-    pub duplicates: u64,
-    pub refused: u64,
+    pub(crate) accepted: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) refused: u64,
     /// Elements skipped because an earlier run already handled them.
-    pub skipped: u64,
+    pub(crate) skipped: u64,
 }
 
 #[derive(Default)]

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// The stores are read this often for the metrics.
-pub const POLL_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const POLL_EVERY: Duration = Duration::from_secs(5);
 
 /// Batch durations, seconds.
 const BATCH_BUCKETS: [f64; 12] = [
@@ -30,7 +30,7 @@ const BATCH_BUCKETS: [f64; 12] = [
 const CLEANUP_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0];
 
 /// Starts serving `/metrics` on `addr` (inside a tokio runtime).
-pub fn install(addr: SocketAddr) -> Result<()> {
+pub(crate) fn install(addr: SocketAddr) -> Result<()> {
     let fail = |e: &dyn std::fmt::Display| {
         Error::Config(format!(
             "cannot serve metrics on {addr}: {e} (choose another --metrics-addr)"
@@ -122,18 +122,18 @@ fn describe() {
 }
 
 /// What the pipeline records as it happens.
-pub mod record {
+pub(crate) mod record {
     use metrics::{counter, histogram};
 
-    pub fn batch(millis: f64) {
+    pub(crate) fn batch(millis: f64) {
         histogram!("dvmtop_batch_duration_seconds").record(millis / 1000.0);
     }
 
-    pub fn rolled() {
+    pub(crate) fn rolled() {
         counter!("dvmtop_rollovers_total").increment(1);
     }
 
-    pub fn cleanup(run: &crate::store::JobRun) {
+    pub(crate) fn cleanup(run: &crate::store::JobRun) {
         counter!("dvmtop_cleanup_runs_total", "outcome" => run.outcome.as_str()).increment(1);
         if let Some(ms) = run.millis() {
             histogram!("dvmtop_cleanup_duration_seconds").record(ms as f64 / 1000.0);
@@ -211,7 +211,7 @@ async fn poll(db: &Db, queue: &Queue) -> Result<()> {
 }
 
 /// Keeps the metrics current until the pipeline is gone.
-pub async fn export(
+pub(crate) async fn export(
     db: Db,
     queue: Queue,
     mut status: watch::Receiver<PipelineStatus>,

@@ -16,7 +16,7 @@ use std::time::Duration;
 /// Key names under a namespace.
 #[derive(Debug, Clone)]
 pub struct Keys {
-    pub prefix: String,
+    pub(crate) prefix: String,
     pub queue: String,
 }
 
@@ -32,68 +32,68 @@ impl Keys {
     fn key(&self, name: &str) -> String {
         format!("{}:{name}", self.prefix)
     }
-    pub fn acked(&self) -> String {
+    pub(crate) fn acked(&self) -> String {
         self.key("acked")
     }
-    pub fn ingest_stats(&self) -> String {
+    pub(crate) fn ingest_stats(&self) -> String {
         self.key("ingest")
     }
     pub fn dead(&self) -> String {
         self.key("dead")
     }
-    pub fn offsets(&self) -> String {
+    pub(crate) fn offsets(&self) -> String {
         self.key("offsets")
     }
     /// Ingest dedup set of one UTC day (events of a day share a bucket, and
     /// duplicates share their day, so the buckets of closed months can go).
-    pub fn seen(&self, day: chrono::NaiveDate) -> String {
+    pub(crate) fn seen(&self, day: chrono::NaiveDate) -> String {
         self.key(&format!("seen:{}", day.format("%Y%m%d")))
     }
     /// The set of relay URLs that have a stats hash.
-    pub fn relays(&self) -> String {
+    pub(crate) fn relays(&self) -> String {
         self.key("relays")
     }
     /// The Pub/Sub channel ingest notifies when it enqueued something, so
     /// an idle processor wakes at once instead of polling.
-    pub fn wake(&self) -> String {
+    pub(crate) fn wake(&self) -> String {
         self.key("wake")
     }
     /// The token of the queue's generation (see [`Queue::read`]): a Redis
     /// that lost its data no longer has it.
-    pub fn epoch(&self) -> String {
+    pub(crate) fn epoch(&self) -> String {
         self.key("epoch")
     }
     /// One relay's stats hash (see `relay::stats`).
-    pub fn relay(&self, url: &str) -> String {
+    pub(crate) fn relay(&self, url: &str) -> String {
         self.key(&format!("relay:{url}"))
     }
 }
 
 /// One accepted event ready to enqueue.
 pub struct Accepted {
-    pub day: chrono::NaiveDate,
-    pub id: String,
-    pub payload: String,
+    pub(crate) day: chrono::NaiveDate,
+    pub(crate) id: String,
+    pub(crate) payload: String,
 }
 
 /// A dead letter keeps at most this much of a refused element: enough to
 /// see what it was, while one hostile 50 MB line cannot fill Redis (or the
 /// `dead_letters` table).
-pub const DEAD_LETTER_KEEP: usize = 64 << 10;
+pub(crate) const DEAD_LETTER_KEEP: usize = 64 << 10;
 
 /// One refused input element, as its dead letter keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// The element's first [`DEAD_LETTER_KEEP`] bytes (cut on a character
     /// boundary).
-    pub raw: String,
+    pub(crate) raw: String,
     /// The element's size in bytes.
-    pub size: usize,
+    pub(crate) size: usize,
 }
 
 impl Refused {
-    pub fn new(reason: &'static str, raw: &str) -> Refused {
+    pub(crate) fn new(reason: &'static str, raw: &str) -> Refused {
         Refused {
             reason,
             raw: raw[..raw.floor_char_boundary(DEAD_LETTER_KEEP)].to_owned(),
@@ -102,7 +102,7 @@ impl Refused {
     }
 
     /// Like [`Refused::new`], without a copy when the element is small.
-    pub fn from_owned(reason: &'static str, mut raw: String) -> Refused {
+    pub(crate) fn from_owned(reason: &'static str, mut raw: String) -> Refused {
         let size = raw.len();
         if size > DEAD_LETTER_KEEP {
             raw.truncate(raw.floor_char_boundary(DEAD_LETTER_KEEP));
@@ -111,7 +111,8 @@ impl Refused {
         Refused { reason, raw, size }
     }
 
-    pub fn truncated(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn truncated(&self) -> bool {
         self.raw.len() < self.size
     }
 }
@@ -139,8 +140,8 @@ impl Default for DeadLetterCaps {
 /// What one ingest chunk did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkOutcome {
-    pub accepted: u64,
-    pub duplicates: u64,
+    pub(crate) accepted: u64,
+    pub(crate) duplicates: u64,
 }
 
 // Atomically: dedup each candidate in its day set and enqueue the new ones,
@@ -230,17 +231,17 @@ pub enum Acked {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Read {
     /// The generation's token as Redis has it now.
-    pub epoch: Option<String>,
+    pub(crate) epoch: Option<String>,
     /// The list's length.
-    pub len: u64,
-    pub items: Vec<String>,
+    pub(crate) len: u64,
+    pub(crate) items: Vec<String>,
 }
 
 /// Redis not answering: since when, and the last error.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Outage {
-    pub since: chrono::DateTime<chrono::Utc>,
-    pub error: String,
+    pub(crate) since: chrono::DateTime<chrono::Utc>,
+    pub(crate) error: String,
 }
 
 /// The reconnecting connection, noting when Redis stops answering (every
@@ -276,7 +277,7 @@ impl Tracked {
 }
 
 /// The error says Redis is not reachable (as opposed to an answer).
-pub fn is_connection_error(e: &redis::RedisError) -> bool {
+pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -331,7 +332,7 @@ pub struct Queue {
 }
 
 /// The URL without its password, for messages and logs.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
         _ => url.to_owned(),
@@ -371,7 +372,7 @@ impl Queue {
 
     /// Connects; `rediss://` URLs use TLS (rustls), trusting `ca` (a PEM
     /// file) when given, else the system's roots plus Mozilla's.
-    pub async fn connect_with(
+    pub(crate) async fn connect_with(
         url: &str,
         keys: Keys,
         ca: Option<&std::path::Path>,
@@ -458,7 +459,7 @@ impl Queue {
     }
 
     /// The same queue with other dead-letter caps.
-    pub fn with_dead_letter_caps(mut self, caps: DeadLetterCaps) -> Queue {
+    pub(crate) fn with_dead_letter_caps(mut self, caps: DeadLetterCaps) -> Queue {
         self.dead_caps = caps;
         self
     }
@@ -503,7 +504,10 @@ impl Queue {
     /// [`Signal::Work`](crate::pipeline::Signal) for each (dropped when one
     /// is already waiting). Resubscribes after a lost connection; returns
     /// when the receiver is gone.
-    pub async fn forward_wakes(&self, to: tokio::sync::mpsc::Sender<crate::pipeline::Signal>) {
+    pub(crate) async fn forward_wakes(
+        &self,
+        to: tokio::sync::mpsc::Sender<crate::pipeline::Signal>,
+    ) {
         use futures_util::StreamExt;
         let mut delay = Duration::from_millis(200);
         while !to.is_closed() {
@@ -539,7 +543,7 @@ impl Queue {
     }
 
     /// Where a source's ingest stopped (elements already handled).
-    pub async fn offset(&self, field: &str) -> Result<u64> {
+    pub(crate) async fn offset(&self, field: &str) -> Result<u64> {
         let v: Option<u64> = redis::cmd("HGET")
             .arg(self.keys.offsets())
             .arg(field)
@@ -562,7 +566,7 @@ impl Queue {
     }
 
     /// `n` elements from position `start`, without removing them.
-    pub async fn range(&self, start: i64, n: usize) -> Result<Vec<String>> {
+    pub(crate) async fn range(&self, start: i64, n: usize) -> Result<Vec<String>> {
         Ok(redis::cmd("LRANGE")
             .arg(&self.keys.queue)
             .arg(start)
@@ -573,7 +577,7 @@ impl Queue {
 
     /// Removes the `count` head elements consumed by batch `seq` (once),
     /// if the queue is still of generation `epoch`.
-    pub async fn ack(&self, seq: i64, count: i64, epoch: &str) -> Result<Acked> {
+    pub(crate) async fn ack(&self, seq: i64, count: i64, epoch: &str) -> Result<Acked> {
         let done: i64 = self
             .ack
             .key(&self.keys.queue)
@@ -592,7 +596,7 @@ impl Queue {
     }
 
     /// The queue generation's token, if Redis has one.
-    pub async fn epoch(&self) -> Result<Option<String>> {
+    pub(crate) async fn epoch(&self) -> Result<Option<String>> {
         Ok(redis::cmd("GET")
             .arg(self.keys.epoch())
             .query_async(&mut self.conn.clone())
@@ -601,7 +605,7 @@ impl Queue {
 
     /// Starts a new queue generation whose position is group `acked`
     /// (both in one transaction) and returns its token.
-    pub async fn new_epoch(&self, acked: i64) -> Result<String> {
+    pub(crate) async fn new_epoch(&self, acked: i64) -> Result<String> {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -629,7 +633,7 @@ impl Queue {
     /// `n` elements from position `start`, read in one transaction with
     /// the generation token and the list's length — so that a queue lost
     /// and refilled in between is never read at a stale position.
-    pub async fn read(&self, start: i64, n: usize) -> Result<Read> {
+    pub(crate) async fn read(&self, start: i64, n: usize) -> Result<Read> {
         let (epoch, len, items): (Option<String>, u64, Vec<String>) = redis::pipe()
             .atomic()
             .cmd("GET")
@@ -647,7 +651,7 @@ impl Queue {
 
     /// What Redis persists (`CONFIG GET appendonly`, `save`); `None` when
     /// CONFIG is not allowed (managed Redis services often rename it).
-    pub async fn persistence(&self) -> Option<dvmtop_core::alert::Persistence> {
+    pub(crate) async fn persistence(&self) -> Option<dvmtop_core::alert::Persistence> {
         let get = |name: &'static str| {
             let mut conn = self.conn.clone();
             async move {
@@ -668,18 +672,18 @@ impl Queue {
     /// Since when Redis has not answered (any user of this handle: ingest,
     /// relays, the processor), and the error; `None` when the last command
     /// succeeded.
-    pub fn outage(&self) -> Option<Outage> {
+    pub(crate) fn outage(&self) -> Option<Outage> {
         self.conn.outage()
     }
 
-    pub async fn acked(&self) -> Result<Option<i64>> {
+    pub(crate) async fn acked(&self) -> Result<Option<i64>> {
         Ok(redis::cmd("GET")
             .arg(self.keys.acked())
             .query_async(&mut self.conn.clone())
             .await?)
     }
 
-    pub async fn set_acked(&self, seq: i64) -> Result<()> {
+    pub(crate) async fn set_acked(&self, seq: i64) -> Result<()> {
         let _: () = redis::cmd("SET")
             .arg(self.keys.acked())
             .arg(seq)
@@ -695,7 +699,7 @@ impl Queue {
             .await?)
     }
 
-    pub async fn dead_letters(&self) -> Result<u64> {
+    pub(crate) async fn dead_letters(&self) -> Result<u64> {
         Ok(redis::cmd("LLEN")
             .arg(self.keys.dead())
             .query_async(&mut self.conn.clone())
@@ -713,7 +717,7 @@ impl Queue {
 
     /// Updates one relay's stats hash in one transaction: registers the
     /// relay, increments `incr`, sets `set`, deletes `del`.
-    pub async fn relay_update(
+    pub(crate) async fn relay_update(
         &self,
         url: &str,
         incr: &[(String, i64)],
@@ -746,7 +750,7 @@ impl Queue {
     }
 
     /// One field of a relay's stats hash.
-    pub async fn relay_field(&self, url: &str, field: &str) -> Result<Option<String>> {
+    pub(crate) async fn relay_field(&self, url: &str, field: &str) -> Result<Option<String>> {
         Ok(redis::cmd("HGET")
             .arg(self.keys.relay(url))
             .arg(field)
@@ -755,7 +759,7 @@ impl Queue {
     }
 
     /// Every relay's stats hash, by URL.
-    pub async fn relay_hashes(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+    pub(crate) async fn relay_hashes(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         let mut conn = self.conn.clone();
         let urls: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys.relays())
@@ -773,7 +777,7 @@ impl Queue {
     }
 
     /// Drops the ingest dedup sets of days before `day` (closed months).
-    pub async fn forget_seen_before(&self, day: chrono::NaiveDate) -> Result<u64> {
+    pub(crate) async fn forget_seen_before(&self, day: chrono::NaiveDate) -> Result<u64> {
         let cutoff = self.keys.seen(day);
         let mut dropped = 0;
         for k in self.scan(&format!("{}:seen:*", self.keys.prefix)).await? {
@@ -811,7 +815,7 @@ impl Queue {
     }
 
     /// Whether anything of the namespace exists in Redis.
-    pub async fn has_data(&self) -> Result<bool> {
+    pub(crate) async fn has_data(&self) -> Result<bool> {
         Ok(!self
             .scan(&format!("{}:*", self.keys.prefix))
             .await?

@@ -13,14 +13,14 @@ use dvmtop_core::{Item, JobKind, Kind, Profile, Role};
 const TAG: &str = "dvm1\t";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub id: String,
-    pub pubkey: String,
-    pub created_at: i64,
-    pub kind: i64,
-    pub role: Role,
-    pub credited_kind: Option<JobKind>,
-    pub profile: Option<Profile>,
+pub(crate) struct Record {
+    pub(crate) id: String,
+    pub(crate) pubkey: String,
+    pub(crate) created_at: i64,
+    pub(crate) kind: i64,
+    pub(crate) role: Role,
+    pub(crate) credited_kind: Option<JobKind>,
+    pub(crate) profile: Option<Profile>,
 }
 
 fn profile_of(ev: &Event) -> Profile {
@@ -44,7 +44,7 @@ fn profile_of(ev: &Event) -> Profile {
 }
 
 impl Record {
-    pub fn from_event(ev: Event, class: event::Classification) -> Record {
+    pub(crate) fn from_event(ev: Event, class: event::Classification) -> Record {
         let profile = (class.role == Role::Announcement).then(|| profile_of(&ev));
         Record {
             id: ev.id,
@@ -59,7 +59,7 @@ impl Record {
 
     /// One line, tab separated; the profile (if any) is JSON, which never
     /// contains a raw tab.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         format!(
             "{TAG}{}\t{}\t{}\t{}\t{}\t{}",
@@ -76,7 +76,7 @@ impl Record {
     }
 
     /// The processing form: what the analysis needs, without allocations.
-    pub fn item(&self) -> Item {
+    pub(crate) fn item(&self) -> Item {
         Item {
             key: id_key(&self.id).unwrap_or(0),
             pubkey: hex32(&self.pubkey).unwrap_or([0; 32]),

@@ -6,7 +6,7 @@
 /// TLS client — PostgreSQL, Redis, relays — works whichever crypto
 /// features the dependency graph enables (rustls refuses to guess when
 /// two providers are compiled in).
-pub fn install_provider() {
+pub(crate) fn install_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -14,7 +14,7 @@ pub fn install_provider() {
 }
 
 /// What a TLS error text means, when it is one we recognise.
-pub fn words(detail: &str) -> Option<&'static str> {
+pub(crate) fn words(detail: &str) -> Option<&'static str> {
     let d = detail;
     let has = |s: &str| d.contains(s);
     Some(if has("UnknownIssuer") || has("unknown issuer") {
@@ -45,7 +45,7 @@ pub fn words(detail: &str) -> Option<&'static str> {
 }
 
 /// `detail`, with the words in front when we recognise it.
-pub fn explain(detail: &str) -> String {
+pub(crate) fn explain(detail: &str) -> String {
     match words(detail) {
         Some(w) => format!("{w}: {detail}"),
         None => detail.to_owned(),

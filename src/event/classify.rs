@@ -42,7 +42,7 @@ impl KindPolicy {
 
     /// The role of a kind under this policy (the core's table minus the
     /// exclusions); `None`: not a DVM event.
-    pub fn role(&self, kind: Kind) -> Option<Role> {
+    pub(crate) fn role(&self, kind: Kind) -> Option<Role> {
         if self.excluded.contains(&kind.0) {
             return None;
         }

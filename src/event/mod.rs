@@ -98,7 +98,7 @@ impl Event {
     }
 
     /// First value of the first tag named `name`.
-    pub fn tag_value(&self, name: &str) -> Option<&str> {
+    pub(crate) fn tag_value(&self, name: &str) -> Option<&str> {
         self.tags
             .iter()
             .find(|t| t.first().map(String::as_str) == Some(name))
@@ -110,7 +110,7 @@ impl Event {
 /// 2023-01-01T00:00:00Z: NIP-90 (DVMs) dates from mid-2023, so anything
 /// older is a bad clock or junk. One such event would otherwise open its
 /// month — 1970-01 for `created_at = 0` — and roll over every month since.
-pub const DEFAULT_MIN_CREATED_AT: i64 = 1_672_531_200;
+pub(crate) const DEFAULT_MIN_CREATED_AT: i64 = 1_672_531_200;
 
 /// Options of the validation chain.
 #[derive(Debug, Clone)]

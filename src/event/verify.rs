@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 /// The NIP-01 canonical serialization `[0,pubkey,created_at,kind,tags,content]`.
 /// serde_json escapes exactly the characters NIP-01 asks for (quote,
 /// backslash and control characters) and leaves the rest as UTF-8.
-pub fn canonical(ev: &Event) -> Vec<u8> {
+pub(crate) fn canonical(ev: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + ev.content.len());
     out.extend_from_slice(b"[0,\"");
     out.extend_from_slice(ev.pubkey.as_bytes());

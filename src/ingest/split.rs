@@ -34,7 +34,7 @@ pub struct Break {
     /// Bytes of (decompressed) input read before it broke.
     pub offset: u64,
     /// Whether the input was a JSON array (else JSONL).
-    pub in_array: bool,
+    pub(crate) in_array: bool,
     pub kind: BreakKind,
 }
 

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// An operation a fault can hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Commit,
     Cleanup,
     Range,
@@ -35,7 +35,7 @@ pub enum Op {
 
 /// How it fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// A dropped connection (retried).
     Transient,
     /// The commit finds its sequence already applied (another process).
@@ -58,31 +58,31 @@ fn fault(faults: &Mutex<VecDeque<(Op, Fault)>>, op: Op) -> Option<Fault> {
 
 /// What the fake database holds.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Mem {
-    pub state: PersistedState,
-    pub overflow: Vec<String>,
-    pub seen: Vec<(NaiveDate, Vec<u128>)>,
-    pub entities: [BTreeMap<Pubkey, Entity>; 2],
-    pub rows: BTreeMap<(NaiveDate, u8), Vec<Entry>>,
-    pub dvm_day: BTreeMap<(NaiveDate, Pubkey), Counts>,
-    pub kind_day: BTreeMap<(NaiveDate, JobKind), Counts>,
-    pub monthly: BTreeMap<YearMonth, MonthRow>,
-    pub counters: BTreeMap<String, i64>,
-    pub dead_letters: Vec<(String, String)>,
+pub(crate) struct Mem {
+    pub(crate) state: PersistedState,
+    pub(crate) overflow: Vec<String>,
+    pub(crate) seen: Vec<(NaiveDate, Vec<u128>)>,
+    pub(crate) entities: [BTreeMap<Pubkey, Entity>; 2],
+    pub(crate) rows: BTreeMap<(NaiveDate, u8), Vec<Entry>>,
+    pub(crate) dvm_day: BTreeMap<(NaiveDate, Pubkey), Counts>,
+    pub(crate) kind_day: BTreeMap<(NaiveDate, JobKind), Counts>,
+    pub(crate) monthly: BTreeMap<YearMonth, MonthRow>,
+    pub(crate) counters: BTreeMap<String, i64>,
+    pub(crate) dead_letters: Vec<(String, String)>,
     /// Reference days of the cleanups written, in order.
-    pub cleanups: Vec<NaiveDate>,
-    pub rollovers_audited: Vec<YearMonth>,
-    pub requests: Requests,
-    pub awaiting: Option<(YearMonth, bool)>,
-    pub epoch: Option<String>,
-    pub alerts: Vec<dvmtop_core::Alert>,
+    pub(crate) cleanups: Vec<NaiveDate>,
+    pub(crate) rollovers_audited: Vec<YearMonth>,
+    pub(crate) requests: Requests,
+    pub(crate) awaiting: Option<(YearMonth, bool)>,
+    pub(crate) epoch: Option<String>,
+    pub(crate) alerts: Vec<dvmtop_core::Alert>,
 }
 
 impl Mem {
     /// What a comparison between two runs looks at: not the audit (it
     /// records retries), not where the groups were cut (sequence numbers,
     /// the per-commit split of the seen ids).
-    pub fn tables(&self) -> Mem {
+    pub(crate) fn tables(&self) -> Mem {
         let mut seen: BTreeMap<NaiveDate, Vec<u128>> = BTreeMap::new();
         for (d, ids) in &self.seen {
             seen.entry(*d).or_default().extend(ids);
@@ -108,17 +108,17 @@ impl Mem {
 }
 
 #[derive(Clone, Default)]
-pub struct MemStore {
-    pub mem: Arc<Mutex<Mem>>,
-    pub faults: Arc<Mutex<VecDeque<(Op, Fault)>>>,
+pub(crate) struct MemStore {
+    pub(crate) mem: Arc<Mutex<Mem>>,
+    pub(crate) faults: Arc<Mutex<VecDeque<(Op, Fault)>>>,
 }
 
 impl MemStore {
-    pub fn mem(&self) -> MutexGuard<'_, Mem> {
+    pub(crate) fn mem(&self) -> MutexGuard<'_, Mem> {
         self.mem.lock().expect("mem")
     }
 
-    pub fn inject(&self, op: Op, f: Fault) {
+    pub(crate) fn inject(&self, op: Op, f: Fault) {
         self.faults.lock().expect("faults").push_back((op, f));
     }
 
@@ -365,29 +365,29 @@ impl Store for MemStore {
 
 /// The queue: a list, the acknowledged sequence, and faults.
 #[derive(Clone, Default)]
-pub struct MemQueue {
-    pub list: Arc<Mutex<(Vec<String>, Option<i64>)>>,
+pub(crate) struct MemQueue {
+    pub(crate) list: Arc<Mutex<(Vec<String>, Option<i64>)>>,
     /// The generation's token (`None`: as a Redis that lost its data).
-    pub epoch: Arc<Mutex<Option<String>>>,
-    pub faults: Arc<Mutex<VecDeque<(Op, Fault)>>>,
+    pub(crate) epoch: Arc<Mutex<Option<String>>>,
+    pub(crate) faults: Arc<Mutex<VecDeque<(Op, Fault)>>>,
 }
 
 impl MemQueue {
-    pub fn push(&self, payloads: impl IntoIterator<Item = String>) {
+    pub(crate) fn push(&self, payloads: impl IntoIterator<Item = String>) {
         self.list.lock().expect("queue").0.extend(payloads);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.list.lock().expect("queue").0.len()
     }
 
-    pub fn inject(&self, op: Op, f: Fault) {
+    pub(crate) fn inject(&self, op: Op, f: Fault) {
         self.faults.lock().expect("faults").push_back((op, f));
     }
 
     /// As a Redis restarted without its data: list, position and
     /// generation gone.
-    pub fn lose_everything(&self) {
+    pub(crate) fn lose_everything(&self) {
         *self.list.lock().expect("queue") = (Vec::new(), None);
         *self.epoch.lock().expect("epoch") = None;
     }

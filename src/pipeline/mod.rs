@@ -15,15 +15,14 @@ mod fake;
 mod group;
 mod ports;
 mod processor;
-mod status;
+pub(crate) mod status;
 #[cfg(test)]
 mod tests;
 
-pub use ports::{DueCleanup, Loaded, QueueOps, Requests, Store};
+pub(crate) use ports::{QueueOps, Requests, Store};
 pub use processor::{EntityCounts, Processor};
-pub use status::{
-    AwaitingRollover, Latency, Phase, PipelineStatus, Publisher, Session, Subscription,
-};
+pub use status::Phase;
+pub(crate) use status::{PipelineStatus, Publisher};
 
 use crate::error::Result;
 use crate::event::Validation;
@@ -36,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Largest batch (a sanity bound: a batch and its overflow live in memory).
-pub const MAX_BATCH: usize = 1 << 20;
+pub(crate) const MAX_BATCH: usize = 1 << 20;
 
 /// Operator commands (TUI keys, headless signals, tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,29 +113,29 @@ pub enum Progress {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BatchReport {
-    pub seq: i64,
-    pub day: Option<NaiveDate>,
-    pub consumed: usize,
-    pub processed: usize,
-    pub duplicates: u64,
-    pub ignored: usize,
-    pub parked: usize,
-    pub rejected: usize,
-    pub overflow: usize,
+    pub(crate) seq: i64,
+    pub(crate) day: Option<NaiveDate>,
+    pub(crate) consumed: usize,
+    pub(crate) processed: usize,
+    pub(crate) duplicates: u64,
+    pub(crate) ignored: usize,
+    pub(crate) parked: usize,
+    pub(crate) rejected: usize,
+    pub(crate) overflow: usize,
     pub awaiting: Option<Awaiting>,
-    pub millis: f64,
+    pub(crate) millis: f64,
     /// The read found the queue shorter than asked: nothing is waiting
     /// behind this batch (live, or the end of a backfill).
-    pub caught_up: bool,
+    pub(crate) caught_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CommitReport {
-    pub seq: i64,
+    pub(crate) seq: i64,
     /// Queue elements the group consumed, and events it applied.
-    pub consumed: i64,
-    pub processed: u64,
-    pub millis: f64,
+    pub(crate) consumed: i64,
+    pub(crate) processed: u64,
+    pub(crate) millis: f64,
 }
 
 /// When the processor commits what it has aggregated in memory. Fewer,
@@ -151,10 +150,10 @@ pub struct CommitPolicy {
     /// bounds memory and the redo after a crash) ...
     pub max_events: u64,
     /// ... or once the oldest pending change is this old ...
-    pub max_age: Duration,
+    pub(crate) max_age: Duration,
     /// ... or, when caught up with the queue (live), once the group is
     /// this old. A group that closed a month commits as soon as it can.
-    pub live_age: Duration,
+    pub(crate) live_age: Duration,
 }
 
 impl CommitPolicy {
@@ -165,11 +164,11 @@ impl CommitPolicy {
     /// groups near 250 k → 166 MiB, near 500 k → 218 MiB, near 1 M → 287
     /// MiB. At 2× the default target a group never passes 500 k events,
     /// which keeps the worst case under the 256 MiB budget.
-    pub const BOUND_FACTOR: u64 = 2;
+    pub(crate) const BOUND_FACTOR: u64 = 2;
 
     /// The policy for a target group size (a larger target also raises
     /// the memory bound).
-    pub fn with_target(target_events: u64) -> CommitPolicy {
+    pub(crate) fn with_target(target_events: u64) -> CommitPolicy {
         CommitPolicy {
             target_events,
             max_events: target_events.saturating_mul(Self::BOUND_FACTOR),
@@ -187,13 +186,13 @@ impl Default for CommitPolicy {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub batch_size: usize,
-    pub params: Params,
-    pub validation: Validation,
-    pub retention: crate::retention::RetentionConfig,
+    pub(crate) batch_size: usize,
+    pub(crate) params: Params,
+    pub(crate) validation: Validation,
+    pub(crate) retention: crate::retention::RetentionConfig,
     /// Where a backup of `monthly_activity` goes after each rollover.
-    pub backup_dir: Option<std::path::PathBuf>,
-    pub commit: CommitPolicy,
+    pub(crate) backup_dir: Option<std::path::PathBuf>,
+    pub(crate) commit: CommitPolicy,
 }
 
 /// Why [`run`] returned.
@@ -207,7 +206,7 @@ pub enum RunEnd {
 /// Where a stepping command stops again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Until {
+pub(crate) enum Until {
     Batch,
     Day,
     Rollover,
@@ -216,7 +215,7 @@ pub enum Until {
 impl Until {
     /// Whether progress `p` completes a step of this kind (the run loop
     /// pauses again; the TUI shows the same).
-    pub fn reached_by(self, p: &Progress) -> bool {
+    pub(crate) fn reached_by(self, p: &Progress) -> bool {
         match (self, p) {
             (Until::Batch, Progress::Batch(_)) => true,
             (Until::Day, Progress::DayAdvanced { .. }) => true,
@@ -256,7 +255,7 @@ impl Driver {
 
 /// Why an idle pipeline should look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// New elements in the queue (ingest's Redis notification, or the
     /// input ended).
     Work,
@@ -268,19 +267,19 @@ pub enum Signal {
 /// Where an idle pipeline waits for [`Signal`]s, with fallback timers for
 /// when a signal source is down (or absent: a DVMDash collector does not
 /// notify).
-pub struct Wake {
+pub(crate) struct Wake {
     tx: mpsc::Sender<Signal>,
     rx: mpsc::Receiver<Signal>,
     /// Longest idle wait without a signal before the queue is read again.
-    pub idle_fallback: Duration,
+    pub(crate) idle_fallback: Duration,
     /// Longest wait before other processes' requests are read again.
-    pub requests_fallback: Duration,
+    pub(crate) requests_fallback: Duration,
     /// A request signal arrived while the loop was busy.
     requests_pending: bool,
 }
 
 impl Wake {
-    pub fn new(idle_fallback: Duration) -> Wake {
+    pub(crate) fn new(idle_fallback: Duration) -> Wake {
         let (tx, rx) = mpsc::channel(16);
         Wake {
             tx,
@@ -292,7 +291,7 @@ impl Wake {
     }
 
     /// A handle for signal sources (listeners, the ingest task).
-    pub fn sender(&self) -> mpsc::Sender<Signal> {
+    pub(crate) fn sender(&self) -> mpsc::Sender<Signal> {
         self.tx.clone()
     }
 
@@ -483,7 +482,7 @@ impl Backoff {
 /// backtest — is retried with backoff and published as
 /// [`Phase::Retrying`]; only other errors end the run. Whatever is pending
 /// is committed before it returns, pauses, or waits.
-pub async fn run<S: Store, Q: QueueOps>(
+pub(crate) async fn run<S: Store, Q: QueueOps>(
     p: &mut Processor<S, Q>,
     ctl: &mut mpsc::Receiver<Control>,
     wake: &mut Wake,

@@ -21,40 +21,40 @@ use std::path::{Path, PathBuf};
 /// after a failed write).
 #[derive(Debug, Default)]
 pub struct Loaded {
-    pub state: PersistedState,
+    pub(crate) state: PersistedState,
     /// Parked payloads in FIFO order.
-    pub overflow: Vec<String>,
+    pub(crate) overflow: Vec<String>,
     /// Id keys applied in the open months, by day.
-    pub seen: Vec<(NaiveDate, Vec<u128>)>,
-    pub book: Entities,
+    pub(crate) seen: Vec<(NaiveDate, Vec<u128>)>,
+    pub(crate) book: Entities,
     /// The running figures of the months not rolled up yet.
-    pub months: BTreeMap<YearMonth, MonthAcc>,
+    pub(crate) months: BTreeMap<YearMonth, MonthAcc>,
     /// Job runs a crash left "running", now marked interrupted.
-    pub interrupted_jobs: u64,
+    pub(crate) interrupted_jobs: u64,
     /// The Redis queue generation the committed position refers to.
-    pub epoch: Option<String>,
+    pub(crate) epoch: Option<String>,
     /// The current alerts.
-    pub alerts: Vec<dvmtop_core::Alert>,
+    pub(crate) alerts: Vec<dvmtop_core::Alert>,
 }
 
 /// A daily cleanup decided on the entity book but not written yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueCleanup {
     /// Its reference day (R = the day's start).
-    pub day: NaiveDate,
+    pub(crate) day: NaiveDate,
     /// The month not rolled up (as committed) when it was decided: its
     /// detail rows are kept.
-    pub open: Option<YearMonth>,
-    pub lifecycle: Lifecycle,
+    pub(crate) open: Option<YearMonth>,
+    pub(crate) lifecycle: Lifecycle,
 }
 
 /// What other processes asked of the pipeline holding the namespace.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Requests {
     /// `dvmtop confirm`: the month whose rollover was confirmed.
-    pub confirmed: Option<YearMonth>,
+    pub(crate) confirmed: Option<YearMonth>,
     /// `dvmtop cleanup`.
-    pub cleanup: bool,
+    pub(crate) cleanup: bool,
 }
 
 /// PostgreSQL as the processor uses it.

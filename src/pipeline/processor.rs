@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 /// Counts of the entity book, by role and state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntityCounts {
-    pub dvms_active: u64,
-    pub dvms_inactive: u64,
-    pub users_active: u64,
-    pub users_inactive: u64,
+    pub(crate) dvms_active: u64,
+    pub(crate) dvms_inactive: u64,
+    pub(crate) users_active: u64,
+    pub(crate) users_inactive: u64,
 }
 
 pub struct Processor<S = Db, Q = Queue> {
@@ -171,7 +171,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     }
 
     /// The overflow by UTC day.
-    pub fn overflow_days(&self) -> Vec<(NaiveDate, usize)> {
+    pub(crate) fn overflow_days(&self) -> Vec<(NaiveDate, usize)> {
         let mut days: BTreeMap<NaiveDate, usize> = BTreeMap::new();
         for p in &self.overflow {
             *days.entry(p.day).or_default() += 1;
@@ -180,27 +180,22 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     }
 
     /// The rollover waiting for the operator's confirmation, if any.
-    pub fn awaiting(&self) -> Option<Awaiting> {
+    pub(crate) fn awaiting(&self) -> Option<Awaiting> {
         self.awaiting
     }
 
     /// Whether the last read found nothing waiting behind it.
-    pub fn caught_up(&self) -> bool {
+    pub(crate) fn caught_up(&self) -> bool {
         self.caught_up
     }
 
     /// The sequence of the last group known committed.
-    pub fn committed_seq(&self) -> i64 {
+    pub(crate) fn committed_seq(&self) -> i64 {
         self.c.committed_seq()
     }
 
-    /// Whether a commit is under way.
-    pub fn committing(&self) -> bool {
-        self.c.busy()
-    }
-
     /// The entity book's counts (a pass over the book: call it sparingly).
-    pub fn entity_counts(&self) -> EntityCounts {
+    pub(crate) fn entity_counts(&self) -> EntityCounts {
         let (da, di) = self.book.activity(EntityRole::Dvm);
         let (ua, ui) = self.book.activity(EntityRole::User);
         EntityCounts {
@@ -213,18 +208,18 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
 
     /// The row `m`'s rollover would write now: the very computation the
     /// rollover makes (the rollover dialog shows exactly this).
-    pub fn preview(&self, m: YearMonth) -> MonthRow {
+    pub(crate) fn preview(&self, m: YearMonth) -> MonthRow {
         self.months.get(&m).cloned().unwrap_or_default().row(m)
     }
 
     /// Events applied to month `m` so far (a change marker for previews).
-    pub fn month_events(&self, m: YearMonth) -> u64 {
+    pub(crate) fn month_events(&self, m: YearMonth) -> u64 {
         self.months.get(&m).map_or(0, MonthAcc::events)
     }
 
     /// How long until the pending group is old enough to commit while
     /// live (`None`: nothing pending). An idle loop waits no longer.
-    pub fn commit_due_in(&self) -> Option<Duration> {
+    pub(crate) fn commit_due_in(&self) -> Option<Duration> {
         self.group
             .since
             .map(|t| self.settings.commit.live_age.saturating_sub(t.elapsed()))
@@ -457,7 +452,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
 
     /// Commits the pending group and waits for it (and for any commit
     /// under way): afterwards the tables hold everything processed.
-    pub async fn commit(&mut self) -> Result<()> {
+    pub(crate) async fn commit(&mut self) -> Result<()> {
         self.start_commit().await?;
         self.c.join().await
     }
@@ -592,7 +587,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     }
 
     /// Stores the window stats at the processing clock in `time_window_stats`.
-    pub async fn snapshot_windows(&mut self) -> Result<()> {
+    pub(crate) async fn snapshot_windows(&mut self) -> Result<()> {
         self.commit().await?;
         match self.state.clock {
             Some(t) => self.c.store.snapshot_windows(t).await,
@@ -631,12 +626,12 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     }
 
     /// The current alerts (loaded at start, and raised since).
-    pub fn alerts(&self) -> &[dvmtop_core::Alert] {
+    pub(crate) fn alerts(&self) -> &[dvmtop_core::Alert] {
         &self.alerts
     }
 
     /// Since when Redis has not answered, if it does not.
-    pub fn redis_outage(&self) -> Option<crate::queue::Outage> {
+    pub(crate) fn redis_outage(&self) -> Option<crate::queue::Outage> {
         self.c.queue.outage()
     }
 
@@ -681,7 +676,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     }
 
     /// Whether queue and overflow are both empty (once committed).
-    pub async fn drained(&self) -> Result<bool> {
+    pub(crate) async fn drained(&self) -> Result<bool> {
         Ok(self.overflow.is_empty() && self.c.queue.depth().await? as i64 <= self.head_offset())
     }
 }

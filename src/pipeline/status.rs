@@ -44,7 +44,7 @@ pub enum Phase {
 
 impl Phase {
     /// The task has ended (or is ending): no control can act any more.
-    pub fn is_over(&self) -> bool {
+    pub(crate) fn is_over(&self) -> bool {
         matches!(
             self,
             Phase::Finished | Phase::Failed { .. } | Phase::Stopping
@@ -59,9 +59,9 @@ pub struct AwaitingRollover {
     pub month: YearMonth,
     /// The next pending day lies beyond the next month: nothing moves
     /// until it is confirmed.
-    pub blocked: bool,
+    pub(crate) blocked: bool,
     /// When this process first saw it waiting.
-    pub since: DateTime<Utc>,
+    pub(crate) since: DateTime<Utc>,
     /// What the rollover would write now — the same computation the
     /// rollover makes, so the dialog's figures are the row's.
     pub preview: MonthRow,
@@ -70,66 +70,66 @@ pub struct AwaitingRollover {
 /// Batch latency over the recent batches (one window for all three, so
 /// they cannot contradict each other).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
-pub struct Latency {
-    pub last_ms: f64,
-    pub avg_ms: f64,
-    pub max_ms: f64,
+pub(crate) struct Latency {
+    pub(crate) last_ms: f64,
+    pub(crate) avg_ms: f64,
+    pub(crate) max_ms: f64,
     /// Batches the window holds.
-    pub batches: usize,
+    pub(crate) batches: usize,
 }
 
 /// What this process's pipeline did since it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Session {
-    pub batches: u64,
+    pub(crate) batches: u64,
     /// Queue elements consumed.
-    pub consumed: u64,
+    pub(crate) consumed: u64,
     pub processed: u64,
-    pub duplicates: u64,
-    pub ignored_prior_month: u64,
-    pub rejected: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) ignored_prior_month: u64,
+    pub(crate) rejected: u64,
     pub rollovers: u64,
-    pub commits: u64,
+    pub(crate) commits: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct PipelineStatus {
     pub phase: Phase,
-    pub paused: bool,
+    pub(crate) paused: bool,
     /// A stepping command in progress (it pauses again when reached).
-    pub stepping: Option<Until>,
+    pub(crate) stepping: Option<Until>,
     /// Pause after each batch (backtest throttle).
-    pub delay_ms: u64,
+    pub(crate) delay_ms: u64,
     /// The open month.
     pub month: Option<YearMonth>,
     /// The current day (the clock has advanced to it).
-    pub day: Option<NaiveDate>,
+    pub(crate) day: Option<NaiveDate>,
     /// Processing clock: the largest `created_at` processed, unix seconds.
     pub clock: Option<i64>,
-    pub overflow: usize,
-    pub overflow_days: Vec<(NaiveDate, usize)>,
+    pub(crate) overflow: usize,
+    pub(crate) overflow_days: Vec<(NaiveDate, usize)>,
     pub awaiting: Option<AwaitingRollover>,
     /// A confirmation recorded and not carried out yet.
-    pub confirmed: Option<YearMonth>,
+    pub(crate) confirmed: Option<YearMonth>,
     /// The last read found nothing waiting behind it (live).
-    pub caught_up: bool,
+    pub(crate) caught_up: bool,
     /// The last group committed (tables hold everything up to it).
-    pub committed_seq: i64,
-    pub last_batch: Option<BatchReport>,
-    pub latency: Latency,
+    pub(crate) committed_seq: i64,
+    pub(crate) last_batch: Option<BatchReport>,
+    pub(crate) latency: Latency,
     pub session: Session,
     /// Events processed per second over the last few seconds.
-    pub processed_per_s: f64,
+    pub(crate) processed_per_s: f64,
     /// The entity book (refreshed at most once a second).
-    pub entities: Option<EntityCounts>,
+    pub(crate) entities: Option<EntityCounts>,
     /// What the operator must see: a lost queue, a Redis that persists
     /// nothing, … (most severe first).
     #[serde(default)]
-    pub alerts: Vec<dvmtop_core::Alert>,
+    pub(crate) alerts: Vec<dvmtop_core::Alert>,
     /// Redis does not answer (since when, the last error); everything that
     /// needs it waits and retries.
     #[serde(default)]
-    pub redis_unreachable: Option<crate::queue::Outage>,
+    pub(crate) redis_unreachable: Option<crate::queue::Outage>,
 }
 
 /// How many recent batches the latency figures cover.
@@ -140,7 +140,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(3);
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// The pipeline's side of the channels.
-pub struct Publisher {
+pub(crate) struct Publisher {
     tx: watch::Sender<PipelineStatus>,
     events: mpsc::UnboundedSender<Progress>,
     /// The snapshot being built.
@@ -154,13 +154,13 @@ pub struct Publisher {
 }
 
 /// The receiving side: the snapshot and the events.
-pub struct Subscription {
-    pub status: watch::Receiver<PipelineStatus>,
-    pub events: mpsc::UnboundedReceiver<Progress>,
+pub(crate) struct Subscription {
+    pub(crate) status: watch::Receiver<PipelineStatus>,
+    pub(crate) events: mpsc::UnboundedReceiver<Progress>,
 }
 
 impl Publisher {
-    pub fn new() -> (Publisher, Subscription) {
+    pub(crate) fn new() -> (Publisher, Subscription) {
         let (tx, status) = watch::channel(PipelineStatus::default());
         let (etx, events) = mpsc::unbounded_channel();
         (
@@ -178,13 +178,8 @@ impl Publisher {
         )
     }
 
-    /// Another receiver of the snapshot.
-    pub fn subscribe(&self) -> watch::Receiver<PipelineStatus> {
-        self.tx.subscribe()
-    }
-
     /// Counts what a step or a commit did, and passes the event on.
-    pub fn event(&mut self, p: Progress) {
+    pub(crate) fn event(&mut self, p: Progress) {
         let s = &mut self.next.session;
         match &p {
             Progress::Batch(b) => {
@@ -217,18 +212,14 @@ impl Publisher {
     }
 
     /// Sets the phase (published with the next snapshot).
-    pub fn phase(&mut self, phase: Phase) {
+    pub(crate) fn phase(&mut self, phase: Phase) {
         self.next.phase = phase;
-    }
-
-    pub fn current(&self) -> &PipelineStatus {
-        &self.next
     }
 
     /// Builds the snapshot from the processor and the operator state and
     /// publishes it — at once when `force` (state changes), else at most
     /// every [`PUBLISH_EVERY`] (batches).
-    pub fn publish<S: Store, Q: QueueOps>(
+    pub(crate) fn publish<S: Store, Q: QueueOps>(
         &mut self,
         p: &Processor<S, Q>,
         paused: bool,
@@ -333,7 +324,7 @@ impl Publisher {
     }
 
     /// Publishes only a phase change (the processor may be gone).
-    pub fn publish_phase(&mut self, phase: Phase) {
+    pub(crate) fn publish_phase(&mut self, phase: Phase) {
         self.next.phase = phase;
         let next = self.next.clone();
         self.tx.send_replace(next);

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     cap: Duration,
     attempt: u32,
@@ -14,7 +14,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn new(base: Duration, cap: Duration, seed: u64) -> Backoff {
+    pub(crate) fn new(base: Duration, cap: Duration, seed: u64) -> Backoff {
         Backoff {
             base,
             cap: cap.max(base),
@@ -24,7 +24,7 @@ impl Backoff {
     }
 
     /// The next delay: uniformly in [½·d, d] with d = min(cap, base·2ⁿ).
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let exp = self.base.saturating_mul(1u32 << self.attempt.min(20));
         let d = exp.min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
@@ -34,11 +34,12 @@ impl Backoff {
     }
 
     /// After a healthy connection: start again from the base delay.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 
-    pub fn attempts(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempt
     }
 }

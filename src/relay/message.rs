@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 /// One message from a relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RelayMessage {
+pub(crate) enum RelayMessage {
     /// `["EVENT", sub, event]`; `event` is the raw JSON as the relay sent it
     /// (validated later, like a file line). `None`: the frame has no event.
     Event { sub: String, event: Option<String> },
@@ -26,7 +26,7 @@ fn text(v: Option<&&RawValue>) -> Option<String> {
 }
 
 /// Reads one text frame.
-pub fn parse_message(frame: &str) -> RelayMessage {
+pub(crate) fn parse_message(frame: &str) -> RelayMessage {
     let Ok(parts) = serde_json::from_str::<Vec<&RawValue>>(frame) else {
         return RelayMessage::Invalid;
     };
@@ -53,12 +53,12 @@ pub fn parse_message(frame: &str) -> RelayMessage {
 }
 
 /// `["REQ", sub, {"kinds": […], "since": since}]`.
-pub fn req(sub: &str, kinds: &[i64], since: i64) -> String {
+pub(crate) fn req(sub: &str, kinds: &[i64], since: i64) -> String {
     serde_json::json!(["REQ", sub, {"kinds": kinds, "since": since}]).to_string()
 }
 
 /// `["CLOSE", sub]`.
-pub fn close(sub: &str) -> String {
+pub(crate) fn close(sub: &str) -> String {
     serde_json::json!(["CLOSE", sub]).to_string()
 }
 

@@ -18,11 +18,8 @@ mod backoff;
 mod conn;
 mod message;
 mod seen;
-pub mod stats;
+pub(crate) mod stats;
 
-pub use backoff::Backoff;
-pub use message::{RelayMessage, parse_message};
-pub use seen::RecentIds;
 pub use stats::{RelayStatus, relay_status};
 
 use crate::error::{Error, Result};
@@ -75,7 +72,7 @@ impl RelayUrl {
         &self.0
     }
 
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.0.starts_with("wss://")
     }
 }
@@ -87,7 +84,7 @@ impl std::fmt::Display for RelayUrl {
 }
 
 /// Parses a duration: `90` or `90s`, `15m`, `12h`, `1d`.
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -200,7 +197,7 @@ impl RelayIngest {
         RelayIngest { stop, tasks, urls }
     }
 
-    pub fn urls(&self) -> &[RelayUrl] {
+    pub(crate) fn urls(&self) -> &[RelayUrl] {
         &self.urls
     }
 

@@ -5,7 +5,7 @@
 use std::collections::{HashSet, VecDeque};
 
 #[derive(Debug, Clone)]
-pub struct RecentIds {
+pub(crate) struct RecentIds {
     cap: usize,
     order: VecDeque<u128>,
     set: HashSet<u128>,
@@ -18,7 +18,7 @@ fn key(id: &str) -> Option<u128> {
 }
 
 impl RecentIds {
-    pub fn new(cap: usize) -> RecentIds {
+    pub(crate) fn new(cap: usize) -> RecentIds {
         RecentIds {
             cap: cap.max(1),
             order: VecDeque::new(),
@@ -28,7 +28,7 @@ impl RecentIds {
 
     /// Remembers `id`; false when it was already remembered. Text that is
     /// not an id is never remembered (it is counted every time).
-    pub fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         let Some(k) = key(id) else {
             return true;
         };
@@ -45,7 +45,7 @@ impl RecentIds {
     }
 
     /// Forgets `id` (its event could not be written and will come again).
-    pub fn remove(&mut self, id: &str) {
+    pub(crate) fn remove(&mut self, id: &str) {
         if let Some(k) = key(id)
             && self.set.remove(&k)
         {
@@ -53,12 +53,9 @@ impl RecentIds {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.set.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
     }
 }
 

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 /// A relay whose process has not refreshed its hash for this long is not
 /// shown as connected (its process is gone).
-pub const STALE_AFTER_SECS: i64 = 30;
+pub(crate) const STALE_AFTER_SECS: i64 = 30;
 
 /// Pending changes to one relay's hash, written in one transaction.
-pub struct StatsWriter {
+pub(crate) struct StatsWriter {
     queue: Queue,
     url: String,
     incr: BTreeMap<String, i64>,
@@ -33,7 +33,7 @@ pub struct StatsWriter {
 }
 
 impl StatsWriter {
-    pub fn new(queue: Queue, url: String) -> StatsWriter {
+    pub(crate) fn new(queue: Queue, url: String) -> StatsWriter {
         StatsWriter {
             queue,
             url,
@@ -45,31 +45,31 @@ impl StatsWriter {
         }
     }
 
-    pub fn add(&mut self, field: impl Into<String>, n: u64) {
+    pub(crate) fn add(&mut self, field: impl Into<String>, n: u64) {
         if n > 0 {
             *self.incr.entry(field.into()).or_default() += n as i64;
         }
     }
 
-    pub fn set(&mut self, field: &'static str, v: impl ToString) {
+    pub(crate) fn set(&mut self, field: &'static str, v: impl ToString) {
         self.del.remove(field);
         self.set.insert(field, v.to_string());
     }
 
-    pub fn clear(&mut self, field: &'static str) {
+    pub(crate) fn clear(&mut self, field: &'static str) {
         self.set.remove(field);
         self.del.insert(field);
     }
 
     /// Whether the heartbeat is due.
-    pub fn due(&self, every: Duration) -> bool {
+    pub(crate) fn due(&self, every: Duration) -> bool {
         self.last_write.is_none_or(|t| t.elapsed() >= every)
     }
 
     /// Writes the pending changes with a fresh heartbeat. A failure keeps
     /// them for the next write (the figures are not lost, only late) and
     /// is logged once per outage.
-    pub async fn write(&mut self) {
+    pub(crate) async fn write(&mut self) {
         self.set("heartbeat_at", chrono::Utc::now().timestamp());
         let incr: Vec<(String, i64)> = self.incr.iter().map(|(k, v)| (k.clone(), *v)).collect();
         let set: Vec<(&str, String)> = self.set.iter().map(|(k, v)| (*k, v.clone())).collect();
@@ -123,25 +123,25 @@ pub struct RelayStatus {
     /// Refused by reason (malformed, irrelevant_kind, bad_id, bad_sig, future).
     pub rejected: BTreeMap<String, u64>,
     /// When the newest event arrived (wall clock, unix seconds).
-    pub last_event_at: Option<i64>,
+    pub(crate) last_event_at: Option<i64>,
     /// The newest `created_at` received.
-    pub last_event_created_at: Option<i64>,
+    pub(crate) last_event_created_at: Option<i64>,
     pub last_error: Option<String>,
     pub last_error_at: Option<i64>,
-    pub connected_since: Option<i64>,
+    pub(crate) connected_since: Option<i64>,
     pub connects: u64,
     /// Wall clock up to which everything the relay sent has been written
     /// (the next subscription asks from shortly before it).
     pub synced_at: Option<i64>,
     pub notices: u64,
     pub last_notice: Option<String>,
-    pub closed_by_relay: u64,
+    pub(crate) closed_by_relay: u64,
     pub invalid_messages: u64,
-    pub heartbeat_at: Option<i64>,
+    pub(crate) heartbeat_at: Option<i64>,
 }
 
 impl RelayStatus {
-    pub fn from_hash(url: &str, h: &BTreeMap<String, String>, now: i64) -> RelayStatus {
+    pub(crate) fn from_hash(url: &str, h: &BTreeMap<String, String>, now: i64) -> RelayStatus {
         let n = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let t = |k: &str| h.get(k).and_then(|v| v.parse::<i64>().ok());
         let s = |k: &str| h.get(k).filter(|v| !v.is_empty()).cloned();

@@ -123,7 +123,7 @@ const LOG_BY_SIZE: &str = "DELETE FROM cleanup_log WHERE id IN
 /// rolled up, `lifecycle` what the entity book decided for `r` (see
 /// [`dvmtop_core::entities::Entities::lifecycle`]). Audited in `job_runs`
 /// whatever happens.
-pub async fn daily_cleanup(
+pub(crate) async fn daily_cleanup(
     db: &Db,
     r: NaiveDate,
     open: Option<YearMonth>,

@@ -6,10 +6,10 @@
 //! are in [`crate::store`].
 
 pub mod backup;
-pub mod cleanup;
+pub(crate) mod cleanup;
 pub mod restore;
 
 pub use backup::{Backup, backup_name, write_backup};
-pub use cleanup::daily_cleanup;
-pub use dvmtop_core::retention::{Cutoffs, RetentionConfig, cutoffs};
+pub(crate) use cleanup::daily_cleanup;
+pub(crate) use dvmtop_core::retention::{RetentionConfig, cutoffs};
 pub use restore::{Restored, restore};

@@ -10,10 +10,11 @@ mod report;
 mod summary;
 mod watcher;
 
-pub use monitor::current as current_alerts;
-pub use report::{Reporter, report};
+pub(crate) use monitor::current as current_alerts;
+pub use report::Reporter;
+pub use report::report;
 pub use summary::{BackupFailure, Summary, backup_failures, summarize};
-pub use watcher::{PUBLISH_EVERY, Watch, persist_status};
+pub(crate) use watcher::{Watch, persist_status};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -55,7 +56,7 @@ pub enum Mode {
 
 impl Mode {
     /// How a watcher names what the holder runs.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Backtest => "backtest",
             Mode::Serve => "serve",
@@ -81,7 +82,7 @@ impl Services {
 
     /// [`Self::open`] without waiting for the lock: another holder is an
     /// [`Error::InUse`] at once (`dvmtop cleanup` then asks the holder).
-    pub async fn open_now(cfg: &Config, start: Start, lock: bool) -> Result<Services> {
+    pub(crate) async fn open_now(cfg: &Config, start: Start, lock: bool) -> Result<Services> {
         Services::open_inner(cfg, start, lock, Duration::ZERO, true).await
     }
 
@@ -145,7 +146,7 @@ impl Services {
     }
 
     /// The namespace lock's state, when this process holds it.
-    pub fn lock_state(&self) -> Option<watch::Receiver<crate::store::LockState>> {
+    pub(crate) fn lock_state(&self) -> Option<watch::Receiver<crate::store::LockState>> {
         self.lock.as_ref().map(NamespaceLock::state)
     }
 
@@ -162,7 +163,7 @@ impl Services {
 }
 
 /// How long a shutdown waits for the relay tasks to flush and close.
-pub const RELAY_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const RELAY_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for ingest to stop.
 const INGEST_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// Without a signal, an idle pipeline reads its own queue again after
@@ -174,8 +175,7 @@ const IDLE_FALLBACK_EXTERNAL: Duration = Duration::from_secs(1);
 
 /// A running dvmtop: see the module doc.
 pub struct Runtime {
-    pub services: Services,
-    pub mode: Mode,
+    pub(crate) services: Services,
     cancel: Arc<AtomicBool>,
     ctl: mpsc::Sender<Control>,
     status: watch::Receiver<PipelineStatus>,
@@ -185,7 +185,6 @@ pub struct Runtime {
     ingest: Option<JoinHandle<Result<()>>>,
     /// Ingest's end, once [`Self::ingest_finished`] saw it.
     ingest_end: Option<std::result::Result<(), String>>,
-    input_done: Arc<AtomicBool>,
     relays: Option<RelayIngest>,
     listeners: Vec<JoinHandle<()>>,
     /// Publishes the snapshot for watchers (joined at shutdown, so the
@@ -194,17 +193,17 @@ pub struct Runtime {
     /// The alert monitor and what it found last.
     monitor: Option<JoinHandle<()>>,
     alerts: watch::Receiver<Vec<dvmtop_core::alerts::Alert>>,
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// The namespace's `processed` counter when the run started.
-    pub processed_before: u64,
+    pub(crate) processed_before: u64,
     /// Redis persists nothing (also in the pipeline's status and in
     /// PostgreSQL's alerts).
-    pub persistence_alert: Option<dvmtop_core::Alert>,
+    pub(crate) persistence_alert: Option<dvmtop_core::Alert>,
 }
 
 /// One of the run's tasks ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Ended {
+pub(crate) enum Ended {
     Pipeline(std::result::Result<RunEnd, String>),
     Ingest(std::result::Result<(), String>),
 }
@@ -214,11 +213,11 @@ pub struct Stopped {
     pub services: Services,
     /// `None`: the pipeline did not stop within the wait (nothing
     /// uncommitted was acknowledged, so a restart continues where it was).
-    pub end: Option<std::result::Result<RunEnd, String>>,
+    pub(crate) end: Option<std::result::Result<RunEnd, String>>,
     /// Ingest's own end (a truncated file, an unreadable one, …).
-    pub ingest: Result<()>,
-    pub elapsed: Duration,
-    pub processed_before: u64,
+    pub(crate) ingest: Result<()>,
+    pub(crate) elapsed: Duration,
+    pub(crate) processed_before: u64,
 }
 
 impl Runtime {
@@ -377,7 +376,6 @@ impl Runtime {
             };
         Ok(Runtime {
             services,
-            mode,
             cancel,
             ctl,
             status: sub.status,
@@ -386,7 +384,6 @@ impl Runtime {
             end: None,
             ingest: Some(ingest),
             ingest_end: None,
-            input_done,
             relays,
             listeners,
             persister,
@@ -399,7 +396,7 @@ impl Runtime {
     }
 
     /// Where operator commands go.
-    pub fn controls(&self) -> mpsc::Sender<Control> {
+    pub(crate) fn controls(&self) -> mpsc::Sender<Control> {
         self.ctl.clone()
     }
 
@@ -409,7 +406,7 @@ impl Runtime {
     }
 
     /// The alerts that hold now (the TUI's banner).
-    pub fn alerts(&self) -> watch::Receiver<Vec<dvmtop_core::alerts::Alert>> {
+    pub(crate) fn alerts(&self) -> watch::Receiver<Vec<dvmtop_core::alerts::Alert>> {
         self.alerts.clone()
     }
 
@@ -419,15 +416,10 @@ impl Runtime {
     }
 
     /// The relays this run ingests from.
-    pub fn relay_urls(&self) -> Vec<String> {
+    pub(crate) fn relay_urls(&self) -> Vec<String> {
         self.relays.as_ref().map_or_else(Vec::new, |r| {
             r.urls().iter().map(|u| u.as_str().to_owned()).collect()
         })
-    }
-
-    /// Set when every input file has been ingested (or ingest failed).
-    pub fn input_done(&self) -> bool {
-        self.input_done.load(Ordering::SeqCst)
     }
 
     /// Waits until the pipeline task returns (a backtest drained, a
@@ -452,7 +444,7 @@ impl Runtime {
     /// The next of the run's tasks to end — the pipeline, or ingest of the
     /// input files — each reported once; then pending for ever. For a
     /// `select!` loop that must learn of both (the TUI).
-    pub async fn next_end(&mut self) -> Ended {
+    pub(crate) async fn next_end(&mut self) -> Ended {
         let pipeline_open = self.end.is_none() && self.pipeline.is_some();
         let ingest_open = self.ingest_end.is_none() && self.ingest.is_some();
         let pipeline = async {
@@ -491,7 +483,7 @@ impl Runtime {
 
     /// Waits until ingest of the input files has finished; its error in
     /// words. Cancel-safe; [`Self::shutdown`] still reports the error.
-    pub async fn ingest_finished(&mut self) -> std::result::Result<(), String> {
+    pub(crate) async fn ingest_finished(&mut self) -> std::result::Result<(), String> {
         if let Some(end) = &self.ingest_end {
             return end.clone();
         }
@@ -510,7 +502,7 @@ impl Runtime {
     /// SIGINT, SIGTERM and SIGHUP (an SSH session dropping) all mean:
     /// finish the step in flight, commit, stop. For headless runs; the TUI
     /// handles signals in its own loop.
-    pub fn stop_on_signals(&self) {
+    pub(crate) fn stop_on_signals(&self) {
         let (ctl, cancel) = (self.ctl.clone(), self.cancel.clone());
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
@@ -615,7 +607,7 @@ async fn check_persistence(
 }
 
 /// A service URL without its password, for messages.
-pub fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     match (url.split_once("://"), url.rsplit_once('@')) {
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
         _ => url.to_owned(),
@@ -629,7 +621,7 @@ enum WakeSource {
 }
 
 /// Ingests every file in order; stops early on `cancel`.
-pub async fn ingest_all(
+pub(crate) async fn ingest_all(
     queue: &Queue,
     files: &[String],
     cfg: &IngestConfig,
@@ -683,8 +675,6 @@ async fn launch_retrying(
 /// What a headless run ended with.
 pub struct Headless {
     pub summary: Summary,
-    /// The last snapshot the reporter rendered.
-    pub status: PipelineStatus,
     /// Ingest's own failure (e.g. a truncated file), reported after the
     /// summary: what was read before it is processed.
     pub ingest: Result<()>,
@@ -715,7 +705,7 @@ pub async fn headless(
         .ok_or_else(|| Error::Config("the run's events were taken twice".into()))?;
     let status = rt.status();
     // The reporter ends when the pipeline task (the publisher) is gone.
-    let (end, last) = tokio::join!(rt.ended(), report(status, events, out));
+    let (end, _) = tokio::join!(rt.ended(), report(status, events, out));
     let stopped = rt.shutdown(Duration::from_secs(60)).await;
     let end = end.map_err(Error::Config)?;
     let summary = summarize(
@@ -734,7 +724,6 @@ pub async fn headless(
     };
     Ok(Headless {
         summary,
-        status: last,
         ingest: stopped.ingest,
     })
 }

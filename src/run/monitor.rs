@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 /// Everything the rules need, read now. `live`: the reader runs (or
 /// watches) a live service, whose clock should follow the wall clock.
-pub async fn facts(db: &Db, queue: &Queue, live: bool, clock: Option<i64>) -> Result<Facts> {
+pub(crate) async fn facts(db: &Db, queue: &Queue, live: bool, clock: Option<i64>) -> Result<Facts> {
     let mut f = db.alert_facts().await?;
     f.relays = crate::relay::relay_status(queue, Utc::now().timestamp())
         .await?
@@ -63,7 +63,7 @@ async fn rejected(db: &Db, queue: &Queue) -> Result<u64> {
 
 /// The alerts `dvmtop status` reports: fresh facts, and the trend history
 /// of a holder that is still there.
-pub async fn current(services: &Services, t: &Thresholds) -> Result<Vec<Alert>> {
+pub(crate) async fn current(services: &Services, t: &Thresholds) -> Result<Vec<Alert>> {
     let p = services.db.published().await?;
     let trends = match services.db.stored_alerts().await? {
         Some(s) if p.holding => s.trends,
@@ -79,7 +79,7 @@ pub async fn current(services: &Services, t: &Thresholds) -> Result<Vec<Alert>> 
 }
 
 /// Runs until the status channel closes (the pipeline is gone).
-pub async fn run(
+pub(crate) async fn run(
     db: Db,
     queue: Queue,
     mode: Mode,

@@ -22,7 +22,7 @@ pub struct Reporter<F: FnMut(Value)> {
 }
 
 impl<F: FnMut(Value)> Reporter<F> {
-    pub fn new(out: F) -> Self {
+    pub(crate) fn new(out: F) -> Self {
         Reporter {
             out,
             last_progress: None,
@@ -31,10 +31,6 @@ impl<F: FnMut(Value)> Reporter<F> {
             alerted: Vec::new(),
             unreachable: None,
         }
-    }
-
-    pub fn emit(&mut self, v: Value) {
-        (self.out)(v)
     }
 
     /// A new snapshot: a progress line when batches ran (at most once a
@@ -68,7 +64,7 @@ impl<F: FnMut(Value)> Reporter<F> {
         }
     }
 
-    pub fn status(&mut self, s: &PipelineStatus, last: bool) {
+    pub(crate) fn status(&mut self, s: &PipelineStatus, last: bool) {
         self.alerts(s);
         let moved = s.session.processed != self.reported_processed;
         let due = self
@@ -113,7 +109,7 @@ impl<F: FnMut(Value)> Reporter<F> {
     }
 
     /// One pipeline event.
-    pub fn event(&mut self, p: &Progress) {
+    pub(crate) fn event(&mut self, p: &Progress) {
         match p {
             Progress::Rolled { row, millis } => (self.out)(json!({
                 "event": "rollover", "month": row.year_month, "millis": (millis * 10.0).round() / 10.0, "row": row,

@@ -19,15 +19,15 @@ pub struct Summary {
     pub current_month: Option<String>,
     pub queue_depth: u64,
     pub overflow_size: u64,
-    pub dead_letters: u64,
-    pub elapsed_s: f64,
-    pub events_per_s: f64,
+    pub(crate) dead_letters: u64,
+    pub(crate) elapsed_s: f64,
+    pub(crate) events_per_s: f64,
     pub interrupted: bool,
     /// An input broke off (truncated array, damaged gzip) or could not be
     /// read: everything complete before the break was processed, and the
     /// run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input_error: Option<String>,
+    pub(crate) input_error: Option<String>,
     /// Backups that failed during the run (each audited as failed in
     /// `job_runs`): the run fails too, after this summary.
     #[serde(skip_serializing_if = "Vec::is_empty")]

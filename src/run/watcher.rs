@@ -15,14 +15,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The holder publishes at most this often.
-pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// A watcher reads the published state at least this often.
 const READ_EVERY: Duration = Duration::from_secs(5);
 
 /// Publishes the snapshot in PostgreSQL for watchers: on each change, at
 /// most every [`PUBLISH_EVERY`]; nothing while nothing changes; the last
 /// snapshot once the pipeline is gone.
-pub async fn persist_status(db: Db, mut status: watch::Receiver<PipelineStatus>) {
+pub(crate) async fn persist_status(db: Db, mut status: watch::Receiver<PipelineStatus>) {
     loop {
         let gone = status.changed().await.is_err();
         let s = status.borrow_and_update().clone();
@@ -41,8 +41,8 @@ pub async fn persist_status(db: Db, mut status: watch::Receiver<PipelineStatus>)
 }
 
 /// A watcher's view of a namespace.
-pub struct Watch {
-    pub services: Services,
+pub(crate) struct Watch {
+    pub(crate) services: Services,
     published: watch::Receiver<Published>,
     task: JoinHandle<()>,
 }
@@ -50,7 +50,7 @@ pub struct Watch {
 impl Watch {
     /// Opens the namespace without its lock and starts following what its
     /// holder publishes.
-    pub async fn attach(cfg: &Config) -> Result<Watch> {
+    pub(crate) async fn attach(cfg: &Config) -> Result<Watch> {
         let services = Services::open_existing(cfg).await?;
         let first = services.db.published().await?;
         let (tx, published) = watch::channel(first);
@@ -64,7 +64,7 @@ impl Watch {
     }
 
     /// What the holder published (snapshot, who, whether it still holds).
-    pub fn published(&self) -> watch::Receiver<Published> {
+    pub(crate) fn published(&self) -> watch::Receiver<Published> {
         self.published.clone()
     }
 }

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// What the holder stores: its alerts and the history behind them.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct StoredAlerts {
-    pub alerts: Vec<Alert>,
-    pub trends: Trends,
+pub(crate) struct StoredAlerts {
+    pub(crate) alerts: Vec<Alert>,
+    pub(crate) trends: Trends,
 }
 
 /// Failed job runs this far back are read.
@@ -21,7 +21,7 @@ const FAILED_JOBS: i64 = 20;
 impl Db {
     /// The rollover waiting for confirmation (and since when), and the
     /// failed job runs, newest first.
-    pub async fn alert_facts(&self) -> Result<Facts> {
+    pub(crate) async fn alert_facts(&self) -> Result<Facts> {
         let (month, since, confirmed): (Option<String>, Option<DateTime<Utc>>, Option<String>) =
             sqlx::query_as(
                 "SELECT awaiting_month, awaiting_since, confirmed_month FROM pipeline_state",
@@ -54,7 +54,7 @@ impl Db {
     }
 
     /// Stores the holder's evaluation.
-    pub async fn store_alerts(&self, a: &StoredAlerts) -> Result<()> {
+    pub(crate) async fn store_alerts(&self, a: &StoredAlerts) -> Result<()> {
         sqlx::query("UPDATE pipeline_state SET alerts = $1, alerts_at = now()")
             .bind(sqlx::types::Json(a))
             .execute(&self.pool)
@@ -63,7 +63,7 @@ impl Db {
     }
 
     /// The holder's last evaluation, if any.
-    pub async fn stored_alerts(&self) -> Result<Option<StoredAlerts>> {
+    pub(crate) async fn stored_alerts(&self) -> Result<Option<StoredAlerts>> {
         let v: Option<serde_json::Value> = sqlx::query_scalar("SELECT alerts FROM pipeline_state")
             .fetch_one(&self.pool)
             .await?;

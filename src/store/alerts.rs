@@ -9,7 +9,7 @@ use dvmtop_core::{Alert, Severity};
 impl Db {
     /// Records `a` (replacing the alert of its kind; `since` is kept when
     /// the message is unchanged).
-    pub async fn raise_alert(&self, a: &Alert) -> Result<()> {
+    pub(crate) async fn raise_alert(&self, a: &Alert) -> Result<()> {
         sqlx::query(
             "INSERT INTO alerts (kind, severity, message, since) VALUES ($1, $2, $3, $4)
              ON CONFLICT (kind) DO UPDATE SET severity = excluded.severity, message = excluded.message,
@@ -25,7 +25,7 @@ impl Db {
     }
 
     /// The condition of `kind` is over.
-    pub async fn clear_alert(&self, kind: &str) -> Result<()> {
+    pub(crate) async fn clear_alert(&self, kind: &str) -> Result<()> {
         sqlx::query("DELETE FROM alerts WHERE kind = $1")
             .bind(kind)
             .execute(&self.pool)
@@ -34,7 +34,7 @@ impl Db {
     }
 
     /// Every current alert, the most severe first.
-    pub async fn alerts(&self) -> Result<Vec<Alert>> {
+    pub(crate) async fn alerts(&self) -> Result<Vec<Alert>> {
         let rows: Vec<(String, String, String, chrono::DateTime<chrono::Utc>)> =
             sqlx::query_as("SELECT kind, severity, message, since FROM alerts ORDER BY kind")
                 .fetch_all(&self.pool)
@@ -50,13 +50,13 @@ impl Db {
     }
 
     /// The Redis queue generation the committed position refers to.
-    pub async fn redis_epoch(&self) -> Result<Option<String>> {
+    pub(crate) async fn redis_epoch(&self) -> Result<Option<String>> {
         Ok(sqlx::query_scalar("SELECT redis_epoch FROM pipeline_state")
             .fetch_one(&self.pool)
             .await?)
     }
 
-    pub async fn set_redis_epoch(&self, epoch: &str) -> Result<()> {
+    pub(crate) async fn set_redis_epoch(&self, epoch: &str) -> Result<()> {
         sqlx::query("UPDATE pipeline_state SET redis_epoch = $1")
             .bind(epoch)
             .execute(&self.pool)

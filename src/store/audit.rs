@@ -14,28 +14,23 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobRun {
     pub id: i64,
-    pub job: Job,
+    pub(crate) job: Job,
     pub reference_time: Option<DateTime<Utc>>,
     /// The month a rollover closed, or a backup was written after.
-    pub year_month: Option<YearMonth>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
+    pub(crate) year_month: Option<YearMonth>,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
     /// Rows affected, per table (or per lifecycle step).
     pub rows: BTreeMap<String, i64>,
     pub outcome: Outcome,
-    pub attempts: i32,
-    pub detail: Option<String>,
+    pub(crate) attempts: i32,
+    pub(crate) detail: Option<String>,
 }
 
 impl JobRun {
-    pub fn millis(&self) -> Option<i64> {
+    pub(crate) fn millis(&self) -> Option<i64> {
         self.finished_at
             .map(|f| (f - self.started_at).num_milliseconds())
-    }
-
-    /// Whether it changed nothing (a routine cleanup with nothing to do).
-    pub fn is_noop(&self) -> bool {
-        self.outcome == Outcome::Ok && self.rows.values().all(|n| *n == 0)
     }
 }
 
@@ -132,7 +127,7 @@ impl Db {
     }
 
     /// Runs interrupted by a crash are marked so, not left "running".
-    pub async fn mark_interrupted_jobs(&self) -> Result<u64> {
+    pub(crate) async fn mark_interrupted_jobs(&self) -> Result<u64> {
         Ok(sqlx::query(
             "UPDATE job_runs SET outcome = 'interrupted', finished_at = now() WHERE outcome = 'running'",
         )
@@ -158,7 +153,7 @@ impl Db {
     }
 
     /// Records a committed rollover in the audit.
-    pub async fn audit_rollover(&self, m: YearMonth, started: DateTime<Utc>) -> Result<()> {
+    pub(crate) async fn audit_rollover(&self, m: YearMonth, started: DateTime<Utc>) -> Result<()> {
         sqlx::query(ROLLOVER)
             .bind(midnight(m.end()))
             .bind(m.to_string())

@@ -21,22 +21,22 @@ use std::sync::Arc;
 /// own while the processor goes on).
 pub struct Commit {
     /// Queue sequence of this group and how many head elements it consumed.
-    pub seq: i64,
-    pub consumed: i64,
-    pub pending: Pending,
+    pub(crate) seq: i64,
+    pub(crate) consumed: i64,
+    pub(crate) pending: Pending,
     /// Whole `entity_activity` rows (old content merged with the pending).
-    pub rows: Vec<(NaiveDate, EntityRole, Arc<Vec<Entry>>)>,
-    pub entities: Changes,
+    pub(crate) rows: Vec<(NaiveDate, EntityRole, Arc<Vec<Entry>>)>,
+    pub(crate) entities: Changes,
     /// The overflow buffer after this group, when it changed (FIFO), with
     /// the day of each element.
-    pub overflow: Option<(Vec<String>, Vec<NaiveDate>)>,
-    pub ignored_prior_month: i64,
+    pub(crate) overflow: Option<(Vec<String>, Vec<NaiveDate>)>,
+    pub(crate) ignored_prior_month: i64,
     /// Refused elements (payloads cut to 64 KiB, sizes kept).
-    pub rejected: Vec<crate::queue::Refused>,
+    pub(crate) rejected: Vec<crate::queue::Refused>,
     /// Months closed in this group, with their rows.
-    pub rollovers: Vec<MonthRow>,
+    pub(crate) rollovers: Vec<MonthRow>,
     /// The open month after this group.
-    pub month: Option<YearMonth>,
+    pub(crate) month: Option<YearMonth>,
 }
 
 pub(crate) fn ts(secs: i64) -> DateTime<Utc> {
@@ -342,7 +342,7 @@ async fn write_seen(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<(
 impl Db {
     /// Commits one group atomically. Returns false (and changes nothing)
     /// when this sequence was already applied.
-    pub async fn commit(&self, c: &Commit) -> Result<bool> {
+    pub(crate) async fn commit(&self, c: &Commit) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let p = &c.pending;
         // Per-part timings for the debug log (the profile in BENCHMARKS.md).

@@ -21,27 +21,27 @@ struct SizeRow {
 
 /// Monitoring figures (the FAQ's list) for `dvmtop status`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Figures {
-    pub entity_activity_rows: i64,
-    pub entity_activity_bytes: i64,
+pub(crate) struct Figures {
+    pub(crate) entity_activity_rows: i64,
+    pub(crate) entity_activity_bytes: i64,
     /// Rows of every bounded table, for growth checks.
-    pub table_rows: BTreeMap<String, i64>,
-    pub dvms_active_ratio: Option<f64>,
-    pub users_active_ratio: Option<f64>,
-    pub monthly_activity_rows: i64,
-    pub first_month: Option<String>,
-    pub last_month: Option<String>,
-    pub last_rollover_ms: Option<i64>,
-    pub last_rollover_month: Option<YearMonth>,
-    pub last_cleanup_ms: Option<i64>,
-    pub last_cleanup_reference: Option<DateTime<Utc>>,
-    pub last_cleanup_outcome: Option<Outcome>,
-    pub last_backup_outcome: Option<Outcome>,
-    pub cleanup_log_rows: i64,
+    pub(crate) table_rows: BTreeMap<String, i64>,
+    pub(crate) dvms_active_ratio: Option<f64>,
+    pub(crate) users_active_ratio: Option<f64>,
+    pub(crate) monthly_activity_rows: i64,
+    pub(crate) first_month: Option<String>,
+    pub(crate) last_month: Option<String>,
+    pub(crate) last_rollover_ms: Option<i64>,
+    pub(crate) last_rollover_month: Option<YearMonth>,
+    pub(crate) last_cleanup_ms: Option<i64>,
+    pub(crate) last_cleanup_reference: Option<DateTime<Utc>>,
+    pub(crate) last_cleanup_outcome: Option<Outcome>,
+    pub(crate) last_backup_outcome: Option<Outcome>,
+    pub(crate) cleanup_log_rows: i64,
 }
 
 /// Tables whose size retention bounds.
-pub const BOUNDED_TABLES: [&str; 9] = [
+pub(crate) const BOUNDED_TABLES: [&str; 9] = [
     "entity_activity",
     "dvm_stats_rollups",
     "kind_stats_rollups",
@@ -55,7 +55,7 @@ pub const BOUNDED_TABLES: [&str; 9] = [
 
 impl Db {
     /// On-disk size (with indexes and TOAST) of every table of the namespace.
-    pub async fn table_bytes(&self) -> Result<BTreeMap<String, i64>> {
+    pub(crate) async fn table_bytes(&self) -> Result<BTreeMap<String, i64>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
@@ -78,7 +78,7 @@ impl Db {
         Ok(out)
     }
 
-    pub async fn retention_figures(&self) -> Result<Figures> {
+    pub(crate) async fn retention_figures(&self) -> Result<Figures> {
         let table_rows = self.table_rows().await?;
         let z: SizeRow = sqlx::query_as(
             "SELECT pg_total_relation_size('entity_activity') AS bytes,

@@ -16,7 +16,11 @@ use std::collections::BTreeMap;
 
 impl Db {
     /// One `entity_activity` row's cells (empty when there is none).
-    pub async fn load_day_row(&self, day: NaiveDate, role: EntityRole) -> Result<Vec<Entry>> {
+    pub(crate) async fn load_day_row(
+        &self,
+        day: NaiveDate,
+        role: EntityRole,
+    ) -> Result<Vec<Entry>> {
         let row = sqlx::query(
             "SELECT day, role, hour, entity, kind, requests, responses, feedback FROM entity_activity
              WHERE day = $1 AND role = $2",
@@ -33,7 +37,10 @@ impl Db {
 
     /// The figures of the months from `open` on (not rolled up yet), from
     /// their committed detail rows.
-    pub async fn load_open_months(&self, open: YearMonth) -> Result<BTreeMap<YearMonth, MonthAcc>> {
+    pub(crate) async fn load_open_months(
+        &self,
+        open: YearMonth,
+    ) -> Result<BTreeMap<YearMonth, MonthAcc>> {
         use futures_util::TryStreamExt;
         let mut months: BTreeMap<YearMonth, MonthAcc> = Default::default();
         let from = open.start();
@@ -83,7 +90,7 @@ impl Db {
     }
 
     /// The `users` and `dvms` tables, for the processor's entity book.
-    pub async fn load_entities(&self) -> Result<dvmtop_core::entities::Entities> {
+    pub(crate) async fn load_entities(&self) -> Result<dvmtop_core::entities::Entities> {
         type Row = (
             String,
             DateTime<Utc>,

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 /// this only bounds how soon a lost lock is noticed and taken again, and
 /// an idle service's CPU is mostly these pings (4 a second cost 0.25 % of
 /// a core in a debug build, over the 0.1 % the README promises).
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// A check that takes longer counts as a lost session.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reconnects back off from the first to the last delay.
@@ -70,11 +70,11 @@ impl Drop for NamespaceLock {
 /// it (dvmtop names its sessions `dvmtop COMMAND pid=PID host=HOST`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
-    pub application_name: String,
+    pub(crate) application_name: String,
     /// The PostgreSQL backend's pid (not the client's).
-    pub backend_pid: i32,
-    pub client_addr: Option<String>,
-    pub backend_start: Option<DateTime<Utc>>,
+    pub(crate) backend_pid: i32,
+    pub(crate) client_addr: Option<String>,
+    pub(crate) backend_start: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Display for LockHolder {
@@ -150,7 +150,7 @@ impl Db {
     /// PostgreSQL notices, so a supervisor's immediate restart would be
     /// refused); `notice` is told once, naming the holder from
     /// `pg_stat_activity`, when the wait begins. Then keeps it.
-    pub async fn lock_waiting(
+    pub(crate) async fn lock_waiting(
         &self,
         wait: Duration,
         mut notice: impl FnMut(&str),
@@ -208,7 +208,7 @@ impl Db {
 
     /// Who holds the namespace lock now, if anyone (PostgreSQL splits a
     /// bigint advisory key into `classid` (high half) and `objid` (low)).
-    pub async fn lock_holder(&self, conn: &mut PgConnection) -> Result<Option<LockHolder>> {
+    pub(crate) async fn lock_holder(&self, conn: &mut PgConnection) -> Result<Option<LockHolder>> {
         type Row = (String, i32, Option<String>, Option<DateTime<Utc>>);
         let row: Option<Row> = sqlx::query_as(
             "WITH k AS (SELECT hashtextextended($1, 0) AS key)

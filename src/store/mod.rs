@@ -15,13 +15,12 @@ mod rollover;
 mod status;
 mod views;
 
-pub use alert_facts::StoredAlerts;
-pub use audit::JobRun;
-pub use commit::Commit;
+pub(crate) use alert_facts::StoredAlerts;
+pub(crate) use audit::JobRun;
+pub(crate) use commit::Commit;
 pub use connect::set_application_name;
 use connect::{connect_admin, unreachable};
 pub use dvmtop_core::MonthRow;
-pub use figures::{BOUNDED_TABLES, Figures};
 pub use lock::{LockHolder, LockState, NamespaceLock};
 pub use namespace::{MARKER, validate_namespace};
 pub use published::{Holder, Published, hostname};
@@ -97,7 +96,7 @@ impl Db {
     }
 
     /// Applies pending migrations; refuses a schema from a newer dvmtop.
-    pub async fn migrate(&self) -> Result<()> {
+    pub(crate) async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("./migrations").run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::VersionMissing(v) => Error::Namespace(format!(
                 "namespace {} has schema version {v}, which this dvmtop does not know: upgrade dvmtop or use another --namespace",
@@ -121,7 +120,7 @@ impl Db {
     }
 
     /// Whether the namespace's schema holds any pipeline data.
-    pub async fn has_data(&self) -> Result<bool> {
+    pub(crate) async fn has_data(&self) -> Result<bool> {
         let exists: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'pipeline_state')",
         )
@@ -140,7 +139,7 @@ impl Db {
 
     /// Drops and recreates the schema (empty, not migrated) — only one
     /// dvmtop created; any other is refused.
-    pub async fn wipe(&self) -> Result<()> {
+    pub(crate) async fn wipe(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         namespace::recreate(&mut conn, &self.namespace).await
     }
@@ -183,7 +182,7 @@ impl Db {
     }
 
     /// The overflow buffer's payloads in FIFO order.
-    pub async fn load_overflow(&self) -> Result<Vec<String>> {
+    pub(crate) async fn load_overflow(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT payloads FROM overflow")
             .fetch_one(&self.pool)
             .await?)
@@ -191,7 +190,7 @@ impl Db {
 
     /// Id keys applied in the open window, by day (for processing-side
     /// dedup).
-    pub async fn load_seen(&self) -> Result<Vec<(chrono::NaiveDate, Vec<u128>)>> {
+    pub(crate) async fn load_seen(&self) -> Result<Vec<(chrono::NaiveDate, Vec<u128>)>> {
         let rows: Vec<(chrono::NaiveDate, Vec<u8>)> =
             sqlx::query_as("SELECT day, ids FROM seen_ids")
                 .fetch_all(&self.pool)
@@ -208,7 +207,7 @@ impl Db {
             .collect())
     }
 
-    pub async fn set_month(&self, m: YearMonth) -> Result<()> {
+    pub(crate) async fn set_month(&self, m: YearMonth) -> Result<()> {
         sqlx::query("UPDATE pipeline_state SET current_month = $1, updated_at = now() WHERE current_month IS NULL")
             .bind(m.to_string())
             .execute(&self.pool)
@@ -216,7 +215,7 @@ impl Db {
         Ok(())
     }
 
-    pub async fn set_day(&self, day: chrono::NaiveDate) -> Result<()> {
+    pub(crate) async fn set_day(&self, day: chrono::NaiveDate) -> Result<()> {
         sqlx::query("UPDATE pipeline_state SET current_day = $1, updated_at = now() WHERE current_day IS NULL OR current_day < $1")
             .bind(day)
             .execute(&self.pool)
@@ -228,7 +227,7 @@ impl Db {
     /// versions are reused instead of piling up — also where autovacuum is
     /// off (as on the machine the benchmarks ran on). `SKIP_LOCKED`: a
     /// table another vacuum holds is left for the next round.
-    pub async fn vacuum_hot_tables(&self) -> Result<()> {
+    pub(crate) async fn vacuum_hot_tables(&self) -> Result<()> {
         sqlx::query(
             "VACUUM (SKIP_LOCKED) users, dvms, kind_dvm_support, entity_activity, seen_ids,
                dvm_stats_rollups, kind_stats_rollups, overflow, time_window_stats, counters,
@@ -241,14 +240,14 @@ impl Db {
 
     /// The `LISTEN`/`NOTIFY` channel a running pipeline listens on for
     /// other processes' requests.
-    pub fn channel(&self) -> String {
+    pub(crate) fn channel(&self) -> String {
         format!("dvmtop_{}", self.namespace)
     }
 
     /// Records the operator's confirmation of `m`'s rollover; only the open
     /// month can be confirmed. Returns whether it took. A running pipeline
     /// is notified.
-    pub async fn confirm(&self, m: YearMonth) -> Result<bool> {
+    pub(crate) async fn confirm(&self, m: YearMonth) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
             "UPDATE pipeline_state SET confirmed_month = $1, updated_at = now() WHERE current_month = $1",
@@ -267,7 +266,7 @@ impl Db {
 
     /// What other processes asked of the running pipeline: the confirmed
     /// month, and whether a cleanup was requested.
-    pub async fn requests(&self) -> Result<crate::pipeline::Requests> {
+    pub(crate) async fn requests(&self) -> Result<crate::pipeline::Requests> {
         let (month, cleanup): (Option<String>, bool) =
             sqlx::query_as("SELECT confirmed_month, cleanup_requested FROM pipeline_state")
                 .fetch_one(&self.pool)
@@ -280,7 +279,7 @@ impl Db {
 
     /// Records the rollover waiting for confirmation (`since` moves only
     /// when the month changes), or that none waits.
-    pub async fn set_awaiting(&self, a: Option<(YearMonth, bool)>) -> Result<()> {
+    pub(crate) async fn set_awaiting(&self, a: Option<(YearMonth, bool)>) -> Result<()> {
         sqlx::query(
             "UPDATE pipeline_state SET
                awaiting_since = CASE WHEN $1::text IS NULL THEN NULL
@@ -296,7 +295,7 @@ impl Db {
 
     /// Asks the pipeline that holds the namespace to run the daily cleanup
     /// (and notifies it).
-    pub async fn request_cleanup(&self) -> Result<()> {
+    pub(crate) async fn request_cleanup(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE pipeline_state SET cleanup_requested = true, updated_at = now()")
             .execute(&mut *tx)
@@ -314,7 +313,10 @@ impl Db {
     /// gone; reconnects (sqlx's listener does) and resubscribes after a
     /// lost connection. A request that arrives while it is down is still
     /// seen: the pipeline reads the requests on a fallback timer too.
-    pub async fn forward_requests(&self, to: tokio::sync::mpsc::Sender<crate::pipeline::Signal>) {
+    pub(crate) async fn forward_requests(
+        &self,
+        to: tokio::sync::mpsc::Sender<crate::pipeline::Signal>,
+    ) {
         let mut delay = std::time::Duration::from_millis(200);
         while !to.is_closed() {
             let listener = async {
@@ -349,7 +351,9 @@ impl Db {
 
     /// The rollover waiting for confirmation as the pipeline that reached
     /// it recorded it, and since when.
-    pub async fn awaiting(&self) -> Result<Option<(YearMonth, chrono::DateTime<chrono::Utc>)>> {
+    pub(crate) async fn awaiting(
+        &self,
+    ) -> Result<Option<(YearMonth, chrono::DateTime<chrono::Utc>)>> {
         let (month, since): (Option<String>, Option<chrono::DateTime<chrono::Utc>>) =
             sqlx::query_as("SELECT awaiting_month, awaiting_since FROM pipeline_state")
                 .fetch_one(&self.pool)
@@ -358,7 +362,7 @@ impl Db {
             .map(|m| (m, since.unwrap_or_else(chrono::Utc::now))))
     }
 
-    pub async fn cleanup_done(&self) -> Result<()> {
+    pub(crate) async fn cleanup_done(&self) -> Result<()> {
         sqlx::query("UPDATE pipeline_state SET cleanup_requested = false")
             .execute(&self.pool)
             .await?;
@@ -384,6 +388,6 @@ pub(crate) fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PersistedState {
     pub clock: ClockState,
-    pub last_seq: i64,
-    pub last_count: i64,
+    pub(crate) last_seq: i64,
+    pub(crate) last_count: i64,
 }

@@ -26,7 +26,7 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
 
 /// Who a schema of that name belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
+pub(crate) enum Owner {
     /// No such schema.
     Absent,
     /// Marked as dvmtop's.
@@ -39,7 +39,7 @@ pub enum Owner {
 }
 
 /// Looks the schema up.
-pub async fn owner(conn: &mut PgConnection, ns: &str) -> Result<Owner> {
+pub(crate) async fn owner(conn: &mut PgConnection, ns: &str) -> Result<Owner> {
     let row: Option<(Option<String>, bool)> = sqlx::query_as(
         "SELECT obj_description(n.oid, 'pg_namespace'),
                 to_regclass(quote_ident(n.nspname) || '._sqlx_migrations') IS NOT NULL
@@ -74,7 +74,7 @@ async fn mark(conn: &mut PgConnection, ns: &str) -> Result<()> {
 
 /// Makes sure the schema exists and is dvmtop's: creates and marks it
 /// when absent, marks a legacy one, refuses a foreign one.
-pub async fn ensure(conn: &mut PgConnection, ns: &str) -> Result<()> {
+pub(crate) async fn ensure(conn: &mut PgConnection, ns: &str) -> Result<()> {
     match owner(conn, ns).await? {
         Owner::Dvmtop => Ok(()),
         Owner::Legacy => {
@@ -114,7 +114,7 @@ async fn create(conn: &mut PgConnection, ns: &str) -> Result<()> {
 
 /// Drops the schema and creates it again, empty and marked — only when
 /// it is dvmtop's (checked again here, in the same transaction).
-pub async fn recreate(conn: &mut PgConnection, ns: &str) -> Result<()> {
+pub(crate) async fn recreate(conn: &mut PgConnection, ns: &str) -> Result<()> {
     use sqlx::Connection;
     let mut tx = conn.begin().await?;
     // Serialise with other dvmtops recreating or creating the same name.

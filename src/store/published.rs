@@ -12,16 +12,16 @@ use serde::{Deserialize, Serialize};
 /// The process holding a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
-    pub host: String,
-    pub pid: u32,
+    pub(crate) host: String,
+    pub(crate) pid: u32,
     /// What it runs: `serve`, `backtest`, `tui`.
-    pub command: String,
-    pub since: DateTime<Utc>,
+    pub(crate) command: String,
+    pub(crate) since: DateTime<Utc>,
 }
 
 impl Holder {
     /// This process.
-    pub fn me(command: &str) -> Holder {
+    pub(crate) fn me(command: &str) -> Holder {
         Holder {
             host: hostname(),
             pid: std::process::id(),
@@ -57,13 +57,13 @@ pub fn hostname() -> String {
 /// What a watcher reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
-    pub status: Option<PipelineStatus>,
-    pub at: Option<DateTime<Utc>>,
-    pub holder: Option<Holder>,
+    pub(crate) status: Option<PipelineStatus>,
+    pub(crate) at: Option<DateTime<Utc>>,
+    pub(crate) holder: Option<Holder>,
     /// Whether the holder's lock is held right now (its session is alive).
-    pub holding: bool,
+    pub(crate) holding: bool,
     /// The alerts the holder evaluated last (none when it is gone).
-    pub alerts: Vec<dvmtop_core::alerts::Alert>,
+    pub(crate) alerts: Vec<dvmtop_core::alerts::Alert>,
 }
 
 fn json_err(e: serde_json::Error) -> Error {
@@ -72,12 +72,12 @@ fn json_err(e: serde_json::Error) -> Error {
 
 impl Db {
     /// The channel watchers listen on.
-    pub fn status_channel(&self) -> String {
+    pub(crate) fn status_channel(&self) -> String {
         format!("dvmtop_{}_status", self.namespace)
     }
 
     /// Records who holds the namespace (right after taking the lock).
-    pub async fn set_holder(&self, h: &Holder) -> Result<()> {
+    pub(crate) async fn set_holder(&self, h: &Holder) -> Result<()> {
         sqlx::query("UPDATE pipeline_state SET holder = $1")
             .bind(sqlx::types::Json(h))
             .execute(&self.pool)
@@ -86,7 +86,7 @@ impl Db {
     }
 
     /// Publishes the status snapshot and wakes watchers.
-    pub async fn publish_status(&self, s: &PipelineStatus) -> Result<()> {
+    pub(crate) async fn publish_status(&self, s: &PipelineStatus) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE pipeline_state SET status = $1, status_at = now()")
             .bind(sqlx::types::Json(s))
@@ -101,7 +101,7 @@ impl Db {
     }
 
     /// What the holder published, and whether it still holds the lock.
-    pub async fn published(&self) -> Result<Published> {
+    pub(crate) async fn published(&self) -> Result<Published> {
         type Json = Option<serde_json::Value>;
         let (status, at, holder, alerts, holding): (Json, Option<DateTime<Utc>>, Json, Json, bool) =
             sqlx::query_as(

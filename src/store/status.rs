@@ -35,17 +35,17 @@ pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     pub current_month: Option<String>,
-    pub current_day: Option<NaiveDate>,
+    pub(crate) current_day: Option<NaiveDate>,
     /// Processing clock (largest created_at processed), RFC 3339.
-    pub clock: Option<String>,
+    pub(crate) clock: Option<String>,
     pub clock_unix: Option<i64>,
     pub overflow_size: i64,
-    pub dvms_active: i64,
-    pub dvms_inactive: i64,
-    pub users_active: i64,
-    pub users_inactive: i64,
-    pub monthly_rows: i64,
-    pub confirmed_month: Option<String>,
+    pub(crate) dvms_active: i64,
+    pub(crate) dvms_inactive: i64,
+    pub(crate) users_active: i64,
+    pub(crate) users_inactive: i64,
+    pub(crate) monthly_rows: i64,
+    pub(crate) confirmed_month: Option<String>,
     /// processed, duplicate, ignored_prior_month, rejected:<reason>.
     pub counters: BTreeMap<String, i64>,
     pub totals: BTreeMap<String, i64>,
@@ -54,7 +54,7 @@ pub struct Snapshot {
 
 impl Db {
     /// processed, duplicate, ignored_prior_month, rejected:<reason>.
-    pub async fn counters(&self) -> Result<BTreeMap<String, i64>> {
+    pub(crate) async fn counters(&self) -> Result<BTreeMap<String, i64>> {
         let rows: Vec<(String, i64)> = sqlx::query_as("SELECT name, value FROM counters")
             .fetch_all(&self.pool)
             .await?;
@@ -110,7 +110,7 @@ impl Db {
     }
 
     /// Stores the window stats at clock `t` as a `time_window_stats` snapshot.
-    pub async fn snapshot_windows(&self, t: i64) -> Result<()> {
+    pub(crate) async fn snapshot_windows(&self, t: i64) -> Result<()> {
         let as_of = DateTime::from_timestamp(t, 0).unwrap_or_default();
         for w in windows(self, t).await? {
             sqlx::query(
@@ -143,7 +143,7 @@ impl Db {
 
 impl Db {
     /// The overflow buffer by UTC day (it holds at most one batch).
-    pub async fn overflow_by_day(&self) -> Result<Vec<(NaiveDate, i64)>> {
+    pub(crate) async fn overflow_by_day(&self) -> Result<Vec<(NaiveDate, i64)>> {
         Ok(
             sqlx::query_as(
                 "SELECT d, count(*) FROM overflow, unnest(days) d GROUP BY d ORDER BY d",

@@ -23,7 +23,7 @@ impl Range {
     /// The first hour of `first_day` inside the range. The cells are
     /// filtered by day and hour as integers: computing each cell's
     /// timestamp cost ~10× the whole query.
-    pub fn first_hour(&self) -> i16 {
+    pub(crate) fn first_hour(&self) -> i16 {
         if self.start.date() == self.first_day {
             self.start.hour() as i16
         } else {
@@ -32,12 +32,12 @@ impl Range {
     }
 
     /// Whether the range is whole days (every hour of its days).
-    pub fn whole_days(&self) -> bool {
+    pub(crate) fn whole_days(&self) -> bool {
         self.first_hour() == 0 && self.last_hour_end() == 24
     }
 
     /// The hours of `last_day` inside the range end before this one.
-    pub fn last_hour_end(&self) -> i16 {
+    pub(crate) fn last_hour_end(&self) -> i16 {
         if self.end.date() == self.last_day {
             self.end.hour() as i16
         } else {
@@ -80,23 +80,23 @@ pub struct KindRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub name: Option<String>,
-    pub about: Option<String>,
-    pub kinds: Vec<i32>,
-    pub announced_at: DateTime<Utc>,
+    pub(crate) about: Option<String>,
+    pub(crate) kinds: Vec<i32>,
+    pub(crate) announced_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lifecycle {
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
+    pub(crate) first_seen: DateTime<Utc>,
+    pub(crate) last_seen: DateTime<Utc>,
     pub active: bool,
-    pub deactivated_at: Option<DateTime<Utc>>,
+    pub(crate) deactivated_at: Option<DateTime<Utc>>,
 }
 
 /// One DVM's page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DvmDetail {
-    pub id: String,
+    pub(crate) id: String,
     pub profile: Option<Profile>,
     pub lifecycle: Option<Lifecycle>,
     /// Every kind it ever answered: (kind, first, last).
@@ -110,7 +110,7 @@ pub struct DvmDetail {
 /// One kind's page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KindDetail {
-    pub kind: i32,
+    pub(crate) kind: i32,
     /// The DVMs that answered it in the period, most responses first
     /// (id, name, responses; responses are unknown — -1 — for a closed month).
     pub dvms: Vec<(String, Option<String>, i64)>,

@@ -22,15 +22,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// The views Tab cycles through (names of [`View::ALL`], in order).
-pub const VIEWS: [&str; 6] = ["overview", "dvms", "kinds", "months", "history", "ingest"];
+pub(crate) const VIEWS: [&str; 6] = ["overview", "dvms", "kinds", "months", "history", "ingest"];
 
 /// Backtest throttle steps: pause after each batch, in milliseconds.
-pub const DELAYS_MS: [u64; 9] = [0, 5, 20, 50, 100, 250, 500, 1000, 2000];
+pub(crate) const DELAYS_MS: [u64; 9] = [0, 5, 20, 50, 100, 250, 500, 1000, 2000];
 
 /// Samples kept for the sparklines.
-pub const HISTORY: usize = 240;
+pub(crate) const HISTORY: usize = 240;
 
-pub use crate::run::Mode;
+pub(crate) use crate::run::Mode;
 
 /// Fixed facts about the run, shown in the title bar and dialogs.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,55 +46,55 @@ pub struct Info {
 
 /// The database side of one poll, as the panes need it.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct DbView {
-    pub current_month: Option<String>,
-    pub current_day: Option<NaiveDate>,
+pub(crate) struct DbView {
+    pub(crate) current_month: Option<String>,
+    pub(crate) current_day: Option<NaiveDate>,
     /// Processing clock, unix seconds.
-    pub clock: Option<i64>,
-    pub overflow_size: i64,
+    pub(crate) clock: Option<i64>,
+    pub(crate) overflow_size: i64,
     /// The overflow by UTC day (it holds at most one batch, so this is cheap).
-    pub overflow_days: Vec<(NaiveDate, i64)>,
-    pub dvms_active: i64,
-    pub dvms_inactive: i64,
-    pub users_active: i64,
-    pub users_inactive: i64,
-    pub monthly_rows: i64,
-    pub confirmed_month: Option<String>,
+    pub(crate) overflow_days: Vec<(NaiveDate, i64)>,
+    pub(crate) dvms_active: i64,
+    pub(crate) dvms_inactive: i64,
+    pub(crate) users_active: i64,
+    pub(crate) users_inactive: i64,
+    pub(crate) monthly_rows: i64,
+    pub(crate) confirmed_month: Option<String>,
     /// processed, duplicate, ignored_prior_month, rejected:<reason>.
-    pub counters: BTreeMap<String, i64>,
+    pub(crate) counters: BTreeMap<String, i64>,
     /// Refused queue elements kept in PostgreSQL.
-    pub dead_letters: i64,
+    pub(crate) dead_letters: i64,
     /// Newest audited job runs (cleanups, rollovers, backups), newest first.
-    pub jobs: Vec<JobRun>,
+    pub(crate) jobs: Vec<JobRun>,
 }
 
 impl DbView {
-    pub fn counter(&self, k: &str) -> i64 {
+    pub(crate) fn counter(&self, k: &str) -> i64 {
         self.counters.get(k).copied().unwrap_or(0)
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct DbPoll {
-    pub view: DbView,
+pub(crate) struct DbPoll {
+    pub(crate) view: DbView,
     /// Window stats, when they were (re)fetched (the clock moved).
-    pub windows: Option<Vec<WindowStats>>,
+    pub(crate) windows: Option<Vec<WindowStats>>,
     /// `monthly_activity`, when it was (re)fetched (a row was added).
-    pub months: Option<Vec<MonthRow>>,
+    pub(crate) months: Option<Vec<MonthRow>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct RedisView {
-    pub depth: u64,
+pub(crate) struct RedisView {
+    pub(crate) depth: u64,
     /// events_read, accepted, rejected:<reason>.
-    pub ingest: BTreeMap<String, u64>,
-    pub dead_letters: u64,
+    pub(crate) ingest: BTreeMap<String, u64>,
+    pub(crate) dead_letters: u64,
     /// Per-relay stats (every relay feeding this namespace), by URL.
-    pub relays: Vec<crate::relay::RelayStatus>,
+    pub(crate) relays: Vec<crate::relay::RelayStatus>,
 }
 
 impl RedisView {
-    pub fn stat(&self, k: &str) -> u64 {
+    pub(crate) fn stat(&self, k: &str) -> u64 {
         self.ingest.get(k).copied().unwrap_or(0)
     }
 }
@@ -103,17 +103,17 @@ impl RedisView {
 /// error or its timeout), independently.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Poll {
-    pub at: DateTime<Utc>,
-    pub db: Result<DbPoll, String>,
-    pub redis: Result<RedisView, String>,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) db: Result<DbPoll, String>,
+    pub(crate) redis: Result<RedisView, String>,
 }
 
 /// Last good data of a source, and since when it is stale.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Source<T> {
-    pub data: Option<T>,
-    pub stale_since: Option<DateTime<Utc>>,
-    pub error: Option<String>,
+pub(crate) struct Source<T> {
+    pub(crate) data: Option<T>,
+    pub(crate) stale_since: Option<DateTime<Utc>>,
+    pub(crate) error: Option<String>,
 }
 
 impl<T> Default for Source<T> {
@@ -156,68 +156,68 @@ pub enum Level {
 
 /// The last thing worth telling the operator (shown under the state line).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Note {
-    pub level: Level,
-    pub text: String,
+pub(crate) struct Note {
+    pub(crate) level: Level,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
-    pub info: Info,
-    pub view: usize,
-    pub help: bool,
+    pub(crate) info: Info,
+    pub(crate) view: usize,
+    pub(crate) help: bool,
     /// The help overlay's first line shown (it scrolls when taller than the
     /// screen).
-    pub help_scroll: u16,
+    pub(crate) help_scroll: u16,
     /// The drill-down views' state (tables, period, detail, answers).
-    pub views: Views,
-    pub dialog: Option<Dialog>,
+    pub(crate) views: Views,
+    pub(crate) dialog: Option<Dialog>,
     /// The pipeline's latest snapshot (the whole run state).
     pub status: PipelineStatus,
     /// The pipeline task returned (how).
-    pub ended: Option<Result<RunEnd, String>>,
+    pub(crate) ended: Option<Result<RunEnd, String>>,
     /// "Not yet" was answered for this month on this day.
-    pub deferred: Option<(YearMonth, Option<NaiveDate>)>,
+    pub(crate) deferred: Option<(YearMonth, Option<NaiveDate>)>,
     /// A confirmation sent and not yet visible in the snapshot: the dialog
     /// does not pop up again for it meanwhile.
-    pub confirm_sent: Option<YearMonth>,
-    pub db: Source<DbView>,
-    pub windows: Vec<WindowStats>,
-    pub months: Vec<MonthRow>,
-    pub redis: Source<RedisView>,
-    pub depth_history: VecDeque<u64>,
+    pub(crate) confirm_sent: Option<YearMonth>,
+    pub(crate) db: Source<DbView>,
+    pub(crate) windows: Vec<WindowStats>,
+    pub(crate) months: Vec<MonthRow>,
+    pub(crate) redis: Source<RedisView>,
+    pub(crate) depth_history: VecDeque<u64>,
     /// Batch latency, milliseconds (rounded up), one sample per snapshot
     /// that saw new batches.
-    pub latency_history: VecDeque<u64>,
+    pub(crate) latency_history: VecDeque<u64>,
     /// Events accepted by ingest per second (from two polls).
-    pub in_per_s: Option<f64>,
+    pub(crate) in_per_s: Option<f64>,
     /// (when, accepted) of the previous poll, for the ingest rate.
     prev_sample: Option<(DateTime<Utc>, u64)>,
-    pub note: Option<Note>,
+    pub(crate) note: Option<Note>,
     /// Watching (`dvmtop watch`, `--readonly`): who holds the namespace and
     /// whether it still does, as last published.
-    pub watched: Option<Watched>,
+    pub(crate) watched: Option<Watched>,
     /// The alerts that hold now, most severe first (the banner).
-    pub alerts: Vec<Alert>,
+    pub(crate) alerts: Vec<Alert>,
     /// The wall-clock minute of the last poll: texts that depend on the
     /// wall clock (lag) are redrawn once a minute, no more.
     last_minute: i64,
-    pub quitting: bool,
+    pub(crate) quitting: bool,
 }
 
 /// What a watcher knows about the process it watches.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Watched {
-    pub holder: Option<Holder>,
+pub(crate) struct Watched {
+    pub(crate) holder: Option<Holder>,
     /// The holder's lock is held right now (its session is alive).
-    pub holding: bool,
+    pub(crate) holding: bool,
     /// When the holder last published its snapshot.
-    pub at: Option<DateTime<Utc>>,
+    pub(crate) at: Option<DateTime<Utc>>,
 }
 
 impl Watched {
     /// Who can do what a watcher may not, for the refusal line.
-    pub fn who(&self) -> String {
+    pub(crate) fn who(&self) -> String {
         match (&self.holder, self.holding) {
             (Some(h), true) => format!("only the {} on {} (pid {}) can", h.command, h.host, h.pid),
             _ => "no process holds the namespace now; start `dvmtop serve` (or the TUI) to".into(),
@@ -293,7 +293,7 @@ impl App {
     }
 
     /// The key context of the topmost layer.
-    pub fn ctx(&self) -> Ctx {
+    pub(crate) fn ctx(&self) -> Ctx {
         if self.help {
             Ctx::Help
         } else if self.dialog.is_some() {
@@ -309,13 +309,13 @@ impl App {
         }
     }
 
-    pub fn current_view(&self) -> View {
+    pub(crate) fn current_view(&self) -> View {
         View::of(self.view)
     }
 
     /// What the current view needs read from PostgreSQL (the views'
     /// worker reads it; `None`: nothing).
-    pub fn wanted(&self) -> Option<Query> {
+    pub(crate) fn wanted(&self) -> Option<Query> {
         self.views.wanted(self.current_view(), self.current_month())
     }
 
@@ -340,7 +340,7 @@ impl App {
     }
 
     /// The pipeline's phase, with the task's own end taken into account.
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         match &self.ended {
             Some(Ok(RunEnd::Drained)) => Phase::Finished,
             Some(Err(e)) => Phase::Failed { error: e.clone() },
@@ -352,7 +352,7 @@ impl App {
 
     /// The current day: the pipeline's, else (before its first snapshot)
     /// the committed one.
-    pub fn current_day(&self) -> Option<NaiveDate> {
+    pub(crate) fn current_day(&self) -> Option<NaiveDate> {
         if self.started() {
             return self.status.day;
         }
@@ -360,7 +360,7 @@ impl App {
     }
 
     /// The open month: the pipeline's, else the committed one.
-    pub fn current_month(&self) -> Option<YearMonth> {
+    pub(crate) fn current_month(&self) -> Option<YearMonth> {
         if self.started() {
             return self.status.month;
         }
@@ -372,14 +372,14 @@ impl App {
     }
 
     /// The processing clock: the pipeline's, else the committed one.
-    pub fn clock(&self) -> Option<i64> {
+    pub(crate) fn clock(&self) -> Option<i64> {
         if self.started() {
             return self.status.clock;
         }
         self.db.data.as_ref().and_then(|d| d.clock)
     }
 
-    pub fn overflow(&self) -> Option<usize> {
+    pub(crate) fn overflow(&self) -> Option<usize> {
         if self.started() {
             return Some(self.status.overflow);
         }
@@ -390,7 +390,7 @@ impl App {
     }
 
     /// The overflow by day.
-    pub fn overflow_days(&self) -> Vec<(NaiveDate, i64)> {
+    pub(crate) fn overflow_days(&self) -> Vec<(NaiveDate, i64)> {
         if self.started() {
             return self
                 .status
@@ -406,7 +406,7 @@ impl App {
             .unwrap_or_default()
     }
 
-    pub fn pipeline_alive(&self) -> bool {
+    pub(crate) fn pipeline_alive(&self) -> bool {
         !self.quitting && !self.phase().is_over()
     }
 
@@ -750,7 +750,7 @@ impl App {
 
     /// The figures the dialog shows: the snapshot's preview of the month,
     /// `None` while it is not there (then `y` does nothing).
-    pub fn dialog_preview(&self) -> Option<&MonthRow> {
+    pub(crate) fn dialog_preview(&self) -> Option<&MonthRow> {
         let d = self.dialog.as_ref()?;
         self.status
             .awaiting
@@ -929,7 +929,7 @@ fn redraw_if(changed: bool) -> Vec<Command> {
 }
 
 /// Digits grouped by thousands: 1234567 → "1,234,567".
-pub fn group(n: impl Into<i128>) -> String {
+pub(crate) fn group(n: impl Into<i128>) -> String {
     let n: i128 = n.into();
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);

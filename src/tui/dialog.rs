@@ -14,20 +14,20 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Choice {
+pub(crate) enum Choice {
     NotYet,
     RollOver,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Dialog {
+pub(crate) struct Dialog {
     /// The month whose rollover confirming performs.
-    pub month: YearMonth,
+    pub(crate) month: YearMonth,
     /// The selected button; "not yet" unless the operator moves it.
-    pub choice: Choice,
+    pub(crate) choice: Choice,
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, d: &Dialog, t: &Theme) {
     let w = area.width.saturating_sub(4).min(66);
     let h = area.height.saturating_sub(2).min(19);
     let r = centered(area, w, h);

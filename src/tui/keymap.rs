@@ -6,7 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 /// Where a binding applies. Global bindings apply everywhere, after the
 /// context of the topmost layer (help overlay, dialog, main screen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ctx {
+pub(crate) enum Ctx {
     Global,
     Main,
     /// A drill-down view (DVMs, kinds, monthly history); the main keys
@@ -19,7 +19,7 @@ pub enum Ctx {
 }
 
 impl Ctx {
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Ctx::Global => "everywhere",
             Ctx::Main => "main screen",
@@ -34,7 +34,7 @@ impl Ctx {
 /// What a key asks for. `update` turns actions into state changes and
 /// commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Quit,
     ToggleHelp,
     CloseHelp,
@@ -93,7 +93,7 @@ impl Action {
     /// Actions that change the run or its data: a watcher (`dvmtop
     /// watch`, `--readonly`) refuses them, and its footer does not offer
     /// them. Reviewing a due rollover (`c`) stays: a watcher may look.
-    pub fn mutates(self) -> bool {
+    pub(crate) fn mutates(self) -> bool {
         matches!(
             self,
             Action::Confirm
@@ -111,9 +111,9 @@ impl Action {
 /// One key: a code and the modifiers that must be held (Shift is ignored
 /// for characters, which carry it in the character itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key {
-    pub code: KeyCode,
-    pub mods: KeyModifiers,
+pub(crate) struct Key {
+    pub(crate) code: KeyCode,
+    pub(crate) mods: KeyModifiers,
 }
 
 const fn ch(c: char) -> Key {
@@ -138,7 +138,7 @@ const fn code(code: KeyCode) -> Key {
 }
 
 impl Key {
-    pub fn matches(&self, ev: &KeyEvent) -> bool {
+    pub(crate) fn matches(&self, ev: &KeyEvent) -> bool {
         if ev.kind == KeyEventKind::Release {
             return false;
         }
@@ -154,7 +154,7 @@ impl Key {
     }
 
     /// How the key is written in help and hints.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let base = match self.code {
             KeyCode::Char(' ') => "space".to_owned(),
             KeyCode::Char(c) => c.to_string(),
@@ -182,18 +182,18 @@ impl Key {
     }
 }
 
-pub struct Binding {
-    pub ctx: Ctx,
-    pub keys: &'static [Key],
-    pub action: Action,
+pub(crate) struct Binding {
+    pub(crate) ctx: Ctx,
+    pub(crate) keys: &'static [Key],
+    pub(crate) action: Action,
     /// Short word for the footer; empty: not in the footer.
-    pub hint: &'static str,
+    pub(crate) hint: &'static str,
     /// One line for the help overlay.
-    pub help: &'static str,
+    pub(crate) help: &'static str,
 }
 
 impl Binding {
-    pub fn keys_label(&self) -> String {
+    pub(crate) fn keys_label(&self) -> String {
         // A run of number keys reads as a range: 1-6.
         let digits: Option<Vec<char>> = self
             .keys
@@ -218,7 +218,7 @@ impl Binding {
 
 /// Every key dvmtop's TUI understands. `?`, `q`, `y` and `n`/Esc are
 /// relied on by other tools (and the end-to-end test): keep them.
-pub const BINDINGS: &[Binding] = &[
+pub(crate) const BINDINGS: &[Binding] = &[
     Binding {
         ctx: Ctx::Global,
         keys: &[ch('?'), code(KeyCode::F(1))],
@@ -493,7 +493,7 @@ pub const BINDINGS: &[Binding] = &[
 
 /// The contexts a key is looked up in, first match wins: a view's keys
 /// shadow the main ones, which apply there too; global ones come last.
-pub fn chain(ctx: Ctx) -> &'static [Ctx] {
+pub(crate) fn chain(ctx: Ctx) -> &'static [Ctx] {
     match ctx {
         Ctx::View => &[Ctx::View, Ctx::Main, Ctx::Global],
         Ctx::Global => &[Ctx::Global],
@@ -505,7 +505,7 @@ pub fn chain(ctx: Ctx) -> &'static [Ctx] {
 }
 
 /// The action for a key in context `ctx` (then its fallbacks).
-pub fn lookup(ctx: Ctx, ev: &KeyEvent) -> Option<Action> {
+pub(crate) fn lookup(ctx: Ctx, ev: &KeyEvent) -> Option<Action> {
     chain(ctx).iter().find_map(|c| {
         BINDINGS
             .iter()
@@ -516,12 +516,12 @@ pub fn lookup(ctx: Ctx, ev: &KeyEvent) -> Option<Action> {
 }
 
 /// A key label and its footer word.
-pub type Hint = (String, &'static str);
+pub(crate) type Hint = (String, &'static str);
 
 /// Footer hints: the context's own bindings (a view's, then the main
 /// ones), then the global ones (which the footer always keeps); read-only
 /// hides the actions it refuses.
-pub fn hints(ctx: Ctx, readonly: bool) -> (Vec<Hint>, Vec<Hint>) {
+pub(crate) fn hints(ctx: Ctx, readonly: bool) -> (Vec<Hint>, Vec<Hint>) {
     let of = |c: Ctx| {
         BINDINGS
             .iter()

@@ -8,20 +8,20 @@
 //! [`MIN_FRAME`].
 
 pub mod app;
-pub mod dialog;
-pub mod keymap;
-pub mod panes;
-pub mod render;
-pub mod terminal;
+pub(crate) mod dialog;
+pub(crate) mod keymap;
+pub(crate) mod panes;
+pub(crate) mod render;
+pub(crate) mod terminal;
 pub mod theme;
 pub mod views;
-pub mod workers;
+pub(crate) mod workers;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::RunEnd;
 use crate::run::{Ended, Runtime, Start, Watch};
-pub use app::{App, Command, Info, Mode, Msg, update};
+pub(crate) use app::{App, Command, Info, Mode, Msg, update};
 use crossterm::event::Event;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use theme::{Palette, Theme};
 use tokio::sync::mpsc;
 
 /// Redraws are coalesced to at most one per this interval.
-pub const MIN_FRAME: Duration = Duration::from_millis(50);
+pub(crate) const MIN_FRAME: Duration = Duration::from_millis(50);
 
 /// How long a shutdown waits for the batch in flight.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(60);

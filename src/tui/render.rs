@@ -17,10 +17,10 @@ use ratatui::text::Line;
 use ratatui::widgets::{Paragraph, Sparkline, Wrap};
 
 /// Below this the screen shows only "terminal too small".
-pub const MIN_WIDTH: u16 = 80;
-pub const MIN_HEIGHT: u16 = 24;
+pub(crate) const MIN_WIDTH: u16 = 80;
+pub(crate) const MIN_HEIGHT: u16 = 24;
 
-pub fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
+pub(crate) fn render(f: &mut Frame, app: &App, t: &Theme, now: DateTime<Utc>) {
     let area = f.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         too_small(f, area, app, t);

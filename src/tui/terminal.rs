@@ -8,7 +8,7 @@ use crossterm::execute;
 use ratatui::DefaultTerminal;
 use std::io::stdout;
 
-pub fn enter(mouse: bool) -> std::io::Result<DefaultTerminal> {
+pub(crate) fn enter(mouse: bool) -> std::io::Result<DefaultTerminal> {
     let terminal = ratatui::try_init()?;
     // A panic's message also goes to the log: the terminal it is printed
     // on may be gone (SSH hang-up).
@@ -41,7 +41,7 @@ pub fn restore(mouse: bool) {
 /// Restores the terminal and lets go of it. When the terminal is gone,
 /// ratatui's `Drop` would `eprintln!` that it cannot show the cursor, and
 /// `eprintln!` panics on a dead stderr: the value is forgotten instead.
-pub fn leave(mut terminal: DefaultTerminal, mouse: bool) {
+pub(crate) fn leave(mut terminal: DefaultTerminal, mouse: bool) {
     let shown = terminal.show_cursor().is_ok();
     restore(mouse);
     if !shown {
@@ -51,7 +51,7 @@ pub fn leave(mut terminal: DefaultTerminal, mouse: bool) {
 
 /// Ctrl-L: forget what is on screen and repaint everything (resize clears
 /// without querying the cursor, unlike `Terminal::clear`).
-pub fn repaint(terminal: &mut DefaultTerminal) -> std::io::Result<()> {
+pub(crate) fn repaint(terminal: &mut DefaultTerminal) -> std::io::Result<()> {
     let size = terminal.size()?;
     terminal.resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
 }

@@ -25,7 +25,7 @@ impl Palette {
         Palette::choose(no_color_flag || set("NO_COLOR"), truecolor)
     }
 
-    pub fn choose(no_color: bool, truecolor: bool) -> Palette {
+    pub(crate) fn choose(no_color: bool, truecolor: bool) -> Palette {
         if no_color {
             Palette::Mono
         } else if truecolor {
@@ -38,12 +38,12 @@ impl Palette {
 
 /// The styles panes use, by meaning.
 #[derive(Debug, Clone, Copy)]
-pub struct Theme {
-    pub palette: Palette,
+pub(crate) struct Theme {
+    pub(crate) palette: Palette,
 }
 
 impl Theme {
-    pub fn new(palette: Palette) -> Theme {
+    pub(crate) fn new(palette: Palette) -> Theme {
         Theme { palette }
     }
 
@@ -55,46 +55,43 @@ impl Theme {
         }
     }
 
-    pub fn base(&self) -> Style {
-        Style::new()
-    }
     /// Pane titles.
-    pub fn title(&self) -> Style {
+    pub(crate) fn title(&self) -> Style {
         self.fg(75, (95, 175, 255)).add_modifier(Modifier::BOLD)
     }
     /// Pane borders.
-    pub fn border(&self) -> Style {
+    pub(crate) fn border(&self) -> Style {
         self.fg(240, (88, 88, 88))
     }
     /// Labels in front of figures.
-    pub fn label(&self) -> Style {
+    pub(crate) fn label(&self) -> Style {
         self.fg(245, (138, 138, 138))
     }
     /// Figures.
-    pub fn value(&self) -> Style {
+    pub(crate) fn value(&self) -> Style {
         self.fg(255, (238, 238, 238)).add_modifier(Modifier::BOLD)
     }
-    pub fn ok(&self) -> Style {
+    pub(crate) fn ok(&self) -> Style {
         self.fg(114, (135, 215, 135))
     }
-    pub fn warn(&self) -> Style {
+    pub(crate) fn warn(&self) -> Style {
         self.fg(214, (255, 175, 0)).add_modifier(Modifier::BOLD)
     }
-    pub fn error(&self) -> Style {
+    pub(crate) fn error(&self) -> Style {
         match self.palette {
             Palette::Mono => Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
             _ => self.fg(203, (255, 95, 95)).add_modifier(Modifier::BOLD),
         }
     }
     /// Charts and gauges.
-    pub fn chart(&self) -> Style {
+    pub(crate) fn chart(&self) -> Style {
         self.fg(73, (95, 175, 175))
     }
-    pub fn chart_alt(&self) -> Style {
+    pub(crate) fn chart_alt(&self) -> Style {
         self.fg(139, (175, 135, 175))
     }
     /// The title bar and footer.
-    pub fn bar(&self) -> Style {
+    pub(crate) fn bar(&self) -> Style {
         match self.palette {
             Palette::Mono => Style::new().add_modifier(Modifier::REVERSED),
             Palette::Indexed => Style::new().bg(Color::Indexed(236)).fg(Color::Indexed(252)),
@@ -104,11 +101,11 @@ impl Theme {
         }
     }
     /// Keys in hints and help.
-    pub fn key(&self) -> Style {
+    pub(crate) fn key(&self) -> Style {
         self.fg(222, (255, 215, 135)).add_modifier(Modifier::BOLD)
     }
     /// The selected dialog button.
-    pub fn selected(&self) -> Style {
+    pub(crate) fn selected(&self) -> Style {
         Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD)
     }
 }

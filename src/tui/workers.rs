@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 /// Forwards the pipeline's snapshots (the watch channel keeps only the
 /// latest, so a slow UI never falls behind) until either side is gone.
-pub fn spawn_status(
+pub(crate) fn spawn_status(
     mut status: watch::Receiver<PipelineStatus>,
     ui: mpsc::Sender<Msg>,
 ) -> JoinHandle<()> {
@@ -33,7 +33,7 @@ pub fn spawn_status(
 /// Watching: forwards what the namespace's holder publishes, and feeds its
 /// snapshot to `status` (which the poller follows, as it follows a
 /// pipeline of its own).
-pub fn spawn_watched(
+pub(crate) fn spawn_watched(
     mut published: watch::Receiver<Published>,
     ui: mpsc::Sender<Msg>,
     status: watch::Sender<PipelineStatus>,
@@ -55,7 +55,7 @@ pub fn spawn_watched(
 }
 
 /// Forwards the alert monitor's evaluations.
-pub fn spawn_alerts(
+pub(crate) fn spawn_alerts(
     mut alerts: watch::Receiver<Vec<dvmtop_core::alerts::Alert>>,
     ui: mpsc::Sender<Msg>,
 ) -> JoinHandle<()> {
@@ -72,7 +72,7 @@ pub fn spawn_alerts(
 /// Forwards the pipeline's events that the screen notes (rollovers,
 /// backups, cleanups, confirmations); batches and commits are in the
 /// snapshot already.
-pub fn spawn_events(
+pub(crate) fn spawn_events(
     mut events: mpsc::UnboundedReceiver<Progress>,
     ui: mpsc::Sender<Msg>,
 ) -> JoinHandle<()> {
@@ -96,16 +96,16 @@ pub fn spawn_events(
 
 /// Poller timing.
 #[derive(Debug, Clone, Copy)]
-pub struct PollTiming {
+pub(crate) struct PollTiming {
     /// Poll at least this often (other processes change the stores too).
-    pub period: Duration,
+    pub(crate) period: Duration,
     /// After a change the pipeline published (a commit, a phase), poll
     /// again, but not more often than this.
-    pub min_gap: Duration,
+    pub(crate) min_gap: Duration,
     /// Per source and round; past it the source is marked stale.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Window stats (four aggregate queries) at most this often.
-    pub windows_every: Duration,
+    pub(crate) windows_every: Duration,
 }
 
 impl Default for PollTiming {
@@ -201,7 +201,7 @@ fn store_marker(s: &PipelineStatus) -> (i64, std::mem::Discriminant<crate::pipel
 /// Polls both stores when the pipeline committed something (at most every
 /// `min_gap`) and at least every `period`, until the UI goes away. Idle,
 /// it wakes once a period.
-pub fn spawn_poller(
+pub(crate) fn spawn_poller(
     db: Db,
     queue: Queue,
     ui: mpsc::Sender<Msg>,

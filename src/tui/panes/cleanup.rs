@@ -20,7 +20,7 @@ fn job_name(job: Job) -> &'static str {
 }
 
 /// The largest non-zero row counts, shortest form first.
-pub fn rows_text(rows: &std::collections::BTreeMap<String, i64>) -> String {
+pub(crate) fn rows_text(rows: &std::collections::BTreeMap<String, i64>) -> String {
     let mut v: Vec<(&String, &i64)> = rows.iter().filter(|(_, n)| **n > 0).collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     if v.is_empty() {
@@ -35,12 +35,12 @@ pub fn rows_text(rows: &std::collections::BTreeMap<String, i64>) -> String {
 /// One line of the history: a run, or consecutive cleanups that had
 /// nothing to do folded into one (`count` runs, days `oldest..=run's`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     /// The newest run of the line.
-    pub run: &'a JobRun,
-    pub count: usize,
+    pub(crate) run: &'a JobRun,
+    pub(crate) count: usize,
     /// The oldest folded run's day.
-    pub oldest: Option<chrono::NaiveDate>,
+    pub(crate) oldest: Option<chrono::NaiveDate>,
 }
 
 fn no_op(j: &JobRun) -> bool {
@@ -49,7 +49,7 @@ fn no_op(j: &JobRun) -> bool {
 
 /// Folds runs of consecutive no-op cleanups (newest first in, newest
 /// first out), so rollovers, backups and failures stay in sight.
-pub fn entries(jobs: &[JobRun]) -> Vec<Entry<'_>> {
+pub(crate) fn entries(jobs: &[JobRun]) -> Vec<Entry<'_>> {
     let mut out: Vec<Entry> = Vec::new();
     for j in jobs {
         let day = j.reference_time.map(|r| r.date_naive());
@@ -68,7 +68,7 @@ pub fn entries(jobs: &[JobRun]) -> Vec<Entry<'_>> {
     out
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let block = pane("Cleanup history (job_runs, UTC)", t, app.db.stale_since);
     let inner = block.inner(area);
     f.render_widget(block, area);

@@ -10,7 +10,7 @@ use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::Paragraph;
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme, now: DateTime<Utc>) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme, now: DateTime<Utc>) {
     let block = pane("Clock (from the queue's events)", t, app.db.stale_since);
     let inner = block.inner(area);
     f.render_widget(block, area);

@@ -5,7 +5,7 @@ use super::super::theme::Theme;
 use super::{kv, share};
 use ratatui::text::{Line, Span};
 
-pub fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
+pub(crate) fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
     let Some(d) = &app.db.data else {
         return vec![Line::styled("DVMs/users –", t.label())];
     };

@@ -16,7 +16,7 @@ fn width(h: &[(String, &str)]) -> usize {
         .sum()
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let (local, global) = keymap::hints(app.ctx(), app.info.readonly);
     let room = (area.width as usize).saturating_sub(width(&global) + 1);
     let mut shown = Vec::new();

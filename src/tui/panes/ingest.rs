@@ -11,7 +11,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 /// (reason, refused at ingest, refused in processing).
-pub fn rejections(app: &App) -> Vec<(&'static str, u64, i64)> {
+pub(crate) fn rejections(app: &App) -> Vec<(&'static str, u64, i64)> {
     Reject::ALL
         .iter()
         .map(|r| {
@@ -26,7 +26,7 @@ pub fn rejections(app: &App) -> Vec<(&'static str, u64, i64)> {
         .collect()
 }
 
-pub fn dead_letters(app: &App) -> u64 {
+pub(crate) fn dead_letters(app: &App) -> u64 {
     app.redis.data.as_ref().map_or(0, |d| d.dead_letters)
         + app
             .db
@@ -50,7 +50,7 @@ fn fit_reasons(reasons: &mut Vec<(&'static str, u64, i64)>, room: usize) {
 }
 
 /// Two lines for the overview.
-pub fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
+pub(crate) fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
     let Some(r) = &app.redis.data else {
         return vec![Line::styled("ingest –", t.label())];
     };
@@ -64,7 +64,7 @@ pub fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
 }
 
 /// The full table (ingest view).
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let stale = app.redis.stale_since.or(app.db.stale_since);
     let block = pane("Ingest rejections by reason", t, stale);
     let inner = block.inner(area);

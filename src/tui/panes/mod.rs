@@ -1,18 +1,18 @@
 //! One render module per pane, plus the small helpers they share. Panes
 //! only read the [`App`](super::app::App) and the `now` they are handed.
 
-pub mod cleanup;
-pub mod clock;
-pub mod entities;
-pub mod footer;
-pub mod help;
-pub mod ingest;
-pub mod monthly;
-pub mod overflow;
-pub mod queue;
-pub mod relays;
-pub mod status;
-pub mod throughput;
+pub(crate) mod cleanup;
+pub(crate) mod clock;
+pub(crate) mod entities;
+pub(crate) mod footer;
+pub(crate) mod help;
+pub(crate) mod ingest;
+pub(crate) mod monthly;
+pub(crate) mod overflow;
+pub(crate) mod queue;
+pub(crate) mod relays;
+pub(crate) mod status;
+pub(crate) mod throughput;
 pub mod windows;
 
 use super::theme::Theme;
@@ -22,7 +22,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders};
 
 /// A pane's frame; a stale source says so in the title, in words.
-pub fn pane<'a>(title: &'a str, t: &Theme, stale: Option<DateTime<Utc>>) -> Block<'a> {
+pub(crate) fn pane<'a>(title: &'a str, t: &Theme, stale: Option<DateTime<Utc>>) -> Block<'a> {
     let mut b = Block::default()
         .borders(Borders::ALL)
         .border_style(t.border())
@@ -40,7 +40,7 @@ pub fn pane<'a>(title: &'a str, t: &Theme, stale: Option<DateTime<Utc>>) -> Bloc
 }
 
 /// A `w`×`h` rectangle centred in `area` (clamped to it).
-pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(crate) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect {
@@ -52,7 +52,7 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 /// A 64-hex pubkey shortened for tables: `ab12cd…9f3e`.
-pub fn short_id(id: &str) -> String {
+pub(crate) fn short_id(id: &str) -> String {
     if id.len() <= 12 || !id.is_ascii() {
         return id.to_owned();
     }
@@ -60,7 +60,7 @@ pub fn short_id(id: &str) -> String {
 }
 
 /// A compact rate or count: 950, 1.2k, 13k, 2.4M.
-pub fn si(v: f64) -> String {
+pub(crate) fn si(v: f64) -> String {
     let a = v.abs();
     if a < 1_000.0 {
         format!("{v:.0}")
@@ -75,7 +75,7 @@ pub fn si(v: f64) -> String {
 
 /// A duration in the two largest units: "45s", "12m", "3h 05m", "12d 4h",
 /// "1y 283d".
-pub fn human_secs(secs: i64) -> String {
+pub(crate) fn human_secs(secs: i64) -> String {
     let s = secs.max(0);
     let (m, h, d) = (s / 60, s / 3_600, s / 86_400);
     if s < 60 {
@@ -92,7 +92,7 @@ pub fn human_secs(secs: i64) -> String {
 }
 
 /// A text gauge, readable without colour: `████░░░░░░`.
-pub fn bar(ratio: f64, width: usize) -> String {
+pub(crate) fn bar(ratio: f64, width: usize) -> String {
     let r = if ratio.is_finite() {
         ratio.clamp(0.0, 1.0)
     } else {
@@ -105,7 +105,7 @@ pub fn bar(ratio: f64, width: usize) -> String {
 }
 
 /// `label value` spans.
-pub fn kv<'a>(t: &Theme, label: &'a str, value: String) -> Vec<Span<'a>> {
+pub(crate) fn kv<'a>(t: &Theme, label: &'a str, value: String) -> Vec<Span<'a>> {
     vec![
         Span::styled(label, t.label()),
         Span::styled(value, t.value()),
@@ -115,7 +115,7 @@ pub fn kv<'a>(t: &Theme, label: &'a str, value: String) -> Vec<Span<'a>> {
 /// How many leading columns of these widths fit in `avail` cells with one
 /// space between columns (at least one). Tables list their columns by
 /// importance and drop the rest on narrow terminals.
-pub fn fit_columns(widths: &[u16], avail: u16) -> usize {
+pub(crate) fn fit_columns(widths: &[u16], avail: u16) -> usize {
     let mut used = 0u16;
     for (i, w) in widths.iter().enumerate() {
         let need = if i == 0 { *w } else { w + 1 };
@@ -128,13 +128,13 @@ pub fn fit_columns(widths: &[u16], avail: u16) -> usize {
 }
 
 /// Keeps the first `n` cells of a row.
-pub fn first<T>(mut v: Vec<T>, n: usize) -> Vec<T> {
+pub(crate) fn first<T>(mut v: Vec<T>, n: usize) -> Vec<T> {
     v.truncate(n);
     v
 }
 
 /// The percentage `a / (a + b)`, or "–".
-pub fn share(a: i64, b: i64) -> String {
+pub(crate) fn share(a: i64, b: i64) -> String {
     if a + b > 0 {
         format!("{:.0}%", a as f64 * 100.0 / (a + b) as f64)
     } else {

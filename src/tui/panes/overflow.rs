@@ -8,7 +8,7 @@ use super::{bar, kv};
 use ratatui::text::{Line, Span};
 
 /// Two lines: size + gauge, then the by-day breakdown.
-pub fn lines<'a>(app: &'a App, t: &Theme, width: u16) -> Vec<Line<'a>> {
+pub(crate) fn lines<'a>(app: &'a App, t: &Theme, width: u16) -> Vec<Line<'a>> {
     let Some(size) = app.overflow() else {
         return vec![Line::styled("overflow –", t.label())];
     };

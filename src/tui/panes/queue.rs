@@ -10,11 +10,11 @@ use ratatui::widgets::{Paragraph, Sparkline};
 
 /// The last `n` samples of a history, for a sparkline `n` wide (it draws
 /// from the left, so the newest sample ends at the right edge).
-pub fn tail(h: &std::collections::VecDeque<u64>, n: usize) -> Vec<u64> {
+pub(crate) fn tail(h: &std::collections::VecDeque<u64>, n: usize) -> Vec<u64> {
     h.iter().skip(h.len().saturating_sub(n)).copied().collect()
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let block = pane("Queue", t, app.redis.stale_since);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -41,7 +41,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
 }
 
 /// "waiting for X" or the error that keeps it away.
-pub fn waiting(source: &str, error: Option<&str>) -> String {
+pub(crate) fn waiting(source: &str, error: Option<&str>) -> String {
     match error {
         Some(e) => format!("{source}: {e}"),
         None => format!("waiting for {source}…"),

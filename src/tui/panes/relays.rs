@@ -13,7 +13,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 /// A glyph and a word, so the state reads without colour.
-pub fn state<'a>(r: &RelayStatus, t: &Theme) -> (&'a str, Style) {
+pub(crate) fn state<'a>(r: &RelayStatus, t: &Theme) -> (&'a str, Style) {
     match r.state.as_str() {
         "connected" => ("● up", t.ok()),
         "connecting" => ("… conn", t.warn()),
@@ -34,7 +34,7 @@ fn ago(now: DateTime<Utc>, t: Option<i64>) -> String {
     t.map_or("–".into(), |t| human_secs(now.timestamp() - t))
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme, now: DateTime<Utc>) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme, now: DateTime<Utc>) {
     let relays = app
         .redis
         .data

@@ -20,7 +20,7 @@ fn level_style(t: &Theme, l: Level) -> Style {
 /// The title's parts, most important first: what is watched or limited
 /// (WATCHING, READ-ONLY, a throttle) before the run's fixed facts, so a
 /// narrow terminal drops whole facts from the end, never the state.
-pub fn title_parts(app: &App) -> Vec<String> {
+pub(crate) fn title_parts(app: &App) -> Vec<String> {
     let i = &app.info;
     let mut parts = vec!["dvmtop".to_owned(), i.namespace.clone()];
     if let Some(w) = &app.watched {
@@ -66,7 +66,7 @@ pub fn title_parts(app: &App) -> Vec<String> {
 
 /// Joins `parts` with " · " into at most `room` characters, dropping
 /// whole parts from the end (an ellipsis says some were dropped).
-pub fn fit_parts(parts: &[String], room: usize) -> String {
+pub(crate) fn fit_parts(parts: &[String], room: usize) -> String {
     let mut out = String::from(" ");
     for (n, p) in parts.iter().enumerate() {
         let sep = if n == 0 { "" } else { " · " };
@@ -85,7 +85,7 @@ pub fn fit_parts(parts: &[String], room: usize) -> String {
     out
 }
 
-pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let i = &app.info;
     let parts = title_parts(app);
     // Six views do not fit beside the title at 80 columns in full: then
@@ -137,7 +137,7 @@ pub fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.bar()), area);
 }
 
-pub fn state(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn state(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let (level, word, why) = app.state_line();
     let line = Line::from(vec![
         Span::styled(
@@ -152,7 +152,7 @@ pub fn state(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
 
 /// The banner: one line per alert, the most severe first, then Redis
 /// being unreachable (with since when).
-pub fn banner_lines(app: &App) -> Vec<(Level, String)> {
+pub(crate) fn banner_lines(app: &App) -> Vec<(Level, String)> {
     let s = &app.status;
     let mut out: Vec<(Level, String)> = s
         .alerts
@@ -192,7 +192,7 @@ pub fn banner_lines(app: &App) -> Vec<(Level, String)> {
     out
 }
 
-pub fn banner(f: &mut Frame, area: Rect, lines: &[(Level, String)], t: &Theme) {
+pub(crate) fn banner(f: &mut Frame, area: Rect, lines: &[(Level, String)], t: &Theme) {
     let lines: Vec<Line> = lines
         .iter()
         .take(area.height as usize)
@@ -209,7 +209,7 @@ pub fn banner(f: &mut Frame, area: Rect, lines: &[(Level, String)], t: &Theme) {
     f.render_widget(Paragraph::new(lines), area);
 }
 
-pub fn note(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn note(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let Some(n) = &app.note else { return };
     let mark = match n.level {
         Level::Info => "·",

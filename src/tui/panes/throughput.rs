@@ -5,7 +5,7 @@ use super::super::theme::Theme;
 use super::{kv, si};
 use ratatui::text::Line;
 
-pub fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
+pub(crate) fn lines<'a>(app: &'a App, t: &Theme) -> Vec<Line<'a>> {
     let s = &app.status;
     let out = if s.session.batches == 0 {
         "–".to_owned()

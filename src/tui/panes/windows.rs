@@ -8,7 +8,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let block = pane("Windows (processing clock)", t, app.db.stale_since);
     let inner = block.inner(area);
     f.render_widget(block, area);

@@ -1,8 +1,7 @@
 //! Fixed data for update and render tests: no wall clock, no services.
 
-use crate::pipeline::{
-    AwaitingRollover, BatchReport, EntityCounts, Latency, Phase, PipelineStatus, Session,
-};
+use crate::pipeline::status::{AwaitingRollover, Latency, Session};
+use crate::pipeline::{BatchReport, EntityCounts, Phase, PipelineStatus};
 use crate::store::{JobRun, MonthRow, WindowStats};
 use crate::tui::app::{App, DbPoll, DbView, Info, Mode, Msg, Poll, RedisView, update};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -10,24 +9,24 @@ use dvmtop_core::YearMonth;
 use dvmtop_core::clock::{Awaiting, Policy};
 use std::collections::BTreeMap;
 
-pub fn ym(y: i32, m: u32) -> YearMonth {
+pub(crate) fn ym(y: i32, m: u32) -> YearMonth {
     YearMonth::new(y, m).unwrap()
 }
 
-pub fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+pub(crate) fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
-pub fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+pub(crate) fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
 }
 
 /// The wall clock the render tests pass in.
-pub fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     at(2025, 6, 1, 12, 0, 0)
 }
 
-pub fn info() -> Info {
+pub(crate) fn info() -> Info {
     Info {
         namespace: "sample".into(),
         mode: Mode::Backtest,
@@ -39,11 +38,11 @@ pub fn info() -> Info {
     }
 }
 
-pub fn dvm(n: u8) -> String {
+pub(crate) fn dvm(n: u8) -> String {
     format!("{n:02x}").repeat(32)
 }
 
-pub fn month_row(m: &str, requests: i64) -> MonthRow {
+pub(crate) fn month_row(m: &str, requests: i64) -> MonthRow {
     MonthRow {
         year_month: m.parse().unwrap(),
         total_requests: requests,
@@ -98,7 +97,7 @@ fn job(
     }
 }
 
-pub fn db_view() -> DbView {
+pub(crate) fn db_view() -> DbView {
     let t0 = at(2025, 6, 1, 11, 58, 0);
     DbView {
         current_month: Some("2024-03".into()),
@@ -164,7 +163,7 @@ pub fn db_view() -> DbView {
     }
 }
 
-pub fn redis_view() -> RedisView {
+pub(crate) fn redis_view() -> RedisView {
     RedisView {
         depth: 48_211,
         ingest: BTreeMap::from([
@@ -180,7 +179,7 @@ pub fn redis_view() -> RedisView {
 }
 
 /// Three relays: one up, one down with its error, one being connected.
-pub fn relays() -> Vec<crate::relay::RelayStatus> {
+pub(crate) fn relays() -> Vec<crate::relay::RelayStatus> {
     use crate::relay::RelayStatus;
     let t = now().timestamp();
     let rejected = |bad_sig: u64, future: u64| {
@@ -226,7 +225,7 @@ pub fn relays() -> Vec<crate::relay::RelayStatus> {
     ]
 }
 
-pub fn poll(at: DateTime<Utc>, depth: u64, accepted: u64, processed: i64) -> Poll {
+pub(crate) fn poll(at: DateTime<Utc>, depth: u64, accepted: u64, processed: i64) -> Poll {
     let mut view = db_view();
     view.counters.insert("processed".into(), processed);
     let mut redis = redis_view();
@@ -251,7 +250,7 @@ pub fn poll(at: DateTime<Utc>, depth: u64, accepted: u64, processed: i64) -> Pol
     }
 }
 
-pub fn batch(day: NaiveDate, processed: usize, awaiting: Option<Awaiting>) -> BatchReport {
+pub(crate) fn batch(day: NaiveDate, processed: usize, awaiting: Option<Awaiting>) -> BatchReport {
     BatchReport {
         seq: 412,
         day: Some(day),
@@ -265,7 +264,7 @@ pub fn batch(day: NaiveDate, processed: usize, awaiting: Option<Awaiting>) -> Ba
 }
 
 /// A running backtest mid-March 2024 with two months rolled up.
-pub fn busy_app() -> App {
+pub(crate) fn busy_app() -> App {
     let mut app = App::new(info());
     // Polls a few seconds apart give rates and a depth history.
     let base = at(2025, 6, 1, 11, 59, 0);
@@ -290,7 +289,7 @@ pub fn busy_app() -> App {
 }
 
 /// A snapshot of a backtest running mid-March 2024.
-pub fn running_status() -> PipelineStatus {
+pub(crate) fn running_status() -> PipelineStatus {
     PipelineStatus {
         phase: Phase::Running,
         month: Some(ym(2024, 3)),
@@ -324,7 +323,7 @@ pub fn running_status() -> PipelineStatus {
 }
 
 /// The same snapshot with `month`'s rollover waiting for confirmation.
-pub fn waiting_status(month: YearMonth, blocked: bool, requests: i64) -> PipelineStatus {
+pub(crate) fn waiting_status(month: YearMonth, blocked: bool, requests: i64) -> PipelineStatus {
     PipelineStatus {
         phase: if blocked {
             Phase::Waiting

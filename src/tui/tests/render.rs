@@ -11,14 +11,14 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-pub fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+pub(crate) fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| render(f, app, &Theme::new(Palette::Indexed), now()))
         .unwrap();
     t
 }
 
-pub fn snap(name: &str, app: &App, w: u16, h: u16) {
+pub(crate) fn snap(name: &str, app: &App, w: u16, h: u16) {
     let t = draw(app, w, h);
     // What a live screen takes from the wall clock or from measured rates
     // is masked, so the snapshots hold the layout and the data's words and

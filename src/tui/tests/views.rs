@@ -27,7 +27,7 @@ const NAMES: [&str; 6] = [
 ];
 
 /// `n` DVMs: every fifth without a profile name, varied figures.
-pub fn dvm_rows(n: usize) -> Vec<DvmRow> {
+pub(crate) fn dvm_rows(n: usize) -> Vec<DvmRow> {
     (0..n)
         .map(|i| {
             let h = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -51,7 +51,7 @@ pub fn dvm_rows(n: usize) -> Vec<DvmRow> {
         .collect()
 }
 
-pub fn kind_rows() -> Vec<KindRow> {
+pub(crate) fn kind_rows() -> Vec<KindRow> {
     [
         (5300, 310_000, 290_500, 41),
         (5050, 4_100, 3_900, 12),
@@ -100,7 +100,7 @@ fn months_with_activity() -> Vec<MonthRow> {
 }
 
 /// The DVMs view with `n` DVMs loaded for the default period.
-pub fn dvms_app(n: usize) -> App {
+pub(crate) fn dvms_app(n: usize) -> App {
     let mut app = busy_app();
     app.months = months_with_activity();
     update(&mut app, key('2'));

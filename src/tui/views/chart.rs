@@ -11,15 +11,21 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LegendPosition};
 
 /// One line: its name, style, and a value per x step.
-pub struct Series<'a> {
-    pub name: &'a str,
-    pub style: Style,
-    pub values: Vec<f64>,
+pub(crate) struct Series<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) style: Style,
+    pub(crate) values: Vec<f64>,
 }
 
 /// Draws `series` over `x_labels.len()` steps; `x_labels` are the time
 /// axis's labels at the start, middle and end.
-pub fn render(f: &mut Frame, area: Rect, t: &Theme, series: &[Series], x_labels: [String; 3]) {
+pub(crate) fn render(
+    f: &mut Frame,
+    area: Rect,
+    t: &Theme,
+    series: &[Series],
+    x_labels: [String; 3],
+) {
     let steps = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
     let max = series
         .iter()
@@ -76,6 +82,6 @@ pub fn render(f: &mut Frame, area: Rect, t: &Theme, series: &[Series], x_labels:
 }
 
 /// A one-line stand-in when there is nothing to chart.
-pub fn empty<'a>(t: &Theme, what: &'a str) -> Line<'a> {
+pub(crate) fn empty<'a>(t: &Theme, what: &'a str) -> Line<'a> {
     Line::styled(what, t.label())
 }

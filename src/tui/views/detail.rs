@@ -15,7 +15,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table as TableWidget, Wrap};
 
 /// Every day of `[first, last]` with its value (0 where absent).
-pub fn fill_days<T: Copy>(
+pub(crate) fn fill_days<T: Copy>(
     first: NaiveDate,
     last: NaiveDate,
     rows: &[(NaiveDate, T)],
@@ -52,7 +52,7 @@ fn loaded<'a>(app: &'a App, q: &Query) -> Option<&'a Loaded> {
     app.views.answer(q).and_then(|a| a.data.as_ref())
 }
 
-pub fn render_dvm(f: &mut Frame, area: Rect, app: &App, t: &Theme, id: &str) {
+pub(crate) fn render_dvm(f: &mut Frame, area: Rect, app: &App, t: &Theme, id: &str) {
     let q = Query::Dvm(id.to_owned(), app.views.period);
     let stale = app.views.answer(&q).and_then(|a| a.stale_since);
     let block = pane("DVM detail", t, stale);
@@ -204,7 +204,7 @@ fn dvm_body(f: &mut Frame, area: Rect, app: &App, t: &Theme, d: &DvmDetail) {
     );
 }
 
-pub fn render_kind(f: &mut Frame, area: Rect, app: &App, t: &Theme, kind: i32) {
+pub(crate) fn render_kind(f: &mut Frame, area: Rect, app: &App, t: &Theme, kind: i32) {
     let q = Query::Kind(kind, app.views.period);
     let stale = app.views.answer(&q).and_then(|a| a.stale_since);
     let block = pane("Kind detail", t, stale);

@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 
 /// The columns, in display (and sort-key) order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Col {
+pub(crate) enum Col {
     Name,
     Responses,
     Feedback,
@@ -27,7 +27,7 @@ pub enum Col {
     State,
 }
 
-pub const COLS: [Col; 8] = [
+pub(crate) const COLS: [Col; 8] = [
     Col::Name,
     Col::Responses,
     Col::Feedback,
@@ -39,7 +39,7 @@ pub const COLS: [Col; 8] = [
 ];
 
 impl Col {
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Col::Name => "DVM",
             Col::Responses => "responses",
@@ -66,7 +66,7 @@ impl Col {
 }
 
 /// Counts sort largest first, names and dates smallest first.
-pub fn desc_by_default(c: usize) -> bool {
+pub(crate) fn desc_by_default(c: usize) -> bool {
     matches!(
         COLS.get(c),
         Some(Col::Responses | Col::Feedback | Col::Kinds | Col::Share)
@@ -74,7 +74,7 @@ pub fn desc_by_default(c: usize) -> bool {
 }
 
 /// What the list shows for a DVM: its NIP-89 name, else a short id.
-pub fn label(id: &str, name: Option<&str>) -> String {
+pub(crate) fn label(id: &str, name: Option<&str>) -> String {
     match name.map(str::trim).filter(|n| !n.is_empty()) {
         Some(n) => n.chars().filter(|c| !c.is_control()).collect(),
         None => short_id(id),
@@ -104,7 +104,7 @@ fn cmp(a: &DvmRow, b: &DvmRow, col: Col) -> Ordering {
 
 /// The rows the table shows: filtered, then sorted by the table's column
 /// and direction (ties by id, so the order is stable across reloads).
-pub fn visible<'a>(rows: &'a [DvmRow], t: &Table) -> Vec<&'a DvmRow> {
+pub(crate) fn visible<'a>(rows: &'a [DvmRow], t: &Table) -> Vec<&'a DvmRow> {
     let col = COLS.get(t.sort).copied().unwrap_or(Col::Responses);
     let v = rows.iter().filter(|r| t.passes(&r.id, r.name.as_deref()));
     let dir = |o: Ordering| if t.desc { o.reverse() } else { o };
@@ -155,7 +155,7 @@ fn kinds_text(kinds: &[i32], w: usize) -> String {
 }
 
 /// The period line shared by the DVM and kind views.
-pub fn period_line<'a>(app: &App, t: &Theme, what: String, filter: &Table) -> Line<'a> {
+pub(crate) fn period_line<'a>(app: &App, t: &Theme, what: String, filter: &Table) -> Line<'a> {
     let p = app.views.period;
     let mut spans = vec![
         Span::styled("period ", t.label()),
@@ -174,7 +174,7 @@ pub fn period_line<'a>(app: &App, t: &Theme, what: String, filter: &Table) -> Li
 }
 
 /// "loading…", or the error, when there is nothing to show yet.
-pub fn waiting(f: &mut Frame, area: Rect, app: &App, t: &Theme, q: &Query) {
+pub(crate) fn waiting(f: &mut Frame, area: Rect, app: &App, t: &Theme, q: &Query) {
     let msg = match app.views.answer(q).and_then(|a| a.error.as_ref()) {
         Some(e) => Line::styled(format!("cannot read PostgreSQL: {e}"), t.error()),
         None => Line::styled("loading…", t.label()),
@@ -185,7 +185,7 @@ pub fn waiting(f: &mut Frame, area: Rect, app: &App, t: &Theme, q: &Query) {
     );
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let v = &app.views;
     let q = Query::Dvms(v.period);
     let stale = v.answer(&q).and_then(|a| a.stale_since);
@@ -278,7 +278,7 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     );
 }
 
-pub fn state(active: Option<bool>) -> &'static str {
+pub(crate) fn state(active: Option<bool>) -> &'static str {
     match active {
         Some(true) => "active",
         Some(false) => "inactive",
@@ -287,7 +287,7 @@ pub fn state(active: Option<bool>) -> &'static str {
 }
 
 /// `part` as a percentage of `total`, or "–".
-pub fn share(part: i64, total: i64) -> String {
+pub(crate) fn share(part: i64, total: i64) -> String {
     if total > 0 {
         format!("{:.1}%", part as f64 * 100.0 / total as f64)
     } else {

@@ -16,7 +16,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table as TableWidget};
 use std::cmp::Ordering;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Col {
+pub(crate) enum Col {
     Kind,
     Requests,
     Responses,
@@ -25,7 +25,7 @@ pub enum Col {
     TopDvm,
 }
 
-pub const COLS: [Col; 6] = [
+pub(crate) const COLS: [Col; 6] = [
     Col::Kind,
     Col::Requests,
     Col::Responses,
@@ -35,7 +35,7 @@ pub const COLS: [Col; 6] = [
 ];
 
 impl Col {
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Col::Kind => "kind",
             Col::Requests => "requests",
@@ -57,12 +57,12 @@ impl Col {
     }
 }
 
-pub fn desc_by_default(c: usize) -> bool {
+pub(crate) fn desc_by_default(c: usize) -> bool {
     !matches!(COLS.get(c), Some(Col::Kind | Col::TopDvm))
 }
 
 /// responses / requests; `None` without requests.
-pub fn completion(r: &KindRow) -> Option<f64> {
+pub(crate) fn completion(r: &KindRow) -> Option<f64> {
     (r.requests > 0).then(|| r.responses as f64 / r.requests as f64)
 }
 
@@ -87,7 +87,7 @@ fn cmp(a: &KindRow, b: &KindRow, col: Col) -> Ordering {
 
 /// Filtered (kind number by prefix, top DVM's name anywhere) and sorted
 /// (ties by kind).
-pub fn visible<'a>(rows: &'a [KindRow], t: &Table) -> Vec<&'a KindRow> {
+pub(crate) fn visible<'a>(rows: &'a [KindRow], t: &Table) -> Vec<&'a KindRow> {
     let col = COLS.get(t.sort).copied().unwrap_or(Col::Requests);
     let mut v: Vec<&KindRow> = rows
         .iter()
@@ -101,11 +101,11 @@ pub fn visible<'a>(rows: &'a [KindRow], t: &Table) -> Vec<&'a KindRow> {
     v
 }
 
-pub fn percent(r: Option<f64>) -> String {
+pub(crate) fn percent(r: Option<f64>) -> String {
     r.map_or_else(|| "–".into(), |r| format!("{:.1}%", r * 100.0))
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let v = &app.views;
     let q = Query::Kinds(v.period);
     let stale = v.answer(&q).and_then(|a| a.stale_since);

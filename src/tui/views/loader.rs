@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy)]
-pub struct LoaderTiming {
-    pub period: Duration,
-    pub min_gap: Duration,
-    pub timeout: Duration,
+pub(crate) struct LoaderTiming {
+    pub(crate) period: Duration,
+    pub(crate) min_gap: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for LoaderTiming {
@@ -86,7 +86,7 @@ async fn timed(db: &Db, q: &Query, limit: Duration) -> std::result::Result<Loade
     }
 }
 
-pub fn spawn(
+pub(crate) fn spawn(
     db: Db,
     mut wanted: watch::Receiver<Option<Query>>,
     ui: mpsc::Sender<Msg>,

@@ -5,14 +5,14 @@
 //! [`Views::wanted`] names in the background and answers with
 //! [`Msg::Loaded`](super::app::Msg::Loaded).
 
-pub mod chart;
-pub mod detail;
-pub mod dvms;
-pub mod kinds;
+pub(crate) mod chart;
+pub(crate) mod detail;
+pub(crate) mod dvms;
+pub(crate) mod kinds;
 pub mod loader;
-pub mod months;
-pub mod period;
-pub mod table;
+pub(crate) mod months;
+pub(crate) mod period;
+pub(crate) mod table;
 
 use crate::store::{DvmDetail, DvmRow, KindDetail, KindRow, MonthRow};
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ use table::{PAGE, Table};
 
 /// The views, in tab and number-key order (Overview stays 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
+pub(crate) enum View {
     Overview,
     Dvms,
     Kinds,
@@ -32,7 +32,7 @@ pub enum View {
 }
 
 impl View {
-    pub const ALL: [View; 6] = [
+    pub(crate) const ALL: [View; 6] = [
         View::Overview,
         View::Dvms,
         View::Kinds,
@@ -41,29 +41,19 @@ impl View {
         View::Ingest,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            View::Overview => "overview",
-            View::Dvms => "dvms",
-            View::Kinds => "kinds",
-            View::Months => "months",
-            View::History => "history",
-            View::Ingest => "ingest",
-        }
-    }
-
     /// Its tab index (its number key is one more).
-    pub fn index(self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn index(self) -> usize {
         View::ALL.iter().position(|v| *v == self).unwrap_or(0)
     }
 
     /// The view at tab index `i` (out of range: the last).
-    pub fn of(i: usize) -> View {
+    pub(crate) fn of(i: usize) -> View {
         View::ALL[i.min(View::ALL.len() - 1)]
     }
 
     /// The drill-down views, which have their own keys.
-    pub fn is_list(self) -> bool {
+    pub(crate) fn is_list(self) -> bool {
         matches!(self, View::Dvms | View::Kinds | View::Months)
     }
 }
@@ -92,13 +82,13 @@ pub enum Loaded {
 /// One answer of the loader.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadResult {
-    pub query: Query,
-    pub at: DateTime<Utc>,
-    pub result: Result<Loaded, String>,
+    pub(crate) query: Query,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) result: Result<Loaded, String>,
 }
 
 /// Draws the current drill-down view (its detail when one is open).
-pub fn render(
+pub(crate) fn render(
     f: &mut ratatui::Frame,
     area: ratatui::layout::Rect,
     app: &super::App,
@@ -115,7 +105,7 @@ pub fn render(
 
 /// What is drilled into on the current view.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Detail {
+pub(crate) enum Detail {
     Dvm(String),
     Kind(i32),
     Month(YearMonth),
@@ -123,12 +113,12 @@ pub enum Detail {
 
 /// The last answer for a query, and since when reading it fails.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub query: Query,
-    pub data: Option<Loaded>,
-    pub at: Option<DateTime<Utc>>,
-    pub stale_since: Option<DateTime<Utc>>,
-    pub error: Option<String>,
+pub(crate) struct Answer {
+    pub(crate) query: Query,
+    pub(crate) data: Option<Loaded>,
+    pub(crate) at: Option<DateTime<Utc>>,
+    pub(crate) stale_since: Option<DateTime<Utc>>,
+    pub(crate) error: Option<String>,
 }
 
 /// Answers kept (the list behind a detail, so going back shows it at once).
@@ -136,7 +126,7 @@ const KEPT: usize = 6;
 
 /// A key's meaning on a drill-down view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Move {
+pub(crate) enum Move {
     Up,
     Down,
     PageUp,
@@ -154,19 +144,19 @@ pub enum Move {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Views {
-    pub period: Period,
-    pub dvms: Table,
-    pub kinds: Table,
-    pub months: Table,
+pub(crate) struct Views {
+    pub(crate) period: Period,
+    pub(crate) dvms: Table,
+    pub(crate) kinds: Table,
+    pub(crate) months: Table,
     /// The month breakdown's tables scroll together.
-    pub breakdown: Table,
+    pub(crate) breakdown: Table,
     /// The detail's list (its DVMs, months) scrolls.
-    pub detail_table: Table,
-    pub detail: Option<Detail>,
+    pub(crate) detail_table: Table,
+    pub(crate) detail: Option<Detail>,
     /// `/` was pressed: keys type into the list's filter.
-    pub filtering: bool,
-    pub answers: Vec<Answer>,
+    pub(crate) filtering: bool,
+    pub(crate) answers: Vec<Answer>,
 }
 
 impl Default for Views {
@@ -187,7 +177,7 @@ impl Default for Views {
 
 impl Views {
     /// What `view` needs from PostgreSQL now; `open` is the open month.
-    pub fn wanted(&self, view: View, open: Option<YearMonth>) -> Option<Query> {
+    pub(crate) fn wanted(&self, view: View, open: Option<YearMonth>) -> Option<Query> {
         let p = self.period;
         match (view, &self.detail) {
             (View::Dvms, Some(Detail::Dvm(id))) => Some(Query::Dvm(id.clone(), p)),
@@ -199,12 +189,12 @@ impl Views {
         }
     }
 
-    pub fn answer(&self, q: &Query) -> Option<&Answer> {
+    pub(crate) fn answer(&self, q: &Query) -> Option<&Answer> {
         self.answers.iter().find(|a| &a.query == q)
     }
 
     /// Takes a loader answer; returns whether it changed anything.
-    pub fn take(&mut self, r: LoadResult) -> bool {
+    pub(crate) fn take(&mut self, r: LoadResult) -> bool {
         let i = match self.answers.iter().position(|a| a.query == r.query) {
             Some(i) => i,
             None => {
@@ -281,14 +271,14 @@ impl Views {
         }
     }
 
-    pub fn dvm_rows(&self, p: Period) -> Option<&Vec<DvmRow>> {
+    pub(crate) fn dvm_rows(&self, p: Period) -> Option<&Vec<DvmRow>> {
         match self.answer(&Query::Dvms(p)).and_then(|a| a.data.as_ref()) {
             Some(Loaded::Dvms(r)) => Some(r),
             _ => None,
         }
     }
 
-    pub fn kind_rows(&self, p: Period) -> Option<&Vec<KindRow>> {
+    pub(crate) fn kind_rows(&self, p: Period) -> Option<&Vec<KindRow>> {
         match self.answer(&Query::Kinds(p)).and_then(|a| a.data.as_ref()) {
             Some(Loaded::Kinds(r)) => Some(r),
             _ => None,
@@ -298,7 +288,7 @@ impl Views {
     /// A key on a drill-down view. `months` are the closed months, oldest
     /// first (the history view lists them newest first). Esc closes the
     /// detail, else clears the filter.
-    pub fn act(&mut self, view: View, m: Move, months: &[MonthRow]) {
+    pub(crate) fn act(&mut self, view: View, m: Move, months: &[MonthRow]) {
         let len = self.list_len(view, months);
         let closed: Vec<YearMonth> = months.iter().map(|r| r.year_month).collect();
         match m {
@@ -368,7 +358,7 @@ impl Views {
     }
 
     /// A typed character or editing key while filtering.
-    pub fn filter_key(&mut self, view: View, c: Option<char>, done: bool) {
+    pub(crate) fn filter_key(&mut self, view: View, c: Option<char>, done: bool) {
         let t = self.list_table(view);
         match c {
             Some(c) => t.type_char(c),
@@ -378,7 +368,7 @@ impl Views {
     }
 
     /// Esc while filtering: the filter is dropped.
-    pub fn filter_cancel(&mut self, view: View) {
+    pub(crate) fn filter_cancel(&mut self, view: View) {
         self.list_table(view).filter.clear();
         self.filtering = false;
     }

@@ -20,7 +20,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table as TableWidget};
 use std::collections::HashMap;
 
 /// The closed months as listed: newest first unless reversed.
-pub fn ordered<'a>(months: &'a [MonthRow], t: &Table) -> Vec<&'a MonthRow> {
+pub(crate) fn ordered<'a>(months: &'a [MonthRow], t: &Table) -> Vec<&'a MonthRow> {
     let mut v: Vec<&MonthRow> = months.iter().collect();
     v.sort_by_key(|m| m.year_month);
     if t.desc {
@@ -30,7 +30,7 @@ pub fn ordered<'a>(months: &'a [MonthRow], t: &Table) -> Vec<&'a MonthRow> {
 }
 
 /// A month's per-DVM activity, most responses first (ties by id).
-pub fn dvm_breakdown(m: &MonthRow) -> Vec<(String, i64, i64)> {
+pub(crate) fn dvm_breakdown(m: &MonthRow) -> Vec<(String, i64, i64)> {
     let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
     let mut v: Vec<(String, i64, i64)> = m
         .dvm_activity
@@ -46,7 +46,7 @@ pub fn dvm_breakdown(m: &MonthRow) -> Vec<(String, i64, i64)> {
 }
 
 /// A month's per-kind activity, most requests first (ties by kind).
-pub fn kind_breakdown(m: &MonthRow) -> Vec<(i64, i64, i64)> {
+pub(crate) fn kind_breakdown(m: &MonthRow) -> Vec<(i64, i64, i64)> {
     let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
     let mut v: Vec<(i64, i64, i64)> = m
         .kind_activity
@@ -63,12 +63,12 @@ pub fn kind_breakdown(m: &MonthRow) -> Vec<(i64, i64, i64)> {
     v
 }
 
-pub fn breakdown_len(m: &MonthRow) -> usize {
+pub(crate) fn breakdown_len(m: &MonthRow) -> usize {
     dvm_breakdown(m).len().max(kind_breakdown(m).len())
 }
 
 /// DVM names the views have read (any DVM list answer), for labels.
-pub fn names(app: &App) -> HashMap<&str, &str> {
+pub(crate) fn names(app: &App) -> HashMap<&str, &str> {
     let mut out = HashMap::new();
     for a in &app.views.answers {
         if let Some(Loaded::Dvms(rows)) = &a.data {
@@ -125,7 +125,7 @@ fn open_line<'a>(app: &App, t: &Theme) -> Line<'a> {
     }
 }
 
-pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     if let Some(super::Detail::Month(m)) = &app.views.detail
         && let Some(row) = app.months.iter().find(|r| r.year_month == *m)
     {

@@ -17,7 +17,7 @@ pub enum Period {
 }
 
 impl Period {
-    pub fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         match self {
             Period::Last24h => "24 h".into(),
             Period::Last7d => "7 d".into(),
@@ -54,7 +54,7 @@ impl Period {
 
     /// The next period `w` selects: 30 d → 7 d → 24 h → closed months,
     /// newest first → 30 d. `months` are the closed months, oldest first.
-    pub fn cycle(self, months: &[YearMonth], forward: bool) -> Period {
+    pub(crate) fn cycle(self, months: &[YearMonth], forward: bool) -> Period {
         let mut all = vec![Period::Last30d, Period::Last7d, Period::Last24h];
         all.extend(months.iter().rev().map(|m| Period::Month(*m)));
         let i = all.iter().position(|p| *p == self).unwrap_or(0);

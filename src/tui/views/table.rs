@@ -4,21 +4,21 @@
 //! view's own functions, so this knows nothing about DVMs or kinds.
 
 /// How far PageUp/PageDown move.
-pub const PAGE: usize = 10;
+pub(crate) const PAGE: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Table {
+pub(crate) struct Table {
     /// Index into the view's columns.
-    pub sort: usize,
+    pub(crate) sort: usize,
     /// Largest first.
-    pub desc: bool,
-    pub filter: String,
+    pub(crate) desc: bool,
+    pub(crate) filter: String,
     /// Index into the visible (filtered, sorted) rows.
-    pub selected: usize,
+    pub(crate) selected: usize,
 }
 
 impl Table {
-    pub fn new(sort: usize, desc: bool) -> Table {
+    pub(crate) fn new(sort: usize, desc: bool) -> Table {
         Table {
             sort,
             desc,
@@ -30,7 +30,7 @@ impl Table {
     /// Next or previous sort column (wrapping); a new column starts in its
     /// natural direction (`desc_by_default`), and the selection goes back
     /// to the top.
-    pub fn sort_by(
+    pub(crate) fn sort_by(
         &mut self,
         columns: usize,
         forward: bool,
@@ -48,13 +48,13 @@ impl Table {
         self.selected = 0;
     }
 
-    pub fn reverse(&mut self) {
+    pub(crate) fn reverse(&mut self) {
         self.desc = !self.desc;
         self.selected = 0;
     }
 
     /// Moves the selection by `delta` rows within `len` rows.
-    pub fn step(&mut self, delta: isize, len: usize) {
+    pub(crate) fn step(&mut self, delta: isize, len: usize) {
         if len == 0 {
             self.selected = 0;
             return;
@@ -64,34 +64,34 @@ impl Table {
         self.selected = (cur + delta).clamp(0, max as isize) as usize;
     }
 
-    pub fn top(&mut self) {
+    pub(crate) fn top(&mut self) {
         self.selected = 0;
     }
 
-    pub fn bottom(&mut self, len: usize) {
+    pub(crate) fn bottom(&mut self, len: usize) {
         self.selected = len.saturating_sub(1);
     }
 
     /// The selection within `len` rows (the list may have shrunk).
-    pub fn selection(&self, len: usize) -> Option<usize> {
+    pub(crate) fn selection(&self, len: usize) -> Option<usize> {
         (len > 0).then(|| self.selected.min(len - 1))
     }
 
-    pub fn type_char(&mut self, c: char) {
+    pub(crate) fn type_char(&mut self, c: char) {
         if self.filter.chars().count() < 64 {
             self.filter.push(c);
             self.selected = 0;
         }
     }
 
-    pub fn backspace(&mut self) {
+    pub(crate) fn backspace(&mut self) {
         self.filter.pop();
         self.selected = 0;
     }
 
     /// Whether `name` or `id` passes the filter: the id by prefix, the name
     /// anywhere; case-insensitive. An empty filter passes everything.
-    pub fn passes(&self, id: &str, name: Option<&str>) -> bool {
+    pub(crate) fn passes(&self, id: &str, name: Option<&str>) -> bool {
         if self.filter.is_empty() {
             return true;
         }
@@ -100,7 +100,7 @@ impl Table {
     }
 
     /// The first row to draw so the selection is visible in `height` rows.
-    pub fn offset(&self, len: usize, height: usize) -> usize {
+    pub(crate) fn offset(&self, len: usize, height: usize) -> usize {
         match self.selection(len) {
             Some(s) if height > 0 && s >= height => s + 1 - height,
             _ => 0,
