@@ -74,7 +74,7 @@ pub struct RowCache {
 }
 
 impl RowCache {
-    pub const KEEP_DAYS: u64 = 3;
+    pub(crate) const KEEP_DAYS: u64 = 3;
 
     pub fn get(&self, day: NaiveDate, role: EntityRole) -> Option<&[Entry]> {
         self.rows.get(&(day, role)).map(|r| r.as_slice())

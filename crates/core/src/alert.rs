@@ -93,8 +93,8 @@ pub fn upsert(alerts: &mut Vec<Alert>, a: Alert) {
 /// How much Redis persists, as `CONFIG GET appendonly` and `save` say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Persistence {
-    pub aof: bool,
-    pub rdb: bool,
+    pub(crate) aof: bool,
+    pub(crate) rdb: bool,
 }
 
 impl Persistence {

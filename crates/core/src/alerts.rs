@@ -31,7 +31,7 @@ pub struct Thresholds {
     pub relay_down_min: u32,
     /// This many new dead letters within [`Thresholds::dead_letters_window_min`].
     pub dead_letters_rise: u64,
-    pub dead_letters_window_min: u32,
+    pub(crate) dead_letters_window_min: u32,
     /// A failed job (cleanup, rollover, backup) is reported this long.
     pub failed_job_hours: u32,
 }
@@ -87,12 +87,12 @@ pub struct Facts {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Trends {
     /// The last queue depth sampled.
-    pub depth: Option<u64>,
+    pub(crate) depth: Option<u64>,
     /// When the queue started growing without a pause (cleared when it
     /// shrinks or empties).
-    pub growing_since: Option<DateTime<Utc>>,
+    pub(crate) growing_since: Option<DateTime<Utc>>,
     /// (when, total dead letters), oldest first, within the window.
-    pub dead_letters: VecDeque<(DateTime<Utc>, u64)>,
+    pub(crate) dead_letters: VecDeque<(DateTime<Utc>, u64)>,
 }
 
 impl Trends {
@@ -114,7 +114,7 @@ impl Trends {
 
     /// Dead letters added within the window (a count that went down —
     /// the list was trimmed or cleared — restarts the count).
-    pub fn dead_letters_added(&self) -> u64 {
+    pub(crate) fn dead_letters_added(&self) -> u64 {
         let (Some(first), Some(last)) = (self.dead_letters.front(), self.dead_letters.back())
         else {
             return 0;

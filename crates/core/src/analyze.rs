@@ -19,7 +19,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn add(&mut self, role: Role) {
+    pub(crate) fn add(&mut self, role: Role) {
         match role {
             Role::Request => self.requests += 1,
             Role::Response => self.responses += 1,
@@ -45,20 +45,20 @@ pub struct Span {
 }
 
 impl Span {
-    pub fn at(ts: i64) -> Span {
+    pub(crate) fn at(ts: i64) -> Span {
         Span {
             first: ts,
             last: ts,
         }
     }
-    pub fn widen(&mut self, ts: i64) {
+    pub(crate) fn widen(&mut self, ts: i64) {
         self.first = self.first.min(ts);
         self.last = self.last.max(ts);
     }
 }
 
 /// One activity cell of a day: (UTC hour of the day, entity, credited kind).
-pub type Cell = (u8, Pubkey, JobKind);
+pub(crate) type Cell = (u8, Pubkey, JobKind);
 
 /// A day's activity cells, per role.
 #[derive(Debug, Clone, Default, PartialEq)]

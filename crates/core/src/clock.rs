@@ -87,7 +87,7 @@ pub struct Awaiting {
 impl Params {
     /// The rollover of `m` is due once the day about to be processed is at
     /// least `start(m+1) + buffer`.
-    pub fn due(&self, m: YearMonth, pending_day: NaiveDate) -> bool {
+    pub(crate) fn due(&self, m: YearMonth, pending_day: NaiveDate) -> bool {
         pending_day >= m.end() + Days::new(self.buffer_days.into())
     }
 }

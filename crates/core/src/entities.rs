@@ -48,15 +48,6 @@ pub struct Lifecycle {
     pub delete: [Vec<Pubkey>; 2],
 }
 
-impl Lifecycle {
-    pub fn is_empty(&self) -> bool {
-        self.deactivate
-            .iter()
-            .chain(&self.delete)
-            .all(Vec::is_empty)
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct Entities {
     rows: [FastMap<Pubkey, Entity>; 2],
@@ -75,11 +66,12 @@ impl Entities {
         }
     }
 
-    pub fn get(&self, role: EntityRole, pk: &Pubkey) -> Option<&Entity> {
+    #[cfg(test)]
+    pub(crate) fn get(&self, role: EntityRole, pk: &Pubkey) -> Option<&Entity> {
         self.rows[role as usize].get(pk)
     }
 
-    pub fn len(&self, role: EntityRole) -> usize {
+    pub(crate) fn len(&self, role: EntityRole) -> usize {
         self.rows[role as usize].len()
     }
 
@@ -94,7 +86,7 @@ impl Entities {
 
     /// An event by this entity: first/last seen widen, the count goes up,
     /// and new activity reactivates.
-    pub fn touch(&mut self, role: EntityRole, pk: &Pubkey, ts: i64, what: Role) {
+    pub(crate) fn touch(&mut self, role: EntityRole, pk: &Pubkey, ts: i64, what: Role) {
         let i = role as usize;
         let e = self.rows[i].entry(*pk).or_insert_with(|| {
             self.fresh[i].insert(*pk);

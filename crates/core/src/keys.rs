@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 pub type Pubkey = [u8; 32];
 
 /// Hash maps and sets of the hot path (foldhash: fast, per-process seed).
-pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// Value of a hex digit (either case), or 0xff.

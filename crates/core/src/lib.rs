@@ -15,13 +15,13 @@ pub mod alerts;
 pub mod analyze;
 pub mod clock;
 pub mod entities;
-pub mod item;
-pub mod job;
+pub(crate) mod item;
+pub(crate) mod job;
 pub mod keys;
 pub mod month;
 pub mod namespace;
 pub mod retention;
-pub mod role;
+pub(crate) mod role;
 pub mod time;
 pub mod windows;
 

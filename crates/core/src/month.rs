@@ -51,7 +51,7 @@ pub struct MonthAcc {
 
 impl MonthAcc {
     /// One applied event.
-    pub fn add(&mut self, role: Role, who: &Pubkey, kind: JobKind) {
+    pub(crate) fn add(&mut self, role: Role, who: &Pubkey, kind: JobKind) {
         match role {
             Role::Request => {
                 self.requests += 1;

@@ -6,7 +6,7 @@
 
 /// Longest namespace (PostgreSQL identifiers stop at 63 bytes; the rest
 /// leaves room for derived names such as `dvmtop_<ns>` channels).
-pub const MAX_LEN: usize = 48;
+pub(crate) const MAX_LEN: usize = 48;
 
 /// Schemas that belong to PostgreSQL or to everybody, never to dvmtop.
 const RESERVED: [&str; 2] = ["public", "information_schema"];

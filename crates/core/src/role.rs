@@ -23,9 +23,6 @@ pub enum Role {
 pub struct Kind(pub i64);
 
 impl Kind {
-    pub const FEEDBACK: Kind = Kind(7000);
-    pub const ANNOUNCEMENT: Kind = Kind(31990);
-
     /// The classification table (before the configurable exclusions):
     /// `None` means "not a DVM event".
     pub fn role(self) -> Option<Role> {
@@ -62,10 +59,10 @@ pub struct JobKind(pub u32);
 impl JobKind {
     /// "Job kind unknown" (feedback without a `k` tag): counts for totals
     /// and DVMs, never for kinds.
-    pub const UNKNOWN: JobKind = JobKind(0);
+    pub(crate) const UNKNOWN: JobKind = JobKind(0);
 
     /// A request kind, if `k` is one.
-    pub fn new(k: i64) -> Option<JobKind> {
+    pub(crate) fn new(k: i64) -> Option<JobKind> {
         (5000..=5999).contains(&k).then_some(JobKind(k as u32))
     }
 
@@ -75,7 +72,7 @@ impl JobKind {
     }
 
     /// A real job kind (not [`JobKind::UNKNOWN`]).
-    pub fn is_known(self) -> bool {
+    pub(crate) fn is_known(self) -> bool {
         (5000..=5999).contains(&self.0)
     }
 }
@@ -98,20 +95,11 @@ pub enum EntityRole {
 impl EntityRole {
     pub const BOTH: [EntityRole; 2] = [EntityRole::User, EntityRole::Dvm];
 
-    pub fn of(role: Role) -> Option<EntityRole> {
+    pub(crate) fn of(role: Role) -> Option<EntityRole> {
         match role {
             Role::Request => Some(EntityRole::User),
             Role::Response | Role::Feedback => Some(EntityRole::Dvm),
             Role::Announcement => None,
-        }
-    }
-
-    /// From the stored `role` column.
-    pub fn from_i16(v: i16) -> Option<EntityRole> {
-        match v {
-            0 => Some(EntityRole::User),
-            1 => Some(EntityRole::Dvm),
-            _ => None,
         }
     }
 
@@ -142,7 +130,5 @@ mod tests {
         assert_eq!(JobKind::parse(" 5300 "), Some(JobKind(5300)));
         assert_eq!(JobKind::parse("6300"), None);
         assert!(!JobKind::UNKNOWN.is_known());
-        assert_eq!(EntityRole::from_i16(1), Some(EntityRole::Dvm));
-        assert_eq!(EntityRole::from_i16(2), None);
     }
 }

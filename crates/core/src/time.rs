@@ -79,7 +79,7 @@ impl From<YearMonth> for String {
 }
 
 /// Latest representable timestamp we accept (9999-12-31T23:59:59Z).
-pub const MAX_TS: i64 = 253_402_300_799;
+pub(crate) const MAX_TS: i64 = 253_402_300_799;
 
 /// UTC day of a unix timestamp (clamped into chrono's range).
 pub fn day_of(ts: i64) -> NaiveDate {

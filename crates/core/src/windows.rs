@@ -34,7 +34,7 @@ pub struct WindowStats {
     pub competitive_kind: Option<JobKind>,
 }
 
-pub const NAMES: [&str; 4] = ["1h", "24h", "7d", "30d"];
+pub(crate) const NAMES: [&str; 4] = ["1h", "24h", "7d", "30d"];
 
 /// Where each window starts for processing clock `t`.
 pub fn window_starts(t: i64) -> [(&'static str, DateTime<Utc>); 4] {
