@@ -99,6 +99,7 @@ async fn ingest(
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     dvmtop::ingest::ingest(
         &services.queue,
+        Some(&services.db),
         &dvmtop::ingest::Source::parse(&file),
         &icfg,
         &cancel,
@@ -264,7 +265,7 @@ async fn json_array_gzip_and_fixture_ingest() {
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for f in [&array, &gz] {
         let src = dvmtop::ingest::Source::parse(f.to_str().unwrap());
-        dvmtop::ingest::ingest(&services.queue, &src, &icfg, &cancel)
+        dvmtop::ingest::ingest(&services.queue, Some(&services.db), &src, &icfg, &cancel)
             .await
             .unwrap();
     }
@@ -274,7 +275,7 @@ async fn json_array_gzip_and_fixture_ingest() {
     // Re-reading the same files resumes at their end: nothing is read twice.
     for f in [&array, &gz] {
         let src = dvmtop::ingest::Source::parse(f.to_str().unwrap());
-        let t = dvmtop::ingest::ingest(&services.queue, &src, &icfg, &cancel)
+        let t = dvmtop::ingest::ingest(&services.queue, Some(&services.db), &src, &icfg, &cancel)
             .await
             .unwrap();
         assert_eq!(t.read, 0);

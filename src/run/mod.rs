@@ -264,15 +264,16 @@ impl Runtime {
                 validation: cfg.validation.clone(),
                 ..IngestConfig::default()
             };
-            let (queue, files, done, cancel, signal) = (
+            let (queue, db, files, done, cancel, signal) = (
                 services.queue.clone(),
+                services.db.clone(),
                 files.to_vec(),
                 input_done.clone(),
                 cancel.clone(),
                 wake.sender(),
             );
             tokio::spawn(async move {
-                let r = ingest_all(&queue, &files, &icfg, &cancel).await;
+                let r = ingest_all(&queue, &db, &files, &icfg, &cancel).await;
                 done.store(true, Ordering::SeqCst);
                 // The pipeline may be idle, waiting for exactly this.
                 let _ = signal.try_send(Signal::Work);
@@ -628,9 +629,11 @@ enum WakeSource {
     Work(Queue),
 }
 
-/// Ingests every file in order; stops early on `cancel`.
+/// Ingests every file in order (from the positions `db` committed, when
+/// Redis lost its own); stops early on `cancel`.
 pub async fn ingest_all(
     queue: &Queue,
+    db: &Db,
     files: &[String],
     cfg: &IngestConfig,
     cancel: &Arc<AtomicBool>,
@@ -639,7 +642,8 @@ pub async fn ingest_all(
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        let totals = ingest::ingest(queue, &ingest::Source::parse(f), cfg, cancel).await?;
+        let totals =
+            ingest::ingest(queue, Some(db), &ingest::Source::parse(f), cfg, cancel).await?;
         tracing::info!(source = %f, ?totals, "ingested");
     }
     Ok(())
