@@ -76,6 +76,8 @@ pub struct Mem {
     pub awaiting: Option<(YearMonth, bool)>,
     pub epoch: Option<String>,
     pub alerts: Vec<dvmtop_core::Alert>,
+    /// The input sources' committed positions (`source_positions`).
+    pub positions: dvmtop_core::source::Positions,
 }
 
 impl Mem {
@@ -258,6 +260,7 @@ impl Store for MemStore {
                 *m.counters.entry(k.to_owned()).or_default() += v;
             }
         }
+        m.positions.merge(c.positions);
         m.state.last_seq = c.seq;
         m.state.last_count = c.consumed;
         m.state.clock.clock = m.state.clock.clock.max(p.max_ts);
