@@ -343,13 +343,16 @@ pub async fn ingest(
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        loop {
-            match retrying(cancel, || queue.depth()).await? {
-                None => return Ok(totals),
-                Some(d) if d > cfg.high_water => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
+        // Back-pressure for what is queued (a counted chunk adds nothing).
+        if !chunk.count_only {
+            loop {
+                match retrying(cancel, || queue.depth()).await? {
+                    None => return Ok(totals),
+                    Some(d) if d > cfg.high_water => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Some(_) => break,
                 }
-                Some(_) => break,
             }
         }
         if chunk.read == 0 && chunk.offset <= skip {
@@ -372,12 +375,16 @@ pub async fn ingest(
         let out = match out {
             Ok(out) => out,
             Err(lost) => {
-                return Err(Error::QueueLost(format!(
+                let e = Error::QueueLost(format!(
                     "{}: Redis lost this input's queue position (it has element {}, this ingest was at element {}: Redis restarted without its data, or was flushed); ingest stops rather than queue on behind what was lost. Run it again with --resume: it queues again from the last element PostgreSQL committed",
                     source.label(),
                     lost.redis,
                     span.start
-                )));
+                ));
+                // Said at once (a service reports ingest's end only when
+                // it stops).
+                tracing::error!(error = %e, "ingest stopped");
+                return Err(e);
             }
         };
         if chunk.count_only {
