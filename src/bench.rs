@@ -257,7 +257,14 @@ pub async fn run(
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let t = Instant::now();
-    let totals = ingest::ingest(&services.queue, &Source::parse(&path), &icfg, &cancel).await?;
+    let totals = ingest::ingest(
+        &services.queue,
+        Some(&services.db),
+        &Source::parse(&path),
+        &icfg,
+        &cancel,
+    )
+    .await?;
     let ingest_rate = rate(totals.read, t.elapsed().as_secs_f64());
 
     // 2. The Redis ceiling on the same queued payloads.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     /// Alert thresholds (`[alerts]`: queue_growing_min, lag_min, …).
-    pub(crate) alerts: Option<dvmtop_core::alerts::Thresholds>,
+    pub alerts: Option<dvmtop_core::alerts::Thresholds>,
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     pub(crate) namespace: Option<String>,
     pub(crate) database_url: Option<String>,
@@ -71,7 +71,7 @@ pub struct Config {
     pub relay: RelayConfig,
     /// Bounds of the Redis dead-letter list.
     pub dead_letters: DeadLetterCaps,
-    pub(crate) alerts: dvmtop_core::alerts::Thresholds,
+    pub alerts: dvmtop_core::alerts::Thresholds,
     /// Where `/metrics` is served (none: no metrics).
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 }

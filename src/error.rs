@@ -42,6 +42,10 @@ pub enum Error {
     /// ingested (and a backtest processes them before it fails).
     #[error("{0}")]
     BrokenInput(BrokenInput),
+    /// Redis lost the queue under a file's ingest: what was queued before
+    /// may be gone, so ingest stops instead of queueing on behind a hole.
+    #[error("{0}")]
+    QueueLost(String),
 }
 
 /// Where and how an input broke off: a JSON array without its end, gzip

@@ -4,15 +4,21 @@
 //! validation run on a blocking thread, one chunk ahead of the Redis
 //! writes; each chunk is enqueued atomically together with the source's
 //! resume offset, so an interrupted ingest resumes exactly where it
-//! stopped. An input that breaks off (a truncated array, damaged gzip
-//! data) has every complete element enqueued before the error is reported.
+//! stopped. Each queued element carries its source and position, so
+//! PostgreSQL records with every commit how far each source is processed;
+//! when Redis lost the queue (and the offsets with it), ingest starts
+//! queueing right after that committed position and only counts what is
+//! before it (see [`dvmtop_core::source`]). An input that breaks off (a
+//! truncated array, damaged gzip data) has every complete element
+//! enqueued before the error is reported.
 
 pub mod split;
 
 use crate::error::{BrokenInput, Error, Result};
 use crate::event::{self, Validation};
-use crate::queue::{Accepted, Queue, Refused};
+use crate::queue::{Accepted, ChunkSpan, Queue, Refused};
 use crate::record::Record;
+use crate::store::Db;
 use dvmtop_core::day_of;
 use split::{Break, BreakKind, Elements};
 use std::io::{BufRead, BufReader, Read};
@@ -106,17 +112,23 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestTotals {
     pub read: u64,
-    pub(crate) accepted: u64,
-    pub(crate) duplicates: u64,
-    pub(crate) refused: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub refused: u64,
     /// Elements skipped because an earlier run already handled them.
     pub(crate) skipped: u64,
+    /// Elements read again only to count them, not queued: Redis had lost
+    /// them, PostgreSQL had them committed (included in `read`).
+    pub recounted: u64,
 }
 
 #[derive(Default)]
 struct Chunk {
+    /// The source's position after the chunk (elements).
     offset: u64,
     read: u64,
+    /// Only counted, not queued (before the committed position).
+    count_only: bool,
     accepted: Vec<Accepted>,
     refused: Vec<Refused>,
 }
@@ -145,10 +157,16 @@ pub fn classify_line(
 /// When the input breaks off, the chunk in progress goes out first, with
 /// its offset, so every complete element before the break is enqueued and
 /// a later `--resume` starts after it; then the error.
+///
+/// Elements up to `plan.skip` are passed over; those up to
+/// `plan.count_until` go out in count-only chunks (the last one ends
+/// there). Accepted elements carry the tag of their source (`id`, when
+/// the source can resume) and position.
 fn read_chunks(
     input: Box<dyn BufRead + Send>,
     origin: Origin,
-    skip: u64,
+    plan: dvmtop_core::source::Plan,
+    id: Option<String>,
     cfg: IngestConfig,
     tx: tokio::sync::mpsc::Sender<Result<Chunk>>,
 ) {
@@ -169,15 +187,21 @@ fn read_chunks(
             }
         };
         index += 1;
-        if index <= skip {
+        if index <= plan.skip {
             continue;
         }
         chunk.read += 1;
+        chunk.count_only = index <= plan.count_until;
         match classify_line(&String::from_utf8_lossy(raw), &cfg.validation, now) {
-            Ok(a) => chunk.accepted.push(a),
+            Ok(mut a) => {
+                if let Some(id) = &id {
+                    dvmtop_core::source::tag(&mut a.payload, id, index);
+                }
+                chunk.accepted.push(a)
+            }
             Err(r) => chunk.refused.push(r),
         }
-        if (chunk.read as usize) >= cfg.chunk {
+        if (chunk.read as usize) >= cfg.chunk || index == plan.count_until {
             chunk.offset = index;
             if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
                 return;
@@ -249,23 +273,58 @@ where
     }
 }
 
+/// Where the ingest of a source starts: Redis's offset, unless it is
+/// behind the position PostgreSQL committed (`committed`: where to ask;
+/// `None`: Redis alone decides).
+async fn start_plan(
+    queue: &Queue,
+    committed: Option<&Db>,
+    field: &str,
+    id: &str,
+    cancel: &AtomicBool,
+) -> Result<Option<dvmtop_core::source::Plan>> {
+    let Some(redis) = retrying(cancel, || queue.offset(field)).await? else {
+        return Ok(None);
+    };
+    let done = match committed {
+        Some(db) => match retrying(cancel, || db.committed_position(id)).await? {
+            Some(n) => n,
+            None => return Ok(None),
+        },
+        None => 0,
+    };
+    Ok(Some(dvmtop_core::source::plan(redis, done)))
+}
+
 /// Ingests one source to the end (or until `cancel`). Already-handled
-/// elements of an interrupted earlier run are skipped.
+/// elements of an interrupted earlier run are skipped; after Redis lost
+/// the queue, the elements PostgreSQL committed (`committed`: its
+/// positions) are counted again but not queued.
 pub async fn ingest(
     queue: &Queue,
+    committed: Option<&Db>,
     source: &Source,
     cfg: &IngestConfig,
     cancel: &Arc<AtomicBool>,
 ) -> Result<IngestTotals> {
     let field = source.offset_field()?;
-    let skip = if field.is_empty() {
-        0
-    } else {
-        match retrying(cancel, || queue.offset(&field)).await? {
-            Some(n) => n,
+    let id = (!field.is_empty()).then(|| dvmtop_core::source::id(&field));
+    let plan = match &id {
+        None => dvmtop_core::source::plan(0, 0),
+        Some(id) => match start_plan(queue, committed, &field, id, cancel).await? {
+            Some(p) => p,
             None => return Ok(IngestTotals::default()),
-        }
+        },
     };
+    if plan.recovers() {
+        tracing::warn!(
+            source = %source.label(),
+            redis = plan.skip,
+            committed = plan.count_until,
+            "Redis lost this source's queue position: counting the elements PostgreSQL committed, queueing from there"
+        );
+    }
+    let skip = plan.skip;
     let input = source.open()?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let reader_cfg = cfg.clone();
@@ -274,7 +333,7 @@ pub async fn ingest(
         gzip: source.is_gzip(),
     };
     let reader =
-        tokio::task::spawn_blocking(move || read_chunks(input, origin, skip, reader_cfg, tx));
+        tokio::task::spawn_blocking(move || read_chunks(input, origin, plan, id, reader_cfg, tx));
     let mut totals = IngestTotals {
         skipped: skip,
         ..Default::default()
@@ -284,13 +343,16 @@ pub async fn ingest(
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        loop {
-            match retrying(cancel, || queue.depth()).await? {
-                None => return Ok(totals),
-                Some(d) if d > cfg.high_water => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
+        // Back-pressure for what is queued (a counted chunk adds nothing).
+        if !chunk.count_only {
+            loop {
+                match retrying(cancel, || queue.depth()).await? {
+                    None => return Ok(totals),
+                    Some(d) if d > cfg.high_water => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    Some(_) => break,
                 }
-                Some(_) => break,
             }
         }
         if chunk.read == 0 && chunk.offset <= skip {
@@ -299,18 +361,35 @@ pub async fn ingest(
         // Retried until Redis answers: the script skips a chunk whose
         // offset is already recorded, so a retry after a lost reply does
         // not enqueue or count it twice.
-        let write = || {
-            queue.ingest_chunk(
-                &field,
-                chunk.offset,
-                chunk.read,
-                &chunk.accepted,
-                &chunk.refused,
-            )
+        let span = ChunkSpan {
+            field: &field,
+            start: chunk.offset - chunk.read,
+            end: chunk.offset,
+            read: chunk.read,
+            enqueue: !chunk.count_only,
         };
+        let write = || queue.ingest_chunk(span, &chunk.accepted, &chunk.refused);
         let Some(out) = retrying(cancel, write).await? else {
             return Ok(totals);
         };
+        let out = match out {
+            Ok(out) => out,
+            Err(lost) => {
+                let e = Error::QueueLost(format!(
+                    "{}: Redis lost this input's queue position (it has element {}, this ingest was at element {}: Redis restarted without its data, or was flushed); ingest stops rather than queue on behind what was lost. Run it again with --resume: it queues again from the last element PostgreSQL committed",
+                    source.label(),
+                    lost.redis,
+                    span.start
+                ));
+                // Said at once (a service reports ingest's end only when
+                // it stops).
+                tracing::error!(error = %e, "ingest stopped");
+                return Err(e);
+            }
+        };
+        if chunk.count_only {
+            totals.recounted += chunk.read;
+        }
         totals.read += chunk.read;
         totals.accepted += out.accepted;
         totals.duplicates += out.duplicates;

@@ -144,26 +144,57 @@ pub struct ChunkOutcome {
     pub(crate) duplicates: u64,
 }
 
-// Atomically: dedup each candidate in its day set and enqueue the new ones,
-// count everything, park refused lines in the dead-letter list (within its
+/// One chunk of a source's elements for [`Queue::ingest_chunk`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkSpan<'a> {
+    /// The source's resume key (empty: it cannot resume, e.g. stdin, a
+    /// relay).
+    pub field: &'a str,
+    /// The source's position before and after the chunk (elements).
+    pub start: u64,
+    pub end: u64,
+    /// Elements read (validated) in the chunk.
+    pub read: u64,
+    /// Queue the accepted elements (false: only dedup and count them —
+    /// PostgreSQL has them already).
+    pub enqueue: bool,
+}
+
+/// Redis no longer has a source's position where the chunk starts: it
+/// lost the queue (restarted without its data, or was flushed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositionLost {
+    /// Redis's position of the source now.
+    pub redis: u64,
+}
+
+// Atomically: dedup each candidate in its day set and enqueue the new ones
+// (unless the chunk is only counted: PostgreSQL has it already), count
+// everything, park refused lines in the dead-letter list (within its
 // caps: entries, and bytes as tracked in the stats hash — so no scan is
 // needed; an emptied list resets the byte count), move the source's
 // resume offset, and notify waiting processors. A chunk whose offset the
 // source already reached was written before (a retry after a lost reply):
-// it is skipped, so nothing is enqueued or counted twice.
+// it is skipped, so nothing is enqueued or counted twice. A chunk that
+// does not start where the source's offset stands (Redis lost it: it
+// restarted without its data) is refused with {-1, offset}: what was
+// queued before it may be gone, and queueing on would leave a hole.
 // KEYS: queue, stats, dead, offsets, wake channel.
-// ARGV: offset_field, offset, read, dead_max_entries, dead_max_bytes, n,
-//       (seen_key, id, payload)*n, m, (reason, raw, size)*m
+// ARGV: offset_field, start, offset, read, enqueue (1/0), dead_max_entries,
+//       dead_max_bytes, n, (seen_key, id, payload)*n, m, (reason, raw, size)*m
 const ENQUEUE: &str = r#"
-if ARGV[1] ~= '' and tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '-1') >= tonumber(ARGV[2]) then
-  return {0, 0}
+if ARGV[1] ~= '' then
+  local at = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')
+  if at >= tonumber(ARGV[3]) then return {0, 0} end
+  if at ~= tonumber(ARGV[2]) then return {-1, at} end
 end
-local i = 7
-local n = tonumber(ARGV[6])
+local queue = ARGV[5] == '1'
+local i = 9
+local n = tonumber(ARGV[8])
 local acc, dup = 0, 0
 for _ = 1, n do
   if redis.call('SADD', ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('RPUSH', KEYS[1], ARGV[i + 2])
+    if queue then redis.call('RPUSH', KEYS[1], ARGV[i + 2]) end
     acc = acc + 1
   else
     dup = dup + 1
@@ -173,7 +204,7 @@ end
 local m = tonumber(ARGV[i])
 i = i + 1
 if m > 0 then
-  local max_n, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local max_n, max_bytes = tonumber(ARGV[6]), tonumber(ARGV[7])
   local len = redis.call('LLEN', KEYS[3])
   local bytes = 0
   if len > 0 then bytes = tonumber(redis.call('HGET', KEYS[2], 'dead_letter_bytes') or '0') end
@@ -196,9 +227,9 @@ if m > 0 then
 end
 if dup > 0 then redis.call('HINCRBY', KEYS[2], 'rejected:duplicate', dup) end
 redis.call('HINCRBY', KEYS[2], 'accepted', acc)
-redis.call('HINCRBY', KEYS[2], 'events_read', tonumber(ARGV[3]))
-if ARGV[1] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[2]) end
-if acc > 0 then redis.call('PUBLISH', KEYS[5], acc) end
+redis.call('HINCRBY', KEYS[2], 'events_read', tonumber(ARGV[4]))
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[3]) end
+if queue and acc > 0 then redis.call('PUBLISH', KEYS[5], acc) end
 return {acc, dup}
 "#;
 
@@ -465,24 +496,25 @@ impl Queue {
     }
 
     /// Enqueues a chunk of validated input atomically with its counters and
-    /// the source's new resume offset (`offset_field` empty: none).
+    /// the source's new resume offset; `Ok(Err(_))` when Redis's offset of
+    /// the source is not where the chunk starts (the queue was lost).
     pub async fn ingest_chunk(
         &self,
-        offset_field: &str,
-        offset: u64,
-        read: u64,
+        span: ChunkSpan<'_>,
         accepted: &[Accepted],
         refused: &[Refused],
-    ) -> Result<ChunkOutcome> {
+    ) -> Result<std::result::Result<ChunkOutcome, PositionLost>> {
         let mut inv = self.enqueue.prepare_invoke();
         inv.key(&self.keys.queue)
             .key(self.keys.ingest_stats())
             .key(self.keys.dead())
             .key(self.keys.offsets())
             .key(self.keys.wake())
-            .arg(offset_field)
-            .arg(offset)
-            .arg(read)
+            .arg(span.field)
+            .arg(span.start)
+            .arg(span.end)
+            .arg(span.read)
+            .arg(if span.enqueue { 1 } else { 0 })
             .arg(self.dead_caps.max_entries)
             .arg(self.dead_caps.max_bytes)
             .arg(accepted.len());
@@ -493,10 +525,14 @@ impl Queue {
         for r in refused {
             inv.arg(r.reason).arg(&r.raw).arg(r.size);
         }
-        let (acc, dup): (u64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
-        Ok(ChunkOutcome {
-            accepted: acc,
-            duplicates: dup,
+        let (acc, dup): (i64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
+        Ok(if acc < 0 {
+            Err(PositionLost { redis: dup })
+        } else {
+            Ok(ChunkOutcome {
+                accepted: acc as u64,
+                duplicates: dup,
+            })
         })
     }
 
@@ -651,7 +687,7 @@ impl Queue {
 
     /// What Redis persists (`CONFIG GET appendonly`, `save`); `None` when
     /// CONFIG is not allowed (managed Redis services often rename it).
-    pub(crate) async fn persistence(&self) -> Option<dvmtop_core::alert::Persistence> {
+    pub async fn persistence(&self) -> Option<dvmtop_core::alert::Persistence> {
         let get = |name: &'static str| {
             let mut conn = self.conn.clone();
             async move {
@@ -699,7 +735,7 @@ impl Queue {
             .await?)
     }
 
-    pub(crate) async fn dead_letters(&self) -> Result<u64> {
+    pub async fn dead_letters(&self) -> Result<u64> {
         Ok(redis::cmd("LLEN")
             .arg(self.keys.dead())
             .query_async(&mut self.conn.clone())

@@ -118,7 +118,10 @@ fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
 /// validated, as from a DVMDash collector's list).
 pub fn decode(payload: &str, v: &Validation, now_unix: i64) -> Result<Item, Reject> {
     match payload.strip_prefix(TAG) {
-        Some(body) => decode_compact(body, v).ok_or(Reject::Malformed),
+        // A file's element carries its source position at the end.
+        Some(body) => {
+            decode_compact(dvmtop_core::source::split(body).0, v).ok_or(Reject::Malformed)
+        }
         None => {
             let (ev, class) = event::validate(payload, v, now_unix)?;
             Ok(Record::from_event(ev, class).item())
@@ -156,6 +159,9 @@ mod tests {
             ..r
         };
         assert_eq!(decode(&f.encode(), &v, 0).unwrap(), f.item());
+        let mut tagged = f.encode();
+        dvmtop_core::source::tag(&mut tagged, "0123456789abcdef", 7);
+        assert_eq!(decode(&tagged, &v, 0).unwrap(), f.item());
         assert_eq!(decode("dvm1\tgarbage", &v, 0), Err(Reject::Malformed));
         let bad_key = f.encode().replacen(&"b".repeat(64), &"x".repeat(64), 1);
         assert_eq!(decode(&bad_key, &v, 0), Err(Reject::Malformed));

@@ -99,6 +99,7 @@ async fn ingest(
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     dvmtop::ingest::ingest(
         &services.queue,
+        Some(&services.db),
         &dvmtop::ingest::Source::parse(&file),
         &icfg,
         &cancel,
@@ -264,7 +265,7 @@ async fn json_array_gzip_and_fixture_ingest() {
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for f in [&array, &gz] {
         let src = dvmtop::ingest::Source::parse(f.to_str().unwrap());
-        dvmtop::ingest::ingest(&services.queue, &src, &icfg, &cancel)
+        dvmtop::ingest::ingest(&services.queue, Some(&services.db), &src, &icfg, &cancel)
             .await
             .unwrap();
     }
@@ -274,7 +275,7 @@ async fn json_array_gzip_and_fixture_ingest() {
     // Re-reading the same files resumes at their end: nothing is read twice.
     for f in [&array, &gz] {
         let src = dvmtop::ingest::Source::parse(f.to_str().unwrap());
-        let t = dvmtop::ingest::ingest(&services.queue, &src, &icfg, &cancel)
+        let t = dvmtop::ingest::ingest(&services.queue, Some(&services.db), &src, &icfg, &cancel)
             .await
             .unwrap();
         assert_eq!(t.read, 0);
@@ -492,4 +493,117 @@ async fn a_raw_event_too_old_in_a_dvmdash_list_is_refused_by_the_processor() {
         .query_async(&mut con)
         .await
         .unwrap();
+}
+
+/// Issue 13, in-process: a gzipped file ingested in several chunks (a
+/// malformed line and a duplicate among them) and processed; then Redis
+/// loses the namespace's keys, as a restart without persistence would.
+/// Ingesting the file again finds Redis behind what PostgreSQL committed:
+/// it counts every element again — the same ingest counters and dead
+/// letters as before — and queues none. A chunk that does not start where
+/// Redis's position of its source stands is refused.
+#[tokio::test]
+async fn after_a_lost_queue_a_processed_file_is_counted_again_not_queued() {
+    use dvmtop::queue::{ChunkSpan, PositionLost};
+    let ns = TestNs::new("positions");
+    let cfg = ns.config();
+    let services = ns.open(&cfg).await;
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    let mut lines = fixture_lines();
+    lines.insert(10, "{not json".into());
+    lines.insert(20, lines[5].clone());
+    let gz = cfg.data_dir.join("all.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut enc, lines.join("\n").as_bytes()).unwrap();
+    enc.finish().unwrap();
+    let icfg = dvmtop::ingest::IngestConfig {
+        validation: cfg.validation.clone(),
+        chunk: 7,
+        ..Default::default()
+    };
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let src = dvmtop::ingest::Source::parse(gz.to_str().unwrap());
+    let first = dvmtop::ingest::ingest(&services.queue, Some(&services.db), &src, &icfg, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(first.read, lines.len() as u64);
+    assert_eq!(
+        (first.duplicates, first.refused, first.recounted),
+        (1, 1, 0)
+    );
+    let counted = services.queue.ingest_stats().await.unwrap();
+    let dead = services.queue.dead_letters().await.unwrap();
+    let mut p = dvmtop::pipeline::Processor::open(
+        services.db.clone(),
+        services.queue.clone(),
+        dvmtop::run::Services::settings(&cfg),
+    )
+    .await
+    .unwrap();
+    settle(&mut p).await;
+    drop(p);
+    let committed: Vec<i64> = sqlx::query_scalar("SELECT elements FROM source_positions")
+        .fetch_all(&services.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        committed,
+        vec![lines.len() as i64],
+        "the last element is a valid one"
+    );
+    services.queue.wipe().await.unwrap();
+    let again = dvmtop::ingest::ingest(&services.queue, Some(&services.db), &src, &icfg, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(again.read, first.read);
+    assert_eq!(again.recounted, first.read);
+    assert_eq!(again.accepted, first.accepted);
+    assert_eq!(
+        services.queue.depth().await.unwrap(),
+        0,
+        "nothing queued twice"
+    );
+    assert_eq!(services.queue.ingest_stats().await.unwrap(), counted);
+    assert_eq!(services.queue.dead_letters().await.unwrap(), dead);
+    // Redis has no position for this key: a chunk starting later is a hole.
+    let span = ChunkSpan {
+        field: "elsewhere:1",
+        start: 5,
+        end: 10,
+        read: 5,
+        enqueue: true,
+    };
+    assert_eq!(
+        services.queue.ingest_chunk(span, &[], &[]).await.unwrap(),
+        Err(PositionLost { redis: 0 })
+    );
+    let read = |q: &dvmtop::queue::Queue| {
+        let q = q.clone();
+        async move { q.ingest_stats().await.unwrap()["events_read"] }
+    };
+    let base = read(&services.queue).await;
+    let from_start = ChunkSpan {
+        start: 0,
+        end: 5,
+        ..span
+    };
+    for _ in 0..2 {
+        // The second time is a retry (a lost reply): skipped, not counted.
+        let out = services.queue.ingest_chunk(from_start, &[], &[]).await;
+        assert_eq!(out.unwrap(), Ok(Default::default()));
+        assert_eq!(read(&services.queue).await, base + 5);
+    }
+    // The chunk after it goes on from there.
+    assert!(
+        services
+            .queue
+            .ingest_chunk(span, &[], &[])
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert_eq!(read(&services.queue).await, base + 10);
 }

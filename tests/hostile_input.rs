@@ -104,6 +104,7 @@ async fn ingest_file(
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     dvmtop::ingest::ingest(
         &services.queue,
+        Some(&services.db),
         &dvmtop::ingest::Source::parse(path.to_str().unwrap()),
         &icfg,
         &cancel,

@@ -75,7 +75,9 @@ pub(crate) struct Mem {
     pub(crate) requests: Requests,
     pub(crate) awaiting: Option<(YearMonth, bool)>,
     pub(crate) epoch: Option<String>,
-    pub(crate) alerts: Vec<dvmtop_core::Alert>,
+    pub alerts: Vec<dvmtop_core::Alert>,
+    /// The input sources' committed positions (`source_positions`).
+    pub positions: dvmtop_core::source::Positions,
 }
 
 impl Mem {
@@ -258,6 +260,7 @@ impl Store for MemStore {
                 *m.counters.entry(k.to_owned()).or_default() += v;
             }
         }
+        m.positions.merge(c.positions);
         m.state.last_seq = c.seq;
         m.state.last_count = c.consumed;
         m.state.clock.clock = m.state.clock.clock.max(p.max_ts);

@@ -20,6 +20,8 @@ pub(super) struct Group {
     pub(super) rollovers: Vec<MonthRow>,
     /// When the first change happened.
     pub(super) since: Option<Instant>,
+    /// The input sources' furthest positions among the consumed elements.
+    pub(super) positions: dvmtop_core::source::Positions,
 }
 
 impl Group {

@@ -34,7 +34,7 @@ pub struct Loaded {
     /// The Redis queue generation the committed position refers to.
     pub(crate) epoch: Option<String>,
     /// The current alerts.
-    pub(crate) alerts: Vec<dvmtop_core::Alert>,
+    pub alerts: Vec<dvmtop_core::Alert>,
 }
 
 /// A daily cleanup decided on the entity book but not written yet.

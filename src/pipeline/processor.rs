@@ -297,6 +297,12 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         self.last_len = Some((read.len, self.c.trimmed));
         let mut raw = read.items;
         self.caught_up = raw.len() < room;
+        // Where each input source stands once this batch is consumed; the
+        // tags go (a parked element or a dead letter is stored without).
+        let mut positions = dvmtop_core::source::Positions::default();
+        for payload in &mut raw {
+            positions.take(payload);
+        }
         let now = now_unix();
         let mut fresh: Vec<(usize, Item)> = Vec::with_capacity(raw.len());
         // Refused elements are recorded once the batch consumes them (a
@@ -403,6 +409,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
             self.overflow = next;
         }
         self.group.consumed += raw.len() as i64;
+        self.group.positions.merge(positions);
         self.group.ignored += batch.ignore.len() as i64;
         let report = BatchReport {
             seq: self.c.next_seq(),
@@ -506,6 +513,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
             rejected: g.rejected,
             rollovers: g.rollovers,
             month: self.state.month,
+            positions: g.positions,
         };
         self.book.committed();
         self.c.submit(commit).await
@@ -626,7 +634,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     }
 
     /// The current alerts (loaded at start, and raised since).
-    pub(crate) fn alerts(&self) -> &[dvmtop_core::Alert] {
+    pub fn alerts(&self) -> &[dvmtop_core::Alert] {
         &self.alerts
     }
 
@@ -770,7 +778,7 @@ fn lost_alert(ns: &str, why: &str, what: &str) -> dvmtop_core::Alert {
         dvmtop_core::alert::QUEUE_LOST,
         dvmtop_core::Severity::Critical,
         format!(
-            "queue of namespace {ns} lost: {why}; {what}. Processing goes on with what Redis holds now; re-ingest the sources to recover (already processed events then count as duplicates) and turn on Redis persistence (appendonly yes)"
+            "queue of namespace {ns} lost: {why}; {what}. Processing goes on with what Redis holds now; ingest the same files again with --resume to recover (they are queued again from the last element PostgreSQL committed, nothing twice; events from relays or stdin cannot be) and turn on Redis persistence (appendonly yes)"
         ),
         chrono::Utc::now(),
     )

@@ -125,7 +125,7 @@ pub struct PipelineStatus {
     /// What the operator must see: a lost queue, a Redis that persists
     /// nothing, … (most severe first).
     #[serde(default)]
-    pub(crate) alerts: Vec<dvmtop_core::Alert>,
+    pub alerts: Vec<dvmtop_core::Alert>,
     /// Redis does not answer (since when, the last error); everything that
     /// needs it waits and retries.
     #[serde(default)]

@@ -40,8 +40,17 @@ fn payload(n: u32, who: u8, ts: i64, kind: i64) -> String {
 }
 
 /// Three months of requests, results and feedback, a few duplicates and
-/// late events: enough for day advances, cleanups and two rollovers.
+/// late events: enough for day advances, cleanups and two rollovers. Each
+/// element carries its position in source "f", as a file's do.
 fn input() -> Vec<String> {
+    let mut v = elements();
+    for (i, p) in v.iter_mut().enumerate() {
+        dvmtop_core::source::tag(p, "f", i as u64 + 1);
+    }
+    v
+}
+
+fn elements() -> Vec<String> {
     let mut v = Vec::new();
     let mut n = 0;
     for m in 1..=3 {
@@ -101,6 +110,12 @@ async fn reference() -> Mem {
     assert_eq!(queue.len(), 0);
     let m = store.mem().tables();
     assert_eq!(m.monthly.len(), 2, "January and February rolled over");
+    let end = input().len() as u64;
+    assert_eq!(
+        m.positions.0,
+        [("f".to_owned(), end)].into(),
+        "every element committed"
+    );
     assert!(
         m.counters["processed"] > 600 && m.counters["duplicate"] > 0,
         "{:?}",

@@ -458,12 +458,23 @@ impl Relay {
         loop {
             let r = tokio::time::timeout(
                 Duration::from_secs(30),
-                self.queue
-                    .ingest_chunk("", 0, batch.len() as u64, &acc, &refused),
+                self.queue.ingest_chunk(
+                    // A relay has no resume position: never refused as lost.
+                    crate::queue::ChunkSpan {
+                        field: "",
+                        start: 0,
+                        end: 0,
+                        read: batch.len() as u64,
+                        enqueue: true,
+                    },
+                    &acc,
+                    &refused,
+                ),
             )
             .await;
             let err = match r {
                 Ok(Ok(out)) => {
+                    let out = out.unwrap_or_default();
                     self.stats.add("accepted", out.accepted);
                     self.stats.add("duplicates", out.duplicates);
                     for r in &refused {

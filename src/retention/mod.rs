@@ -11,5 +11,5 @@ pub mod restore;
 
 pub use backup::{Backup, backup_name, write_backup};
 pub(crate) use cleanup::daily_cleanup;
-pub(crate) use dvmtop_core::retention::{RetentionConfig, cutoffs};
+pub use dvmtop_core::retention::{RetentionConfig, cutoffs};
 pub use restore::{Restored, restore};

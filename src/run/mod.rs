@@ -11,7 +11,6 @@ mod summary;
 mod watcher;
 
 pub(crate) use monitor::current as current_alerts;
-pub use report::Reporter;
 pub use report::report;
 pub use summary::{BackupFailure, Summary, backup_failures, summarize};
 pub(crate) use watcher::{Watch, persist_status};
@@ -198,7 +197,7 @@ pub struct Runtime {
     pub(crate) processed_before: u64,
     /// Redis persists nothing (also in the pipeline's status and in
     /// PostgreSQL's alerts).
-    pub(crate) persistence_alert: Option<dvmtop_core::Alert>,
+    pub persistence_alert: Option<dvmtop_core::Alert>,
 }
 
 /// One of the run's tasks ended.
@@ -263,15 +262,16 @@ impl Runtime {
                 validation: cfg.validation.clone(),
                 ..IngestConfig::default()
             };
-            let (queue, files, done, cancel, signal) = (
+            let (queue, db, files, done, cancel, signal) = (
                 services.queue.clone(),
+                services.db.clone(),
                 files.to_vec(),
                 input_done.clone(),
                 cancel.clone(),
                 wake.sender(),
             );
             tokio::spawn(async move {
-                let r = ingest_all(&queue, &files, &icfg, &cancel).await;
+                let r = ingest_all(&queue, &db, &files, &icfg, &cancel).await;
                 done.store(true, Ordering::SeqCst);
                 // The pipeline may be idle, waiting for exactly this.
                 let _ = signal.try_send(Signal::Work);
@@ -406,7 +406,7 @@ impl Runtime {
     }
 
     /// The alerts that hold now (the TUI's banner).
-    pub(crate) fn alerts(&self) -> watch::Receiver<Vec<dvmtop_core::alerts::Alert>> {
+    pub fn alerts(&self) -> watch::Receiver<Vec<dvmtop_core::alerts::Alert>> {
         self.alerts.clone()
     }
 
@@ -620,9 +620,11 @@ enum WakeSource {
     Work(Queue),
 }
 
-/// Ingests every file in order; stops early on `cancel`.
+/// Ingests every file in order (from the positions `db` committed, when
+/// Redis lost its own); stops early on `cancel`.
 pub(crate) async fn ingest_all(
     queue: &Queue,
+    db: &Db,
     files: &[String],
     cfg: &IngestConfig,
     cancel: &Arc<AtomicBool>,
@@ -631,7 +633,8 @@ pub(crate) async fn ingest_all(
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        let totals = ingest::ingest(queue, &ingest::Source::parse(f), cfg, cancel).await?;
+        let totals =
+            ingest::ingest(queue, Some(db), &ingest::Source::parse(f), cfg, cancel).await?;
         tracing::info!(source = %f, ?totals, "ingested");
     }
     Ok(())

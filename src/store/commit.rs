@@ -1,6 +1,6 @@
 //! One commit group, one transaction: the activity rows, rollup deltas,
-//! entity rows, overflow, counters, dead letters, seen ids and the queue
-//! position all commit together, so a replayed group is recognised by its
+//! entity rows, overflow, counters, dead letters, seen ids, the input
+//! sources' positions and the queue position all commit together, so a replayed group is recognised by its
 //! sequence and never applied twice.
 
 use super::Db;
@@ -37,6 +37,9 @@ pub struct Commit {
     pub(crate) rollovers: Vec<MonthRow>,
     /// The open month after this group.
     pub(crate) month: Option<YearMonth>,
+    /// The furthest position of each input source among the elements
+    /// this group consumed.
+    pub positions: dvmtop_core::source::Positions,
 }
 
 pub(crate) fn ts(secs: i64) -> DateTime<Utc> {
@@ -340,6 +343,17 @@ async fn write_seen(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<(
 }
 
 impl Db {
+    /// A source's committed position (see `dvmtop_core::source`): 0 when
+    /// nothing of it was committed.
+    pub(crate) async fn committed_position(&self, source: &str) -> Result<u64> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT elements FROM source_positions WHERE source = $1")
+                .bind(source)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
     /// Commits one group atomically. Returns false (and changes nothing)
     /// when this sequence was already applied.
     pub(crate) async fn commit(&self, c: &Commit) -> Result<bool> {
@@ -423,6 +437,24 @@ impl Db {
                 .or_default() += 1;
         }
         add_counters(&mut tx, counters).await?;
+        if !c.positions.is_empty() {
+            let (ids, ns): (Vec<&str>, Vec<i64>) = c
+                .positions
+                .0
+                .iter()
+                .map(|(id, n)| (id.as_str(), *n as i64))
+                .unzip();
+            sqlx::query(
+                "INSERT INTO source_positions (source, elements)
+                 SELECT * FROM UNNEST($1::text[], $2::int8[])
+                 ON CONFLICT (source) DO UPDATE
+                   SET elements = GREATEST(source_positions.elements, EXCLUDED.elements)",
+            )
+            .bind(ids)
+            .bind(ns)
+            .execute(&mut *tx)
+            .await?;
+        }
         // The queue position last: its row lock is held only briefly (day
         // advances update the same row while a commit is under way). A
         // sequence already applied rolls everything back.

@@ -90,7 +90,7 @@ impl Db {
     }
 
     /// The `users` and `dvms` tables, for the processor's entity book.
-    pub(crate) async fn load_entities(&self) -> Result<dvmtop_core::entities::Entities> {
+    pub async fn load_entities(&self) -> Result<dvmtop_core::entities::Entities> {
         type Row = (
             String,
             DateTime<Utc>,

@@ -381,7 +381,7 @@ fn parse_month(column: &str, v: Option<String>) -> Result<Option<YearMonth>> {
 }
 
 /// A job kind as stored (`integer`).
-pub(crate) fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
+pub fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
     k.map(|k| k.0 as i32)
 }
 

@@ -63,7 +63,7 @@ pub struct Published {
     /// Whether the holder's lock is held right now (its session is alive).
     pub(crate) holding: bool,
     /// The alerts the holder evaluated last (none when it is gone).
-    pub(crate) alerts: Vec<dvmtop_core::alerts::Alert>,
+    pub alerts: Vec<dvmtop_core::alerts::Alert>,
 }
 
 fn json_err(e: serde_json::Error) -> Error {

@@ -167,10 +167,18 @@ pub async fn push_lines(queue: &Queue, lines: &[String]) -> dvmtop::queue::Chunk
             Err(r) => refused.push(r),
         }
     }
+    let span = dvmtop::queue::ChunkSpan {
+        field: "",
+        start: 0,
+        end: 0,
+        read: lines.len() as u64,
+        enqueue: true,
+    };
     queue
-        .ingest_chunk("", 0, lines.len() as u64, &acc, &refused)
+        .ingest_chunk(span, &acc, &refused)
         .await
         .expect("enqueue")
+        .expect("no resume position: never refused")
 }
 
 /// Steps until nothing moves (Idle or Blocked), then commits what is

@@ -3,7 +3,8 @@
 //! rollover state machine ([`clock`]), the analysis of day slices
 //! ([`analyze`]), the entity book ([`entities`]), the running month
 //! figures ([`month`]), window stats ([`windows`]), activity day rows
-//! ([`activity`]) and the retention policy ([`retention`]).
+//! ([`activity`]), the retention policy ([`retention`]) and where an
+//! input source's ingest starts again ([`source`]).
 //!
 //! No I/O here, and no way to add it by accident: this crate depends on
 //! no database, queue, runtime or terminal crate. The shell (the `dvmtop`
@@ -22,6 +23,7 @@ pub mod month;
 pub mod namespace;
 pub mod retention;
 pub(crate) mod role;
+pub mod source;
 pub mod time;
 pub mod windows;
 
