@@ -232,6 +232,19 @@ impl Runtime {
         files: &[String],
         start: Start,
     ) -> Result<Runtime> {
+        Runtime::launch_with(cfg, mode, files, start, false).await
+    }
+
+    /// [`Self::launch`], the pipeline paused from the start when `paused`
+    /// (the TUI's `--paused`): its first control is the pause, taken
+    /// before any step, so nothing is processed until a resume or a step.
+    pub async fn launch_with(
+        cfg: &Config,
+        mode: Mode,
+        files: &[String],
+        start: Start,
+        paused: bool,
+    ) -> Result<Runtime> {
         let started = Instant::now();
         if let Some(addr) = cfg.metrics_addr.filter(|_| mode != Mode::Collect) {
             crate::metrics::install(addr)?;
@@ -280,6 +293,10 @@ impl Runtime {
             })
         };
         let (ctl, ctl_rx) = mpsc::channel(32);
+        if paused {
+            ctl.try_send(Control::Pause)
+                .expect("a new channel has room for one control");
+        }
         let (mut publisher, sub) = Publisher::new();
         let mut listeners = Vec::new();
         let pipeline = if mode == Mode::Collect {
