@@ -26,7 +26,7 @@ pub fn rows_text(rows: &std::collections::BTreeMap<String, i64>, room: usize) ->
     let mut v: Vec<(&String, &i64)> = rows.iter().filter(|(_, n)| **n > 0).collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     if v.is_empty() {
-        return "nothing to do".into();
+        return fit_words("nothing to do", room);
     }
     let parts: Vec<String> = v
         .iter()
@@ -117,7 +117,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         );
         return;
     }
-    let room = inner.width.saturating_sub(FIXED_W) as usize;
+    // A narrow pane (half of 120 columns) drops the start time, the least
+    // telling column, so what each run did keeps room for a table's name.
+    let started = inner.width >= FIXED_W + 20;
+    let room = (inner.width + if started { 0 } else { 9 }).saturating_sub(FIXED_W) as usize;
     let rows = all.into_iter().skip(first).map(|e| {
         let j = e.run;
         let outcome = match j.outcome {
@@ -125,8 +128,8 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
             Outcome::Running => Cell::from(Line::styled("running", t.warn())),
             other => Cell::from(Line::styled(format!("✖{other}"), t.error())),
         };
-        Row::new(vec![
-            Cell::from(j.started_at.format("%H:%M:%S").to_string()),
+        let when = started.then(|| Cell::from(j.started_at.format("%H:%M:%S").to_string()));
+        Row::new(when.into_iter().chain([
             Cell::from(if e.count > 1 {
                 format!("{}×{}", job_name(j.job), e.count)
             } else {
@@ -145,31 +148,28 @@ pub fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
             ),
             outcome,
             Cell::from(rows_text(&j.rows, room)),
-        ])
+        ]))
     });
-    let header = Row::new(vec![
-        Cell::from("started"),
+    let header = Row::new(started.then(|| Cell::from("started")).into_iter().chain([
         Cell::from("job"),
         Cell::from("for day"),
         Cell::from(Line::from("took").right_aligned()),
         Cell::from("outcome"),
         Cell::from(fit_words("rows affected", room)),
-    ])
+    ]))
     .style(t.label());
+    let widths = [
+        Constraint::Length(8),
+        Constraint::Length(10),
+        Constraint::Length(10),
+        Constraint::Length(7),
+        Constraint::Length(8),
+        Constraint::Min(10),
+    ];
     f.render_widget(
-        Table::new(
-            rows,
-            [
-                Constraint::Length(8),
-                Constraint::Length(10),
-                Constraint::Length(10),
-                Constraint::Length(7),
-                Constraint::Length(8),
-                Constraint::Min(10),
-            ],
-        )
-        .header(header)
-        .column_spacing(1),
+        Table::new(rows, &widths[usize::from(!started)..])
+            .header(header)
+            .column_spacing(1),
         inner,
     );
 }
@@ -231,6 +231,7 @@ mod tests {
         );
         assert_eq!(rows_text(&rows, 30), "entity_activity 1,872 …");
         assert_eq!(rows_text(&rows, 10), "1,884 rows");
-        assert_eq!(rows_text(&Default::default(), 10), "nothing to do");
+        assert_eq!(rows_text(&Default::default(), 20), "nothing to do");
+        assert_eq!(rows_text(&Default::default(), 10), "nothing …");
     }
 }
