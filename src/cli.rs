@@ -119,6 +119,10 @@ pub struct TuiArgs {
     /// holding the namespace, without its lock; nothing is run or changed.
     #[arg(long)]
     pub readonly: bool,
+    /// Start with processing paused: nothing is processed until space or p
+    /// resumes (or s/d/r steps). Needs the TUI: refused with --headless.
+    #[arg(long)]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -211,7 +211,10 @@ pub async fn confirm(cfg: &Config, month: Option<&str>) -> Result<String> {
 pub async fn confirm_with(cfg: &Config, month: Option<&str>, ahead: bool) -> Result<String> {
     let services = Services::open_existing(cfg).await?;
     let open = services.db.load_state().await?.clock.month;
-    let m = match (month, open) {
+    let waiting = services.db.awaiting().await?;
+    // Without a month: the one whose rollover waits (the pipeline's open
+    // month may be ahead of the committed one), else the open month.
+    let m = match (month, waiting.map(|(w, _)| w).or(open)) {
         (Some(s), _) => s.parse().map_err(Error::Config)?,
         (None, Some(m)) => m,
         (None, None) => {
@@ -221,7 +224,6 @@ pub async fn confirm_with(cfg: &Config, month: Option<&str>, ahead: bool) -> Res
             )));
         }
     };
-    let waiting = services.db.awaiting().await?;
     if !ahead && waiting.map(|(w, _)| w) != Some(m) {
         return Err(Error::Namespace(match waiting {
             Some((w, since)) => format!(

@@ -186,6 +186,7 @@ async fn run_tui(
         start,
         readonly: args.readonly,
         mouse: args.mouse,
+        paused: args.paused,
         palette: Palette::detect(args.no_color),
     };
     let outcome = tui::run(cfg, opts).await?;
@@ -241,6 +242,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backtest(a) => {
+            if a.headless && a.tui.paused {
+                return Err(Error::Config(
+                    "--paused needs the TUI, whose keys resume or step the run; a headless backtest has none: drop --headless or --paused".into(),
+                ));
+            }
             let args = GlobalArgs::default()
                 .with_conn(a.conn)
                 .with_process(a.process)

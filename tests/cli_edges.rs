@@ -196,6 +196,30 @@ async fn a_missing_input_file_is_named_with_the_cause_in_words() {
     }
 }
 
+/// `--paused` needs the TUI's keys to resume: headless (or watching) it
+/// is refused in one line, before anything is opened or created.
+#[tokio::test]
+async fn paused_without_the_tui_is_refused_in_one_line() {
+    let ns = TestNs::new("pausedhl");
+    let d = Dvmtop::shared(&ns);
+    let input = one_month_input(&ns);
+    let input = input.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["backtest", input, "--headless", "--fresh", "--paused"],
+            "--paused needs the TUI",
+        ),
+        (vec!["watch", "--paused"], "drop --paused"),
+    ] {
+        let out = d.output(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_one_line(&err, "the refusal");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert!(!schema_exists(&ns.name).await, "nothing was created");
+}
+
 #[test]
 fn a_refused_postgres_login_is_told_apart_from_an_unreachable_server() {
     let ns = TestNs::new("pglogin");

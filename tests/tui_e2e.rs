@@ -266,25 +266,25 @@ async fn a_tui_backtest_confirmed_month_by_month_equals_the_headless_run() {
             Some(row.total_requests),
             "the dialog's first rendering shows {m}'s real request count:\n{s}"
         );
-        // KNOWN DEFECT (issue 12, open): about one run in two on this
-        // machine the first `y` for the last month is not taken and the
-        // dialog stays; until that is found, a second `y` after 15 s, so
-        // the month-by-month equality below is still checked.
-        let done = |s: &str| s.contains(&format!("rolled over {m}")) || !s.contains(&title);
+        // One `y` per month. (Issue 12: the last month's first `y` was
+        // refused about one run in two — confirmed while the previous
+        // rollover's commit was still under way, so the tables named the
+        // previous month as open. The pipeline test
+        // `a_confirmation_while_the_previous_rollover_commits_is_not_lost`
+        // pins the race down.)
+        // Pressed as soon as the dialog shows (not after the previous
+        // month's row is in the table): that is when the race was.
         tmux.keys("y");
-        let start = std::time::Instant::now();
-        while !done(&tmux.screen()) && start.elapsed() < Duration::from_secs(15) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if !done(&tmux.screen()) {
-            eprintln!("the first y for {m} was not taken; pressing it again");
-            tmux.keys("y");
-        }
-        tmux.wait_for("the rollover", Duration::from_secs(60), done);
+        tmux.wait_for("the dialog to close", Duration::from_secs(60), |s| {
+            s.contains(&format!("rolled over {m}")) || !s.contains(&title)
+        });
     }
-    tmux.wait_for("FINISHED", Duration::from_secs(120), |s| {
-        s.contains("FINISHED")
-    });
+    // A refused `y` brings the dialog back and the run never finishes.
+    tmux.wait_for(
+        "FINISHED after one y per month",
+        Duration::from_secs(120),
+        |s| s.contains("FINISHED"),
+    );
     assert_eq!(monthly(&ns.name).await, want);
     tmux.keys("q");
 }
@@ -359,4 +359,122 @@ async fn two_watchers_follow_a_serve_and_neither_can_confirm() {
         t.wait_for("no holder", long, |s| s.contains("NO HOLDER"));
         t.keys("q");
     }
+}
+
+/// `dvmtop backtest FILE --paused`: the TUI comes up PAUSED and nothing is
+/// processed — no month opened, no event counted — however long it waits
+/// (ingest still fills the queue); space resumes, and the run goes on to
+/// January's rollover dialog.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_backtest_processes_nothing_until_resumed() {
+    let ns = TestNs::new("tuipaused");
+    let dir = std::env::temp_dir().join(&ns.name);
+    let (file, events) = generate(&dir);
+    let cmd = format!(
+        "{} '{BIN}' backtest '{}' --fresh --paused --namespace {} --rollover manual --data-dir '{}'; exec sleep 600",
+        env_prefix(),
+        file.display(),
+        ns.name,
+        dir.display(),
+    );
+    let tmux = Tmux::start("paused", 100, 30, &cmd);
+    let depth = format!("depth {}", group(events));
+    // Paused, with the whole input queued behind it.
+    tmux.wait_for(
+        "PAUSED with the input queued",
+        Duration::from_secs(120),
+        |s| s.lines().nth(1).is_some_and(|l| l.contains("PAUSED")) && s.contains(&depth),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let db = dvmtop::store::Db::connect(&database_url(), &ns.name)
+        .await
+        .expect("connect");
+    let snap = db.snapshot().await.unwrap();
+    assert_eq!(snap.current_month, None, "no month opened while paused");
+    assert_eq!(snap.counters.get("processed").copied().unwrap_or(0), 0);
+    let screen = tmux.screen();
+    assert!(
+        screen.contains(&depth),
+        "nothing taken off the queue:\n{screen}"
+    );
+
+    tmux.keys("Space");
+    tmux.wait_for(
+        "the rollover dialog after resuming",
+        Duration::from_secs(120),
+        |s| s.contains("Month rollover due: 2024-01"),
+    );
+    tmux.keys("q");
+}
+
+fn group(n: u64) -> String {
+    dvmtop::tui::app::group(n)
+}
+
+/// The overview at 80×24, 100×30 and 120×40 (one backtest, the window
+/// resized): the five card panes at once — the queue's depth with its
+/// history on a time axis and a scale, the ground-truth month, day and
+/// clock, the overflow buffer, active/inactive DVMs and users, and the
+/// cleanup history with its runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_shows_the_five_card_panes_at_every_size() {
+    let ns = TestNs::new("tuisizes");
+    let dir = std::env::temp_dir().join(&ns.name);
+    let (file, _) = generate(&dir);
+    let cmd = format!(
+        "{} '{BIN}' backtest '{}' --fresh --namespace {} --rollover auto --data-dir '{}'; exec sleep 600",
+        env_prefix(),
+        file.display(),
+        ns.name,
+        dir.display(),
+    );
+    let tmux = Tmux::start("sizes", 80, 24, &cmd);
+    tmux.wait_for("FINISHED", Duration::from_secs(180), |s| {
+        s.contains("FINISHED")
+    });
+    let panes: [(&str, &[&str]); 5] = [
+        ("queue", &["┌ Queue ", "depth ", "┤", "└", "now"]),
+        (
+            "clock",
+            &[
+                "Clock (from the queue's events)",
+                "month ",
+                "day ",
+                "clock ",
+            ],
+        ),
+        ("overflow", &["Overflow", "overflow "]),
+        ("entities", &["DVMs ", "users ", " active ", " inactive "]),
+        ("cleanup history", &["Cleanup history", "cleanup"]),
+    ];
+    for (w, h) in [(80u16, 24u16), (100, 30), (120, 40)] {
+        let out = tmux.run(&[
+            "resize-window",
+            "-t",
+            &tmux.session,
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let s = tmux.wait_for(
+            &format!("the overview at {w}×{h}"),
+            Duration::from_secs(20),
+            |s| {
+                // Redrawn at the new size: the borders span the whole width.
+                s.lines().map(|l| l.chars().count()).max() == Some(w as usize)
+                    && panes
+                        .iter()
+                        .all(|(_, words)| words.iter().all(|x| s.contains(x)))
+            },
+        );
+        for (pane, words) in panes {
+            for x in words {
+                assert!(s.contains(x), "{w}×{h}: the {pane} pane lacks {x:?}:\n{s}");
+            }
+        }
+        assert!(!s.contains("terminal too small"), "{w}×{h}:\n{s}");
+    }
+    tmux.keys("q");
 }

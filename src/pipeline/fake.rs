@@ -75,9 +75,9 @@ pub(crate) struct Mem {
     pub(crate) requests: Requests,
     pub(crate) awaiting: Option<(YearMonth, bool)>,
     pub(crate) epoch: Option<String>,
-    pub alerts: Vec<dvmtop_core::Alert>,
+    pub(crate) alerts: Vec<dvmtop_core::Alert>,
     /// The input sources' committed positions (`source_positions`).
-    pub positions: dvmtop_core::source::Positions,
+    pub(crate) positions: dvmtop_core::source::Positions,
 }
 
 impl Mem {
@@ -113,6 +113,9 @@ impl Mem {
 pub(crate) struct MemStore {
     pub(crate) mem: Arc<Mutex<Mem>>,
     pub(crate) faults: Arc<Mutex<VecDeque<(Op, Fault)>>>,
+    /// Commits wait while a test holds this for writing: a commit stays
+    /// "under way" as long as the test wants.
+    pub(crate) commits_held: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl MemStore {
@@ -201,6 +204,7 @@ impl Store for MemStore {
     }
 
     async fn commit(&self, c: Commit) -> Result<bool> {
+        let _open = self.commits_held.read().await;
         match fault(&self.faults, Op::Commit) {
             Some(Fault::Transient) => return Err(transient("commit")),
             Some(Fault::AlreadyCommitted) => return Ok(false),
@@ -249,7 +253,14 @@ impl Store for MemStore {
             let end = last.year_month.end();
             m.seen.retain(|(d, _)| *d >= end);
             m.state.clock.month = c.month;
-            m.state.clock.confirmed = None;
+            // The rollover spends the confirmations of the months it
+            // closed; one of a later month (taken while this commit was
+            // under way) stays.
+            m.state.clock.confirmed = m
+                .state
+                .clock
+                .confirmed
+                .filter(|x| c.month.is_some_and(|open| *x >= open));
         }
         for (k, v) in [
             ("processed", p.processed as i64),
@@ -324,14 +335,11 @@ impl Store for MemStore {
         Ok(())
     }
 
-    async fn confirm(&self, month: YearMonth) -> Result<bool> {
+    async fn confirm(&self, month: YearMonth) -> Result<()> {
         let mut m = self.mem();
-        if m.state.clock.month != Some(month) {
-            return Ok(false);
-        }
         m.state.clock.confirmed = Some(month);
         m.requests.confirmed = Some(month);
-        Ok(true)
+        Ok(())
     }
 
     async fn requests(&self) -> Result<Requests> {

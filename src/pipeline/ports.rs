@@ -34,7 +34,7 @@ pub struct Loaded {
     /// The Redis queue generation the committed position refers to.
     pub(crate) epoch: Option<String>,
     /// The current alerts.
-    pub alerts: Vec<dvmtop_core::Alert>,
+    pub(crate) alerts: Vec<dvmtop_core::Alert>,
 }
 
 /// A daily cleanup decided on the entity book but not written yet.
@@ -104,9 +104,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn vacuum(&self) -> impl Future<Output = Result<()>> + Send;
     /// Stores the window stats at processing clock `t`.
     fn snapshot_windows(&self, t: i64) -> impl Future<Output = Result<()>> + Send;
-    /// Records the confirmation of `m`'s rollover; only the open month can
-    /// be confirmed.
-    fn confirm(&self, m: YearMonth) -> impl Future<Output = Result<bool>> + Send;
+    /// Records the confirmation of `m`'s rollover: the processor's open
+    /// month, which may be ahead of the committed one (the commit that
+    /// rolls the previous month over keeps it).
+    fn confirm(&self, m: YearMonth) -> impl Future<Output = Result<()>> + Send;
     fn requests(&self) -> impl Future<Output = Result<Requests>> + Send;
     fn cleanup_done(&self) -> impl Future<Output = Result<()>> + Send;
     /// Publishes the rollover waiting for confirmation (or none), for
@@ -222,8 +223,8 @@ impl Store for Db {
         Db::snapshot_windows(self, t).await
     }
 
-    async fn confirm(&self, m: YearMonth) -> Result<bool> {
-        Db::confirm(self, m).await
+    async fn confirm(&self, m: YearMonth) -> Result<()> {
+        Db::record_confirmation(self, m).await
     }
 
     async fn requests(&self) -> Result<Requests> {

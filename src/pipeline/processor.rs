@@ -230,24 +230,34 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         std::mem::take(&mut self.c.reports)
     }
 
-    /// Records a confirmation (durably, so an external `dvmtop confirm`
-    /// and the TUI's dialog do the same thing).
+    /// Records a confirmation of the open month — the processor's, which
+    /// runs ahead of the committed one while the previous rollover's
+    /// commit is under way — in memory and durably (so an external
+    /// `dvmtop confirm` and the TUI's dialog do the same thing). Any other
+    /// month is refused.
     pub async fn confirm(&mut self, m: YearMonth) -> Result<bool> {
-        let ok = self.c.store.confirm(m).await?;
-        if ok {
-            self.state.confirmed = Some(m);
+        if self.state.month != Some(m) {
+            return Ok(false);
         }
-        Ok(ok)
+        self.c.store.confirm(m).await?;
+        self.state.confirmed = Some(m);
+        Ok(true)
     }
 
     /// Picks up a confirmation or cleanup request written by another
     /// process (`dvmtop confirm`, `dvmtop cleanup`).
     pub async fn refresh_requests(&mut self) -> Result<Option<JobRun>> {
         let r = self.c.store.requests().await?;
-        // A confirmation of a month the processor has already closed (in
-        // memory, not committed yet) is moot.
-        if r.confirmed.is_none() || r.confirmed == self.state.month {
-            self.state.confirmed = r.confirmed;
+        // Only a confirmation of the open month counts: one of a month the
+        // processor has already closed (in memory, not committed yet) is
+        // moot. Nothing read here withdraws a confirmation already taken —
+        // the stored one may not show it yet, or no longer (a rollover's
+        // commit spends the months it closes); a rollover spends it in
+        // memory.
+        if let Some(m) = r.confirmed
+            && self.state.month == Some(m)
+        {
+            self.state.confirmed = Some(m);
         }
         if !r.cleanup || self.state.day.is_none() {
             return Ok(None);
@@ -634,7 +644,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     }
 
     /// The current alerts (loaded at start, and raised since).
-    pub fn alerts(&self) -> &[dvmtop_core::Alert] {
+    pub(crate) fn alerts(&self) -> &[dvmtop_core::Alert] {
         &self.alerts
     }
 

@@ -368,6 +368,73 @@ async fn a_waiting_rollover_shows_the_row_it_writes_and_the_run_ends_after_it() 
     );
 }
 
+/// Issue 12, the lost first `y`: the operator confirms a month the
+/// processor has opened in memory while the commit of the previous month's
+/// rollover is still under way (so the tables still name the previous
+/// month as open). The confirmation is taken, survives that commit and the
+/// requests read that follows it, and the month rolls over without a
+/// second confirmation — ending with the rows of the automatic run.
+#[tokio::test]
+async fn a_confirmation_while_the_previous_rollover_commits_is_not_lost() {
+    let want = reference().await;
+    let (store, queue) = (MemStore::default(), MemQueue::default());
+    queue.push(input());
+    let mut s = settings(50, 1_000_000);
+    s.params.policy = Policy::Manual;
+    let mut p = Processor::open(store.clone(), queue.clone(), s)
+        .await
+        .unwrap();
+    let (jan, feb) = ("2024-01".parse().unwrap(), "2024-02".parse().unwrap());
+    while p.awaiting().map(|a| a.month) != Some(jan) {
+        p.step().await.unwrap();
+    }
+    p.commit().await.unwrap();
+    assert!(p.confirm(jan).await.unwrap());
+    // From here the commit of January's rollover stays under way.
+    let held = store.commits_held.write().await;
+    while !matches!(p.step().await.unwrap(), Progress::Rolled { .. }) {}
+    while p.awaiting().map(|a| a.month) != Some(feb) {
+        p.step().await.unwrap();
+    }
+    assert_eq!(
+        store.mem().state.clock.month,
+        Some(jan),
+        "January's rollover is not committed yet"
+    );
+    assert!(
+        p.confirm(feb).await.unwrap(),
+        "February is the processor's open month: its confirmation is taken"
+    );
+    drop(held);
+    p.commit().await.unwrap();
+    // The NOTIFY of the confirmation makes the run loop read the requests.
+    p.refresh_requests().await.unwrap();
+    let (_ctl, mut rx) = mpsc::channel(4);
+    let mut wake = Wake::new(Duration::from_millis(10));
+    let (mut out, _sub) = Publisher::new();
+    // Without a confirmation February would wait for ever: the run would
+    // not end.
+    let end = tokio::time::timeout(
+        Duration::from_secs(30),
+        super::run(&mut p, &mut rx, &mut wake, || true, &mut out),
+    )
+    .await
+    .expect("February rolls over on its one confirmation and the run ends");
+    assert_eq!(end.unwrap(), RunEnd::Drained);
+    let got = store.mem().tables();
+    assert_eq!(got.monthly.keys().collect::<Vec<_>>(), [&jan, &feb]);
+    assert_eq!(
+        got.monthly
+            .values()
+            .map(MonthRowFigures::of)
+            .collect::<Vec<_>>(),
+        want.monthly
+            .values()
+            .map(MonthRowFigures::of)
+            .collect::<Vec<_>>()
+    );
+}
+
 /// A row without its write time.
 #[derive(Debug, PartialEq)]
 struct MonthRowFigures(dvmtop_core::MonthRow);

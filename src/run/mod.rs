@@ -197,7 +197,7 @@ pub struct Runtime {
     pub(crate) processed_before: u64,
     /// Redis persists nothing (also in the pipeline's status and in
     /// PostgreSQL's alerts).
-    pub persistence_alert: Option<dvmtop_core::Alert>,
+    pub(crate) persistence_alert: Option<dvmtop_core::Alert>,
 }
 
 /// One of the run's tasks ended.
@@ -229,6 +229,19 @@ impl Runtime {
         mode: Mode,
         files: &[String],
         start: Start,
+    ) -> Result<Runtime> {
+        Runtime::launch_with(cfg, mode, files, start, false).await
+    }
+
+    /// [`Self::launch`], the pipeline paused from the start when `paused`
+    /// (the TUI's `--paused`): its first control is the pause, taken
+    /// before any step, so nothing is processed until a resume or a step.
+    pub(crate) async fn launch_with(
+        cfg: &Config,
+        mode: Mode,
+        files: &[String],
+        start: Start,
+        paused: bool,
     ) -> Result<Runtime> {
         let started = Instant::now();
         if let Some(addr) = cfg.metrics_addr.filter(|_| mode != Mode::Collect) {
@@ -279,6 +292,10 @@ impl Runtime {
             })
         };
         let (ctl, ctl_rx) = mpsc::channel(32);
+        if paused {
+            ctl.try_send(Control::Pause)
+                .expect("a new channel has room for one control");
+        }
         let (mut publisher, sub) = Publisher::new();
         let mut listeners = Vec::new();
         let pipeline = if mode == Mode::Collect {
@@ -406,7 +423,7 @@ impl Runtime {
     }
 
     /// The alerts that hold now (the TUI's banner).
-    pub fn alerts(&self) -> watch::Receiver<Vec<dvmtop_core::alerts::Alert>> {
+    pub(crate) fn alerts(&self) -> watch::Receiver<Vec<dvmtop_core::alerts::Alert>> {
         self.alerts.clone()
     }
 

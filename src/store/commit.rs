@@ -39,7 +39,7 @@ pub struct Commit {
     pub(crate) month: Option<YearMonth>,
     /// The furthest position of each input source among the elements
     /// this group consumed.
-    pub positions: dvmtop_core::source::Positions,
+    pub(crate) positions: dvmtop_core::source::Positions,
 }
 
 pub(crate) fn ts(secs: i64) -> DateTime<Utc> {
@@ -467,13 +467,17 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
-        // A rollover moves the open month (and spends its confirmation).
+        // A rollover moves the open month and spends the confirmations of
+        // the months it closed; a later month's (the processor's open
+        // month, confirmed while this commit was under way) stays.
+        // `YYYY-MM` compares as text in month order.
         let rolled = !c.rollovers.is_empty();
         sqlx::query(
             "UPDATE pipeline_state SET last_seq = $1, last_count = $2,
                clock = GREATEST(clock, $3),
                current_month = CASE WHEN $4 THEN $5 ELSE current_month END,
-               confirmed_month = CASE WHEN $4 THEN NULL ELSE confirmed_month END,
+               confirmed_month = CASE WHEN $4 AND confirmed_month < $5 THEN NULL
+                 ELSE confirmed_month END,
                updated_at = now()",
         )
         .bind(c.seq)

@@ -244,13 +244,17 @@ impl Db {
         format!("dvmtop_{}", self.namespace)
     }
 
-    /// Records the operator's confirmation of `m`'s rollover; only the open
-    /// month can be confirmed. Returns whether it took. A running pipeline
-    /// is notified.
+    /// Records the operator's confirmation of `m`'s rollover (`dvmtop
+    /// confirm`, another process): only the open month as committed, or
+    /// the one whose rollover the running pipeline awaits (its open month
+    /// runs ahead of the committed one while the previous rollover's
+    /// commit is under way), can be confirmed. Returns whether it took. A
+    /// running pipeline is notified.
     pub(crate) async fn confirm(&self, m: YearMonth) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE pipeline_state SET confirmed_month = $1, updated_at = now() WHERE current_month = $1",
+            "UPDATE pipeline_state SET confirmed_month = $1, updated_at = now()
+             WHERE current_month = $1 OR awaiting_month = $1",
         )
         .bind(m.to_string())
         .execute(&mut *tx)
@@ -262,6 +266,16 @@ impl Db {
             .await?;
         tx.commit().await?;
         Ok(n == 1)
+    }
+
+    /// The running pipeline's own confirmation of its open month (which
+    /// it has checked; it may be ahead of the committed one).
+    pub(crate) async fn record_confirmation(&self, m: YearMonth) -> Result<()> {
+        sqlx::query("UPDATE pipeline_state SET confirmed_month = $1, updated_at = now()")
+            .bind(m.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// What other processes asked of the running pipeline: the confirmed
@@ -381,7 +395,7 @@ fn parse_month(column: &str, v: Option<String>) -> Result<Option<YearMonth>> {
 }
 
 /// A job kind as stored (`integer`).
-pub fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
+pub(crate) fn kind_column(k: Option<dvmtop_core::JobKind>) -> Option<i32> {
     k.map(|k| k.0 as i32)
 }
 

@@ -169,6 +169,9 @@ pub struct App {
     /// The help overlay's first line shown (it scrolls when taller than the
     /// screen).
     pub(crate) help_scroll: u16,
+    /// The cleanup history's first line shown (0: the newest run), on the
+    /// overview and history views.
+    pub(crate) cleanup_scroll: usize,
     /// The drill-down views' state (tables, period, detail, answers).
     pub(crate) views: Views,
     pub(crate) dialog: Option<Dialog>,
@@ -185,7 +188,8 @@ pub struct App {
     pub(crate) windows: Vec<WindowStats>,
     pub(crate) months: Vec<MonthRow>,
     pub(crate) redis: Source<RedisView>,
-    pub(crate) depth_history: VecDeque<u64>,
+    /// Queue depth per poll, with the poll's time (the chart's time axis).
+    pub(crate) depth_history: VecDeque<(DateTime<Utc>, u64)>,
     /// Batch latency, milliseconds (rounded up), one sample per snapshot
     /// that saw new batches.
     pub(crate) latency_history: VecDeque<u64>,
@@ -270,6 +274,7 @@ impl App {
             view: 0,
             help: false,
             help_scroll: 0,
+            cleanup_scroll: 0,
             views: Views::default(),
             dialog: None,
             status: PipelineStatus::default(),
@@ -698,6 +703,11 @@ impl App {
                 };
                 vec![Command::Redraw]
             }
+            Action::Up | Action::Down | Action::PageUp | Action::PageDown | Action::Top
+                if self.shows_cleanup_history() =>
+            {
+                self.scroll_cleanup(a)
+            }
             Action::Up => self.view_move(Move::Up),
             Action::Down => self.view_move(Move::Down),
             Action::PageUp => self.view_move(Move::PageUp),
@@ -746,6 +756,32 @@ impl App {
                 None => Vec::new(),
             },
         }
+    }
+
+    /// Whether the current view is one whose scroll keys move the cleanup
+    /// history (the overview, history).
+    fn shows_cleanup_history(&self) -> bool {
+        matches!(self.current_view(), View::Overview | View::History)
+    }
+
+    /// ↓/↑ one line, PgDn/PgUp ten, Home back to the newest run; never
+    /// past the oldest line.
+    fn scroll_cleanup(&mut self, a: Action) -> Vec<Command> {
+        let last = super::panes::cleanup::count(self).saturating_sub(1);
+        let now = self.cleanup_scroll.min(last);
+        let next = match a {
+            Action::Up => now.saturating_sub(1),
+            Action::Down => now + 1,
+            Action::PageUp => now.saturating_sub(10),
+            Action::PageDown => now + 10,
+            _ => 0,
+        }
+        .min(last);
+        if next == self.cleanup_scroll {
+            return Vec::new();
+        }
+        self.cleanup_scroll = next;
+        vec![Command::Redraw]
     }
 
     /// The figures the dialog shows: the snapshot's preview of the month,
@@ -849,6 +885,12 @@ impl App {
                     Level::Warn,
                     format!("{month} is not the open month: the confirmation was not taken"),
                 );
+                // Refused while its rollover still waits: the dialog comes
+                // back at once (not at the next snapshot that differs).
+                let waiting = self.status.awaiting.as_ref().map(|a| a.month);
+                if self.dialog.is_none() && waiting == Some(month) && self.should_prompt(month) {
+                    self.open_dialog(month);
+                }
             }
             Progress::Cleanup(run) => {
                 let rows: i64 = run.rows.values().sum();
@@ -875,8 +917,9 @@ impl App {
         let mut changed = false;
         let accepted = p.redis.as_ref().ok().map(|r| r.stat("accepted"));
         if let Ok(r) = &p.redis {
-            let flat = self.depth_history.back() == Some(&r.depth) && self.depth_history.len() > 1;
-            push(&mut self.depth_history, r.depth);
+            let flat = self.depth_history.back().map(|s| s.1) == Some(r.depth)
+                && self.depth_history.len() > 1;
+            push(&mut self.depth_history, (p.at, r.depth));
             changed |= !flat;
         }
         let rate = match (self.prev_sample, accepted) {
@@ -913,7 +956,7 @@ impl App {
     }
 }
 
-fn push(h: &mut VecDeque<u64>, v: u64) {
+fn push<T>(h: &mut VecDeque<T>, v: T) {
     if h.len() == HISTORY {
         h.pop_front();
     }
@@ -929,7 +972,7 @@ fn redraw_if(changed: bool) -> Vec<Command> {
 }
 
 /// Digits grouped by thousands: 1234567 → "1,234,567".
-pub(crate) fn group(n: impl Into<i128>) -> String {
+pub fn group(n: impl Into<i128>) -> String {
     let n: i128 = n.into();
     let digits = n.unsigned_abs().to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);

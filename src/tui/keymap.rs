@@ -245,7 +245,7 @@ pub(crate) const BINDINGS: &[Binding] = &[
         keys: &[ch(' '), ch('p')],
         action: Action::TogglePause,
         hint: "pause",
-        help: "pause or resume processing (the view keeps updating)",
+        help: "pause or resume processing (also a run started --paused)",
     },
     Binding {
         ctx: Ctx::Main,
@@ -316,6 +316,41 @@ pub(crate) const BINDINGS: &[Binding] = &[
         action: Action::GoToView,
         hint: "",
         help: "view 1 overview 2 DVMs 3 kinds 4 months 5 history 6 ingest",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[code(KeyCode::Down), ch('j')],
+        action: Action::Down,
+        hint: "scroll",
+        help: "overview, history: scroll the cleanup history to older runs",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[code(KeyCode::Up), ch('k')],
+        action: Action::Up,
+        hint: "",
+        help: "overview, history: scroll the cleanup history back",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[code(KeyCode::PageDown)],
+        action: Action::PageDown,
+        hint: "",
+        help: "overview, history: ten older runs",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[code(KeyCode::PageUp)],
+        action: Action::PageUp,
+        hint: "",
+        help: "overview, history: ten newer runs",
+    },
+    Binding {
+        ctx: Ctx::Main,
+        keys: &[code(KeyCode::Home), ch('g')],
+        action: Action::Top,
+        hint: "",
+        help: "overview, history: back to the newest run",
     },
     Binding {
         ctx: Ctx::View,
@@ -608,7 +643,10 @@ mod tests {
                     continue;
                 }
                 let overlap = chain(a.ctx).contains(&b.ctx) || chain(b.ctx).contains(&a.ctx);
-                if overlap {
+                // A view may bind a main-screen key to the same action
+                // (↑↓ move its rows, as they scroll the cleanup history).
+                let same = a.action == b.action && a.ctx != b.ctx;
+                if overlap && !same {
                     for k in a.keys {
                         assert!(
                             !b.keys.contains(k),

@@ -41,6 +41,8 @@ pub struct Options {
     pub start: Start,
     pub readonly: bool,
     pub mouse: bool,
+    /// Start with processing paused (`--paused`).
+    pub paused: bool,
     pub palette: Palette,
 }
 
@@ -107,6 +109,11 @@ impl Driver {
 /// until the operator quits or a signal arrives. With `readonly` it runs
 /// nothing: it watches the namespace's holder (see [`crate::run::watcher`]).
 pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
+    if opts.readonly && opts.paused {
+        return Err(Error::Config(
+            "a watcher (--readonly, `dvmtop watch`) runs nothing to pause: drop --paused".into(),
+        ));
+    }
     if opts.readonly && !opts.files.is_empty() {
         return Err(Error::Config(
             "a watcher (--readonly, `dvmtop watch`) ingests nothing: drop the files, or run without --readonly".into(),
@@ -155,7 +162,8 @@ pub async fn run(cfg: &Config, opts: Options) -> Result<Outcome> {
             status,
         )
     } else {
-        let mut rt = Runtime::launch(cfg, opts.mode, &opts.files, opts.start).await?;
+        let mut rt =
+            Runtime::launch_with(cfg, opts.mode, &opts.files, opts.start, opts.paused).await?;
         let mut workers = vec![
             workers::spawn_status(rt.status(), tx.clone()),
             workers::spawn_alerts(rt.alerts(), tx.clone()),

@@ -105,7 +105,7 @@ fn overview(f: &mut Frame, body: Rect, app: &App, t: &Theme, now: DateTime<Utc>)
     ])
     .areas(body);
     let [a1, a2] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(a);
-    queue::render(f, a1, app, t);
+    queue::render(f, a1, app, t, now);
     clock::render(f, a2, app, t, now);
     let [b1, b2] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(b);
     let block = panes::pane("Overflow · throughput", t, app.db.stale_since);
@@ -121,7 +121,7 @@ fn overview(f: &mut Frame, body: Rect, app: &App, t: &Theme, now: DateTime<Utc>)
     );
     let inner = block.inner(b2);
     f.render_widget(block, b2);
-    let mut lines = entities::lines(app, t);
+    let mut lines = entities::lines(app, t, inner.width);
     lines.extend(ingest::lines(app, t));
     f.render_widget(Paragraph::new(lines), inner);
     if win_h > 0 {
@@ -155,7 +155,7 @@ fn ingest_view(f: &mut Frame, body: Rect, app: &App, t: &Theme, now: DateTime<Ut
     ingest::render(f, left, app, t);
     let [q, thr] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
-    queue::render(f, q, app, t);
+    queue::render(f, q, app, t, now);
     let block = panes::pane("Throughput · batch latency (ms)", t, None);
     let inner = block.inner(thr);
     f.render_widget(block, thr);

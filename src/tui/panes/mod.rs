@@ -13,7 +13,7 @@ pub(crate) mod queue;
 pub(crate) mod relays;
 pub(crate) mod status;
 pub(crate) mod throughput;
-pub mod windows;
+pub(crate) mod windows;
 
 use super::theme::Theme;
 use chrono::{DateTime, Utc};
@@ -133,6 +133,55 @@ pub(crate) fn first<T>(mut v: Vec<T>, n: usize) -> Vec<T> {
     v
 }
 
+/// Joins `parts` with `sep` into at most `room` characters, never cutting
+/// one in the middle: whole parts are dropped from the end, and " …" says
+/// some were. A first part that alone is too long loses whole words
+/// instead; only a single word longer than `room` is cut, ending in "…".
+/// The one shortening rule of the screen: the title's facts, the state
+/// line, the alert banner, the notes and the cells that can outgrow
+/// their column all go through it.
+pub(crate) fn fit<S: AsRef<str>>(parts: &[S], sep: &str, room: usize) -> String {
+    let len = |s: &str| s.chars().count();
+    let mut out = String::new();
+    for (n, p) in parts.iter().enumerate() {
+        let p = p.as_ref();
+        let s = if n == 0 { "" } else { sep };
+        let more = if n + 1 < parts.len() { 2 } else { 0 };
+        if len(&out) + len(s) + len(p) + more <= room {
+            out.push_str(s);
+            out.push_str(p);
+            continue;
+        }
+        if n > 0 {
+            // The " …" was reserved by the part before.
+            out.push_str(" …");
+            return out;
+        }
+        // The first part alone, without room for " …" after it.
+        if len(p) < room && more > 0 {
+            return format!("{p}…");
+        }
+        if len(p) <= room {
+            return p.to_owned();
+        }
+        let words: Vec<&str> = p.split(' ').collect();
+        if words.len() > 1 {
+            return fit(&words, " ", room);
+        }
+        if room == 0 {
+            return String::new();
+        }
+        return p.chars().take(room - 1).chain(['…']).collect();
+    }
+    out
+}
+
+/// A sentence in at most `room` characters, shortened word by word.
+pub(crate) fn fit_words(text: &str, room: usize) -> String {
+    let words: Vec<&str> = text.split(' ').collect();
+    fit(&words, " ", room)
+}
+
 /// The percentage `a / (a + b)`, or "–".
 pub(crate) fn share(a: i64, b: i64) -> String {
     if a + b > 0 {
@@ -169,5 +218,39 @@ mod tests {
         assert_eq!(crate::tui::app::group(1_234_567), "1,234,567");
         assert_eq!(crate::tui::app::group(-1_000), "-1,000");
         assert_eq!(crate::tui::app::group(12), "12");
+    }
+
+    #[test]
+    fn fit_drops_whole_parts_and_words_never_halves() {
+        let parts = ["dvmtop", "sample", "backtest", "manual rollover"];
+        assert_eq!(
+            fit(&parts, " · ", 100),
+            "dvmtop · sample · backtest · manual rollover"
+        );
+        // "dvmtop · sample · backtest" is 26, plus " …" is 28.
+        assert_eq!(fit(&parts, " · ", 30), "dvmtop · sample · backtest …");
+        assert_eq!(fit(&parts, " · ", 27), "dvmtop · sample …");
+        let why = "rollover of 2024-02 due: waiting for confirmation; nothing moves until it is confirmed";
+        let got = fit_words(why, 60);
+        assert_eq!(
+            got,
+            "rollover of 2024-02 due: waiting for confirmation; nothing …"
+        );
+        assert!(got.chars().count() <= 60);
+        assert_eq!(fit_words(why, 200), why);
+        // Every shortening is a run of whole words and an ellipsis.
+        for room in 9..why.len() {
+            let got = fit_words(why, room);
+            assert!(got.chars().count() <= room, "{room}: {got}");
+            let kept = got.trim_end_matches('…').trim_end();
+            assert!(
+                why.starts_with(kept) && why[kept.len()..].starts_with(' '),
+                "{room}: {got:?} cuts a word"
+            );
+        }
+        // Only a word longer than the room is cut, and says so.
+        assert_eq!(fit_words("wss://relay.example.com", 10), "wss://rel…");
+        assert_eq!(fit(&["100%"], " ", 4), "100%");
+        assert_eq!(fit::<&str>(&[], " ", 4), "");
     }
 }

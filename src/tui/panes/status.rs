@@ -67,22 +67,7 @@ pub(crate) fn title_parts(app: &App) -> Vec<String> {
 /// Joins `parts` with " · " into at most `room` characters, dropping
 /// whole parts from the end (an ellipsis says some were dropped).
 pub(crate) fn fit_parts(parts: &[String], room: usize) -> String {
-    let mut out = String::from(" ");
-    for (n, p) in parts.iter().enumerate() {
-        let sep = if n == 0 { "" } else { " · " };
-        let more = n + 1 < parts.len();
-        let need = out.chars().count() + sep.len() + p.chars().count() + if more { 2 } else { 0 };
-        if need > room && n > 0 {
-            out.push_str(" …");
-            break;
-        }
-        out.push_str(sep);
-        out.push_str(p);
-    }
-    if out.chars().count() > room {
-        out = out.chars().take(room).collect();
-    }
-    out
+    format!(" {}", super::fit(parts, " · ", room.saturating_sub(1)))
 }
 
 pub(crate) fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
@@ -129,7 +114,8 @@ pub(crate) fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     } else {
         area.width as usize
     };
-    let left = fit_parts(&parts, room);
+    // A space between the facts and the tabs.
+    let left = fit_parts(&parts, room.saturating_sub(usize::from(tabs)));
     let mut spans = vec![Span::styled(format!("{left:<room$}"), t.bar())];
     if tabs {
         spans.extend(views);
@@ -139,13 +125,15 @@ pub(crate) fn title(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
 
 pub(crate) fn state(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     let (level, word, why) = app.state_line();
+    let word = format!(" {word} ");
+    let room = (area.width as usize).saturating_sub(word.chars().count() + 1);
     let line = Line::from(vec![
         Span::styled(
-            format!(" {word} "),
+            word,
             level_style(t, level).add_modifier(ratatui::style::Modifier::BOLD),
         ),
         Span::raw(" "),
-        Span::styled(why, level_style(t, level)),
+        Span::styled(super::fit_words(&why, room), level_style(t, level)),
     ]);
     f.render_widget(Paragraph::new(line), area);
 }
@@ -193,6 +181,7 @@ pub(crate) fn banner_lines(app: &App) -> Vec<(Level, String)> {
 }
 
 pub(crate) fn banner(f: &mut Frame, area: Rect, lines: &[(Level, String)], t: &Theme) {
+    let room = (area.width as usize).saturating_sub(3);
     let lines: Vec<Line> = lines
         .iter()
         .take(area.height as usize)
@@ -202,7 +191,7 @@ pub(crate) fn banner(f: &mut Frame, area: Rect, lines: &[(Level, String)], t: &T
                     " ▲ ",
                     level_style(t, *level).add_modifier(ratatui::style::Modifier::BOLD),
                 ),
-                Span::styled(text.clone(), level_style(t, *level)),
+                Span::styled(super::fit_words(text, room), level_style(t, *level)),
             ])
         })
         .collect();
@@ -219,7 +208,10 @@ pub(crate) fn note(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
     f.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled(format!(" {mark} "), level_style(t, n.level)),
-            Span::styled(n.text.clone(), level_style(t, n.level)),
+            Span::styled(
+                super::fit_words(&n.text, (area.width as usize).saturating_sub(3)),
+                level_style(t, n.level),
+            ),
         ])),
         area,
     );

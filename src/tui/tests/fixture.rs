@@ -340,3 +340,19 @@ pub(crate) fn waiting_status(month: YearMonth, blocked: bool, requests: i64) -> 
         ..running_status()
     }
 }
+
+/// Twelve audited runs that fold into twelve lines (no two no-op cleanups
+/// in a row): more than the overview's cleanup pane shows at 80×24.
+pub(crate) fn many_jobs(app: &mut App) {
+    let d = app.db.data.as_mut().expect("polled");
+    let base = d.jobs[0].clone();
+    d.jobs = (0..12)
+        .map(|i| {
+            let mut j = base.clone();
+            j.id = 100 - i;
+            j.reference_time = Some(at(2024, 3, 14 - i as u32, 0, 0, 0));
+            j.rows = [("entity_activity".to_owned(), 1_000 + i)].into();
+            j
+        })
+        .collect();
+}

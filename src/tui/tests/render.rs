@@ -199,3 +199,72 @@ fn alerts_and_an_unreachable_redis_are_a_banner_under_the_state_line() {
     let text = format!("{}", draw(&busy_app(), 80, 24).backend());
     assert!(!text.contains('▲'), "no alert, no banner: {text}");
 }
+
+#[test]
+fn cleanup_history_scrolled() {
+    let mut app = busy_app();
+    many_jobs(&mut app);
+    snap("cleanup_top", &app, 80, 24);
+    for _ in 0..3 {
+        update(
+            &mut app,
+            Msg::Key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE)),
+        );
+    }
+    snap("cleanup_scrolled", &app, 80, 24);
+}
+
+/// Each screen line's words, as the words of the texts it shows: a word
+/// on screen that is not one of them (nor an ellipsis) was cut.
+fn assert_no_word_cut(screen: &str, texts: &[&str]) {
+    let words: std::collections::BTreeSet<&str> = texts.iter().flat_map(|t| t.split(' ')).collect();
+    for line in screen.lines().take(4) {
+        let line = line.trim_matches('"');
+        for w in line.split(' ').filter(|w| w.len() > 1) {
+            let w = w.trim_end_matches('…');
+            if w.is_empty() || w.chars().all(|c| !c.is_alphanumeric()) {
+                continue;
+            }
+            assert!(
+                words.contains(w) || !texts.iter().any(|t| t.contains(w)),
+                "{w:?} is cut in:\n{screen}"
+            );
+        }
+    }
+}
+
+#[test]
+fn long_state_lines_and_alerts_shorten_by_whole_words_at_80_columns() {
+    let mut app = with_dialog();
+    app.dialog = None;
+    let why = "rollover of 2024-02 due: waiting for confirmation; nothing moves until it is confirmed (c reviews it)";
+    let alert = dvmtop_core::Alert {
+        kind: "relay_down".into(),
+        severity: dvmtop_core::Severity::Warning,
+        message: "relay wss://relay.example.com disconnected for 12 minutes: connect: IO error: Connection refused".into(),
+        since: now(),
+    };
+    let line = format!("{}: {}", alert.kind, alert.message);
+    update(&mut app, Msg::Alerts(vec![alert]));
+    assert!(app.state_line().2.contains("nothing moves until"));
+    let text = format!("{}", draw(&app, 80, 24).backend());
+    assert!(text.contains("nothing moves …"), "{text}");
+    assert!(text.contains("disconnected for 12 minutes: …"), "{text}");
+    assert_no_word_cut(&text, &[why, &line]);
+    snap("long_state", &app, 80, 24);
+}
+
+#[test]
+fn a_full_share_is_never_cut() {
+    let mut app = busy_app();
+    if let Some(d) = &mut app.db.data {
+        d.dvms_inactive = 0;
+        d.users_active = 12_911;
+        d.users_inactive = 0;
+    }
+    let text = format!("{}", draw(&app, 80, 24).backend());
+    let dvms = text.lines().find(|l| l.contains("│DVMs ")).unwrap();
+    assert!(dvms.contains(" 100%"), "{text}");
+    let users = text.lines().find(|l| l.contains("│users ")).unwrap();
+    assert!(users.contains(" 100%"), "{text}");
+}

@@ -647,3 +647,71 @@ fn a_watcher_says_when_no_process_holds_the_namespace() {
     assert_eq!((level, word), (Level::Warn, "◌ NO HOLDER"));
     assert!(why.contains("last published"), "{why}");
 }
+
+#[test]
+fn the_cleanup_history_scrolls_on_the_overview_and_history_views() {
+    let mut app = busy_app();
+    many_jobs(&mut app);
+    assert_eq!(app.cleanup_scroll, 0);
+    assert_eq!(update(&mut app, code(KeyCode::Down)), vec![Command::Redraw]);
+    assert_eq!(update(&mut app, key('j')), vec![Command::Redraw]);
+    assert_eq!(app.cleanup_scroll, 2);
+    update(&mut app, key('k'));
+    assert_eq!(app.cleanup_scroll, 1);
+    update(&mut app, code(KeyCode::PageDown));
+    assert_eq!(app.cleanup_scroll, 11, "never past the oldest line");
+    assert!(
+        update(&mut app, code(KeyCode::Down)).is_empty(),
+        "at the end: nothing changes, nothing to redraw"
+    );
+    update(&mut app, code(KeyCode::PageUp));
+    assert_eq!(app.cleanup_scroll, 1);
+    update(&mut app, code(KeyCode::Home));
+    assert_eq!(app.cleanup_scroll, 0);
+    assert!(update(&mut app, code(KeyCode::Up)).is_empty());
+    // The history view (5) scrolls the same history.
+    update(&mut app, key('5'));
+    update(&mut app, key('g'));
+    update(&mut app, key('j'));
+    assert_eq!(app.cleanup_scroll, 1);
+    // On a list view the same keys move its selection instead.
+    update(&mut app, key('2'));
+    update(&mut app, key('j'));
+    assert_eq!(app.cleanup_scroll, 1);
+    // Every scroll key is in the key map, under the main screen.
+    for k in [
+        KeyCode::Down,
+        KeyCode::Up,
+        KeyCode::PageDown,
+        KeyCode::PageUp,
+        KeyCode::Home,
+    ] {
+        let ev = KeyEvent::new(k, KeyModifiers::NONE);
+        assert!(
+            crate::tui::keymap::lookup(crate::tui::keymap::Ctx::Main, &ev).is_some(),
+            "{k:?}"
+        );
+    }
+}
+
+#[test]
+fn a_refused_confirmation_brings_the_dialog_back_at_once() {
+    let mut app = running();
+    status(&mut app, jan_due(true));
+    assert!(app.dialog.is_some());
+    let cmds = update(&mut app, key('y'));
+    assert_eq!(sent(&cmds), vec![Control::Confirm(ym(2024, 1))]);
+    assert!(app.dialog.is_none());
+    update(
+        &mut app,
+        Msg::Event(Progress::Confirmed {
+            month: ym(2024, 1),
+            accepted: false,
+        }),
+    );
+    assert!(
+        app.dialog.as_ref().is_some_and(|d| d.month == ym(2024, 1)),
+        "the rollover still waits: asked again without waiting for another snapshot"
+    );
+    assert_eq!(app.note.as_ref().map(|n| n.level), Some(Level::Warn));
+}
