@@ -40,25 +40,18 @@ pub(crate) async fn facts(db: &Db, queue: &Queue, live: bool, clock: Option<i64>
     Ok(f)
 }
 
-/// Refusals so far, at ingest and in the pipeline: the monotonic count
-/// behind "dead letters rising" (the dead-letter list itself is capped, so
-/// its length stops growing).
+/// Events dead-lettered so far, at ingest and in the pipeline: the
+/// monotonic count behind "dead letters rising" (the dead-letter list
+/// itself is capped, so its length stops growing).
 async fn rejected(db: &Db, queue: &Queue) -> Result<u64> {
-    let ingest: u64 = queue
-        .ingest_stats()
-        .await?
-        .iter()
-        .filter(|(k, _)| k.starts_with("rejected:"))
-        .map(|(_, v)| *v)
-        .sum();
-    let pipeline: i64 = db
-        .counters()
-        .await?
-        .iter()
-        .filter(|(k, _)| k.starts_with("rejected:"))
-        .map(|(_, v)| *v)
-        .sum();
-    Ok(ingest + pipeline.max(0) as u64)
+    let ingest = queue.ingest_stats().await?;
+    let pipeline = db.counters().await?;
+    Ok(alerts::dead_lettered(
+        ingest
+            .iter()
+            .map(|(k, v)| (k.as_str(), i64::try_from(*v).unwrap_or(i64::MAX)))
+            .chain(pipeline.iter().map(|(k, v)| (k.as_str(), *v))),
+    ))
 }
 
 /// The alerts `dvmtop status` reports: fresh facts, and the trend history

@@ -83,6 +83,19 @@ pub struct Facts {
     pub failed_jobs: Vec<FailedJob>,
 }
 
+/// How many events were dead-lettered so far, from refusal counters
+/// (`rejected:<reason>` → count, ingest's and the pipeline's): every
+/// refusal is parked in the dead-letter list except an ingest duplicate,
+/// which is only counted — a file with repeated events is not bad input.
+/// Monotonic, unlike the (capped) list's length.
+pub fn dead_lettered<'a>(counters: impl IntoIterator<Item = (&'a str, i64)>) -> u64 {
+    counters
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("rejected:") && *k != "rejected:duplicate")
+        .map(|(_, v)| v.max(0) as u64)
+        .sum()
+}
+
 /// Sampled history for the trend rules.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Trends {
@@ -280,6 +293,19 @@ mod tests {
             tr.sample(at(m), 0, 0, &t);
         }
         assert_eq!(tr.growing_since, None);
+    }
+
+    #[test]
+    fn duplicates_are_counted_but_not_dead_letters() {
+        let c = [
+            ("rejected:duplicate", 564),
+            ("rejected:malformed", 3),
+            ("rejected:too_old", 2),
+            ("accepted", 1000),
+            ("duplicate", 40),
+        ];
+        assert_eq!(dead_lettered(c), 5);
+        assert_eq!(dead_lettered([("rejected:duplicate", 564)]), 0);
     }
 
     #[test]
