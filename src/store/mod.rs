@@ -64,8 +64,9 @@ impl Db {
     async fn open(url: &str, namespace: &str, create: bool) -> Result<Db> {
         validate_namespace(namespace)?;
         crate::tls::install_provider();
-        let base = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::Config(format!("invalid DATABASE_URL {url:?}: {e}")))?
+        let parsed = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("invalid DATABASE_URL {url:?}: {e}")))?;
+        let base = connect::plain_on_loopback(url, parsed)
             .application_name(&connect::application_name())
             .log_statements(tracing::log::LevelFilter::Trace);
         let mut admin = if create {
