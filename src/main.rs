@@ -159,6 +159,16 @@ async fn headless(
             cfg.backup_dir.display()
         )));
     }
+    if let Some(lost) = r
+        .summary
+        .queue_lost
+        .as_ref()
+        .filter(|_| mode == Mode::Backtest)
+    {
+        return Err(Error::Config(format!(
+            "this backtest's figures are incomplete: {lost}"
+        )));
+    }
     Ok(if interrupted {
         ExitCode::from(130)
     } else {

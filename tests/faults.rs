@@ -418,11 +418,27 @@ async fn lost_then_resumed(scratch: &ScratchDir, file: &Path, at: LossAt) -> (Te
         println!("  {l}");
     }
     match at {
-        LossAt::Processing | LossAt::Queued => assert!(
-            first.stderr.contains("queue of namespace"),
-            "the loss is said: {}",
-            first.stderr
-        ),
+        // The backtest fails: its figures miss what Redis lost.
+        LossAt::Processing | LossAt::Queued => {
+            assert!(
+                first.stderr.contains("queue of namespace"),
+                "the loss is said: {}",
+                first.stderr
+            );
+            // Failed by the pipeline's loss, or by its ingest still
+            // running into it.
+            assert!(!first.status.success(), "{first:?}");
+            assert!(
+                first
+                    .stderr
+                    .contains("this backtest's figures are incomplete")
+                    || first
+                        .stderr
+                        .contains("Redis lost this input's queue position"),
+                "{}",
+                first.stderr
+            );
+        }
         // Ingest stops rather than queue on behind the hole, and says so
         // (the pipeline may not have had a queue generation yet).
         LossAt::Ingest => {

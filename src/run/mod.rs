@@ -740,6 +740,7 @@ pub async fn headless(
     let summary = Summary {
         input_error: stopped.ingest.as_ref().err().map(ToString::to_string),
         backup_failures: backup_failures(&stopped.services, since).await?,
+        queue_lost: summary::queue_lost(&stopped.services, since).await?,
         ..summary
     };
     Ok(Headless {

@@ -32,6 +32,11 @@ pub struct Summary {
     /// `job_runs`): the run fails too, after this summary.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backup_failures: Vec<BackupFailure>,
+    /// The queue was lost during the run (the `queue_lost` alert's
+    /// message): a backtest's figures then miss what Redis lost, so it
+    /// fails after this summary (`--resume` recovers it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_lost: Option<String>,
 }
 
 /// A backup after a rollover that could not be written.
@@ -111,5 +116,19 @@ pub async fn summarize(
         interrupted,
         input_error: None,
         backup_failures: Vec::new(),
+        queue_lost: None,
     })
+}
+
+/// The `queue_lost` alert raised since `since`, if any.
+pub async fn queue_lost(
+    s: &Services,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>> {
+    Ok(s.db
+        .alerts()
+        .await?
+        .into_iter()
+        .find(|a| a.kind == dvmtop_core::alert::QUEUE_LOST && a.since >= since)
+        .map(|a| a.message))
 }
