@@ -12,6 +12,7 @@
 //! truncated array, damaged gzip data) has every complete element
 //! enqueued before the error is reported.
 
+mod pool;
 pub mod split;
 
 use crate::error::{BrokenInput, Error, Result};
@@ -153,10 +154,81 @@ pub fn classify_line(
     }
 }
 
-/// Reads elements (lines, or array items) and hands out validated chunks.
-/// When the input breaks off, the chunk in progress goes out first, with
-/// its offset, so every complete element before the break is enqueued and
-/// a later `--resume` starts after it; then the error.
+/// The pool that validates (parses, hashes, verifies) every source's
+/// input: relays use it too.
+pub(crate) fn validation_pool() -> &'static pool::Pool {
+    pool::shared()
+}
+
+/// The raw elements of one chunk, copied out of the reader's buffer so a
+/// worker can validate them while the next chunk is read.
+#[derive(Default)]
+struct RawChunk {
+    /// Position (1-based) of the first element.
+    first: u64,
+    /// The elements' bytes, back to back; `ends[i]` is where element `i`
+    /// ends.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// As in [`Chunk`].
+    offset: u64,
+    count_only: bool,
+}
+
+impl RawChunk {
+    fn push(&mut self, raw: &[u8], index: u64) {
+        if self.ends.is_empty() {
+            self.first = index;
+        }
+        self.bytes.extend_from_slice(raw);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// Validates a chunk's elements in order (on a pool worker), tagging the
+/// accepted ones with their source (`id`) and position.
+fn classify_chunk(raw: RawChunk, v: &Validation, id: Option<&str>) -> Chunk {
+    let now = chrono::Utc::now().timestamp();
+    let mut chunk = Chunk {
+        offset: raw.offset,
+        read: raw.len() as u64,
+        count_only: raw.count_only,
+        accepted: Vec::with_capacity(raw.len()),
+        refused: Vec::new(),
+    };
+    let mut start = 0;
+    for (i, &end) in raw.ends.iter().enumerate() {
+        let element = &raw.bytes[start..end];
+        start = end;
+        match classify_line(&String::from_utf8_lossy(element), v, now) {
+            Ok(mut a) => {
+                if let Some(id) = id {
+                    dvmtop_core::source::tag(&mut a.payload, id, raw.first + i as u64);
+                }
+                chunk.accepted.push(a)
+            }
+            Err(r) => chunk.refused.push(r),
+        }
+    }
+    chunk
+}
+
+/// What the reader hands the forwarder, in input order.
+enum Slot {
+    Chunk(pool::Ticket<Chunk>),
+    Broken(Error),
+}
+
+/// Reads elements (lines, or array items) into chunks, has them validated
+/// on the [`pool`]'s workers (several chunks at once) and hands the results
+/// out in input order. When the input breaks off, the chunk in progress
+/// goes out first, with its offset, so every complete element before the
+/// break is enqueued and a later `--resume` starts after it; then the
+/// error.
 ///
 /// Elements up to `plan.skip` are passed over; those up to
 /// `plan.count_until` go out in count-only chunks (the last one ends
@@ -170,47 +242,74 @@ fn read_chunks(
     cfg: IngestConfig,
     tx: tokio::sync::mpsc::Sender<Result<Chunk>>,
 ) {
-    let mut elements = Elements::new(input);
-    let mut chunk = Chunk::default();
-    let mut index: u64 = 0;
-    let mut now = chrono::Utc::now().timestamp();
-    loop {
-        let raw = match elements.next_element() {
-            Ok(Some(raw)) => raw,
-            Ok(None) => break,
-            Err(b) => {
-                chunk.offset = index;
-                if tx.blocking_send(Ok(chunk)).is_ok() {
-                    let _ = tx.blocking_send(Err(origin.broken(b, index)));
+    let pool = pool::shared();
+    // Chunks being validated or waiting to be sent: enough to keep every
+    // worker busy while the writer works on the oldest.
+    let (order_tx, order_rx) = std::sync::mpsc::sync_channel::<Slot>(2 * pool.threads());
+    let validation = Arc::new(cfg.validation.clone());
+    let id: Option<Arc<str>> = id.map(Arc::from);
+    let label = origin.label.clone();
+    std::thread::scope(|scope| {
+        // Owned here, so the forwarder sees the end once the reader stops.
+        let order_tx = order_tx;
+        // The forwarder redeems the tickets in order, so a chunk goes out
+        // as soon as it and every chunk before it are validated.
+        scope.spawn(move || {
+            for slot in order_rx {
+                let item = match slot {
+                    Slot::Chunk(ticket) => ticket.wait().ok_or_else(|| {
+                        Error::Config(format!(
+                            "{label}: validating a chunk failed (a bug: see the log)"
+                        ))
+                    }),
+                    Slot::Broken(e) => Err(e),
+                };
+                let last = item.is_err();
+                if tx.blocking_send(item).is_err() || last {
+                    return;
                 }
-                return;
             }
+        });
+        let submit = |raw: RawChunk| {
+            let v = Arc::clone(&validation);
+            let id = id.clone();
+            order_tx
+                .send(Slot::Chunk(
+                    pool.submit(move || classify_chunk(raw, &v, id.as_deref())),
+                ))
+                .is_ok()
         };
-        index += 1;
-        if index <= plan.skip {
-            continue;
-        }
-        chunk.read += 1;
-        chunk.count_only = index <= plan.count_until;
-        match classify_line(&String::from_utf8_lossy(raw), &cfg.validation, now) {
-            Ok(mut a) => {
-                if let Some(id) = &id {
-                    dvmtop_core::source::tag(&mut a.payload, id, index);
+        let mut elements = Elements::new(input);
+        let mut raw = RawChunk::default();
+        let mut index: u64 = 0;
+        loop {
+            let element = match elements.next_element() {
+                Ok(Some(element)) => element,
+                Ok(None) => break,
+                Err(b) => {
+                    raw.offset = index;
+                    if submit(raw) {
+                        let _ = order_tx.send(Slot::Broken(origin.broken(b, index)));
+                    }
+                    return;
                 }
-                chunk.accepted.push(a)
+            };
+            index += 1;
+            if index <= plan.skip {
+                continue;
             }
-            Err(r) => chunk.refused.push(r),
-        }
-        if (chunk.read as usize) >= cfg.chunk || index == plan.count_until {
-            chunk.offset = index;
-            if tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
-                return;
+            raw.push(element, index);
+            raw.count_only = index <= plan.count_until;
+            if raw.len() >= cfg.chunk || index == plan.count_until {
+                raw.offset = index;
+                if !submit(std::mem::take(&mut raw)) {
+                    return;
+                }
             }
-            now = chrono::Utc::now().timestamp();
         }
-    }
-    chunk.offset = index;
-    let _ = tx.blocking_send(Ok(chunk));
+        raw.offset = index;
+        submit(raw);
+    });
 }
 
 /// What an error message needs to know about the source.
