@@ -433,6 +433,17 @@ pub struct BenchArgs {
     /// Skip the end-to-end backtest (halves the run time).
     #[arg(long)]
     pub no_e2e: bool,
+    /// Users of the population run (10× DVMDash's peak month: 370,000).
+    #[arg(long, default_value_t = 370_000)]
+    pub users: usize,
+    /// DVMs of the population run; about two thirds are active in a given
+    /// month, so 2,475 gives ~1,650 (10× DVMDash's peak month).
+    #[arg(long, default_value_t = 2_475)]
+    pub dvms: usize,
+    /// Only the main backfill: no verified-ingest, population or JSON
+    /// array runs.
+    #[arg(long)]
+    pub main_only: bool,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -571,6 +582,15 @@ pub struct GenArgs {
     /// Sign events with BIP-340 (slower) instead of a placeholder signature.
     #[arg(long)]
     pub sign: bool,
+    /// Users sending requests (default: ~5 % of a month's events); given,
+    /// requests go to them in turn, so each is active every month that has
+    /// as many requests.
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// DVMs (default: one per 2,500 events a month, 8 … 170); about two
+    /// thirds are active in a given month.
+    #[arg(long)]
+    pub dvms: Option<usize>,
     /// Output file (`.gz` compresses); default stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,

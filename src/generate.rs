@@ -162,15 +162,46 @@ pub struct GenStats {
     pub stragglers: u64,
 }
 
+/// The population behind the traffic, when it is not derived from the
+/// volume (`dvmtop gen --users N --dvms N`; the 10×-population run of
+/// `dvmtop bench`). Kept apart from [`GenConfig`] so existing callers
+/// keep the calibrated defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Population {
+    /// Users sending requests. When set, requests go to the users in turn,
+    /// so every user is active in any month with at least this many
+    /// requests (random picks would leave a third of them out).
+    pub users: Option<usize>,
+    /// DVMs (about two thirds of them are active in a given month: the
+    /// generator's monthly churn).
+    pub dvms: Option<usize>,
+}
+
 /// Writes JSONL to `out`.
 pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenStats> {
+    generate_population(cfg, Population::default(), out)
+}
+
+/// [`generate`] with a chosen population.
+pub fn generate_population(
+    cfg: &GenConfig,
+    population: Population,
+    out: &mut impl Write,
+) -> std::io::Result<GenStats> {
     use chrono::Datelike;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut stats = GenStats::default();
     let monthly = cfg.events_per_day as f64 * 30.0;
     // ~0.55 requests per event; unique users ≈ 9 % of a month's requests.
-    let n_users = ((monthly * 0.55 * 0.09) as usize).max(5);
-    let n_dvms = (((monthly / 2500.0) as usize).clamp(8, 170)).max(8);
+    let n_users = population
+        .users
+        .unwrap_or((monthly * 0.55 * 0.09) as usize)
+        .max(5);
+    let n_dvms = population
+        .dvms
+        .unwrap_or(((monthly / 2500.0) as usize).clamp(8, 170))
+        .max(8);
+    let mut next_user = 0usize;
     let users: Vec<Identity> = (0..n_users).map(|_| identity(&mut rng, cfg.sign)).collect();
     let dvms: Vec<Identity> = (0..n_dvms).map(|_| identity(&mut rng, cfg.sign)).collect();
     // DVM popularity: a few big ones, a long tail; roughly a third each
@@ -232,7 +263,12 @@ pub fn generate(cfg: &GenConfig, out: &mut impl Write) -> std::io::Result<GenSta
             } else {
                 OTHER_KINDS[rng.random_range(0..OTHER_KINDS.len())]
             };
-            let user = &users[rng.random_range(0..users.len())];
+            let user = if population.users.is_some() {
+                next_user = (next_user + 1) % users.len();
+                &users[next_user]
+            } else {
+                &users[rng.random_range(0..users.len())]
+            };
             let mut pick = rng.random::<f64>() * total_w;
             let mut d = 0;
             while pick > dvm_weight[d] && d + 1 < n_dvms {

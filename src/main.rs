@@ -4,7 +4,7 @@
 use dvmtop::cli::{Cli, Command, GlobalArgs, TuiArgs};
 use dvmtop::config::Config;
 use dvmtop::error::Error;
-use dvmtop::generate::{GenConfig, generate};
+use dvmtop::generate::{GenConfig, generate_population};
 use dvmtop::pipeline::Control;
 use dvmtop::run::{self, Mode, Start};
 use dvmtop::tui::{self, theme::Palette};
@@ -367,6 +367,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Error> {
                 events_per_day: a.events_per_day,
                 seed: a.seed,
                 end_to_end: !a.no_e2e,
+                users: a.users,
+                dvms: a.dvms,
+                main_only: a.main_only,
             };
             let report = dvmtop::bench::run(&cfg, &b, |phase| {
                 let _ = writeln!(std::io::stderr(), "dvmtop bench: {phase}");
@@ -442,6 +445,10 @@ fn gen_command(a: dvmtop::cli::GenArgs) -> Result<ExitCode, Error> {
         straggler_rate: a.straggler_rate,
         sign: a.sign,
     };
+    let population = dvmtop::generate::Population {
+        users: a.users,
+        dvms: a.dvms,
+    };
     fn io(path: &str) -> impl Fn(std::io::Error) -> Error + '_ {
         move |source| Error::Io {
             path: path.to_owned(),
@@ -458,7 +465,7 @@ fn gen_command(a: dvmtop::cli::GenArgs) -> Result<ExitCode, Error> {
                     io("stdout")(e)
                 }
             };
-            let s = generate(&g, &mut out).map_err(quiet)?;
+            let s = generate_population(&g, population, &mut out).map_err(quiet)?;
             out.flush().map_err(quiet)?;
             s
         }
@@ -470,7 +477,7 @@ fn gen_command(a: dvmtop::cli::GenArgs) -> Result<ExitCode, Error> {
                     file,
                     flate2::Compression::default(),
                 ));
-                let s = generate(&g, &mut enc).map_err(io(&name))?;
+                let s = generate_population(&g, population, &mut enc).map_err(io(&name))?;
                 enc.into_inner()
                     .map_err(|e| Error::Io {
                         path: name.clone(),
@@ -481,7 +488,7 @@ fn gen_command(a: dvmtop::cli::GenArgs) -> Result<ExitCode, Error> {
                 s
             } else {
                 let mut out = std::io::BufWriter::new(file);
-                let s = generate(&g, &mut out).map_err(io(&name))?;
+                let s = generate_population(&g, population, &mut out).map_err(io(&name))?;
                 out.flush().map_err(io(&name))?;
                 s
             }
