@@ -34,20 +34,46 @@ fn secp() -> &'static secp256k1::Secp256k1<secp256k1::VerifyOnly> {
     CTX.get_or_init(secp256k1::Secp256k1::verification_only)
 }
 
+/// Parsed public keys a validation thread has met lately. Parsing one
+/// (BIP-340's lift_x, a field square root) is a tenth of a verification on
+/// these cores, and the same users and DVMs sign event after event.
+const KEY_CACHE: usize = 1 << 16;
+
+type KeyCache =
+    std::collections::HashMap<[u8; 32], secp256k1::XOnlyPublicKey, foldhash::fast::RandomState>;
+
+thread_local! {
+    static KEYS: std::cell::RefCell<KeyCache> = std::cell::RefCell::new(KeyCache::default());
+}
+
+/// `pk` parsed, through this thread's cache; `None` if it is not a point.
+fn public_key(pk: &[u8; 32]) -> Option<secp256k1::XOnlyPublicKey> {
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(k) = keys.get(pk) {
+            return Some(*k);
+        }
+        let k = secp256k1::XOnlyPublicKey::from_byte_array(pk).ok()?;
+        if keys.len() >= KEY_CACHE {
+            keys.clear();
+        }
+        keys.insert(*pk, k);
+        Some(k)
+    })
+}
+
 /// BIP-340 schnorr signature of `id` by `pubkey`. Call after the id check.
 pub fn verify_signature(ev: &Event) -> bool {
-    let (Ok(sig), Ok(msg), Ok(pk)) = (
-        hex::decode(&ev.sig),
-        hex::decode(&ev.id),
-        hex::decode(&ev.pubkey),
-    ) else {
+    let (mut sig, mut msg, mut pk) = ([0u8; 64], [0u8; 32], [0u8; 32]);
+    if hex::decode_to_slice(&ev.sig, &mut sig).is_err()
+        || hex::decode_to_slice(&ev.id, &mut msg).is_err()
+        || hex::decode_to_slice(&ev.pubkey, &mut pk).is_err()
+    {
+        return false;
+    }
+    let Some(pk) = public_key(&pk) else {
         return false;
     };
-    let (Ok(sig), Ok(pk)) = (
-        secp256k1::schnorr::Signature::from_slice(&sig),
-        secp256k1::XOnlyPublicKey::from_slice(&pk),
-    ) else {
-        return false;
-    };
+    let sig = secp256k1::schnorr::Signature::from_byte_array(sig);
     secp().verify_schnorr(&sig, &msg, &pk).is_ok()
 }

@@ -277,7 +277,9 @@ fn scan(st: &mut Scan, bytes: &[u8]) -> Option<(usize, Delim)> {
             }
             // Inside a string only a quote or a backslash matters: skip
             // to the next one.
-            match bytes[i..].iter().position(|&b| b == b'"' || b == b'\\') {
+            // (memchr: vectorised; a byte loop here made array input
+            // ~40 % slower than JSONL once parsing ran on every core.)
+            match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
                 None => return None,
                 Some(k) => {
                     i += k;
