@@ -195,6 +195,10 @@ pub struct ProcessArgs {
     /// service, a backtest), e.g. 127.0.0.1:9464; path /metrics.
     #[arg(long, value_name = "ADDR", env = "DVMTOP_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Job analytics: a result answers its request only within this of it
+    /// (7d); e.g. 36h, 2d.
+    #[arg(long, value_name = "DURATION")]
+    pub job_horizon: Option<String>,
 }
 
 /// Alert thresholds (the TUI banner, `status --json`'s `alerts`);

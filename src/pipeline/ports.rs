@@ -29,6 +29,9 @@ pub struct Loaded {
     pub(crate) book: Entities,
     /// The running figures of the months not rolled up yet.
     pub(crate) months: BTreeMap<YearMonth, MonthAcc>,
+    /// Job facts (requests, results; [`dvmtop_core::jobs`] encoding) of
+    /// the days still matched, by day: the matcher is rebuilt from them.
+    pub(crate) job_facts: Vec<(NaiveDate, Vec<u8>, Vec<u8>)>,
     /// Job runs a crash left "running", now marked interrupted.
     pub(crate) interrupted_jobs: u64,
     /// The Redis queue generation the committed position refers to.
@@ -163,6 +166,7 @@ impl Store for Db {
         Ok(Loaded {
             overflow: self.load_overflow().await?,
             seen: self.load_seen().await?,
+            job_facts: self.load_job_facts().await?,
             book: self.load_entities().await?,
             months,
             state,

@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 use dvmtop_core::activity::RowCache;
 use dvmtop_core::clock::{self, Awaiting, ClockState, Plan};
 use dvmtop_core::entities::Entities;
+use dvmtop_core::jobs::Jobs;
 use dvmtop_core::keys::FastSet;
 use dvmtop_core::month::MonthAcc;
 use dvmtop_core::{EntityRole, Item, MonthRow, YearMonth, day_of};
@@ -36,6 +37,9 @@ pub struct Processor<S = Db, Q = Queue> {
     state: ClockState,
     /// The open months' figures (see [`dvmtop_core::month`]).
     months: BTreeMap<YearMonth, MonthAcc>,
+    /// Request → result matching and the open months' exact job figures
+    /// (see [`dvmtop_core::jobs`]).
+    jobs: Jobs,
     overflow: Vec<Parked>,
     /// Ids applied in each open month, pending ones included (duplicates
     /// share their `created_at`, so their month).
@@ -115,6 +119,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         for (day, keys) in loaded.seen {
             seen.entry(YearMonth::of(day)).or_default().extend(keys);
         }
+        let jobs = rebuild_jobs(settings.job_horizon, st.clock.month, &loaded.job_facts)?;
         let c = Committer::new(
             store,
             queue,
@@ -128,6 +133,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
             c,
             settings,
             months: loaded.months,
+            jobs,
             state: st.clock,
             overflow,
             seen,
@@ -209,7 +215,16 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     /// The row `m`'s rollover would write now: the very computation the
     /// rollover makes (the rollover dialog shows exactly this).
     pub(crate) fn preview(&self, m: YearMonth) -> MonthRow {
-        self.months.get(&m).cloned().unwrap_or_default().row(m)
+        self.months
+            .get(&m)
+            .cloned()
+            .unwrap_or_default()
+            .row(m, self.jobs.month(m))
+    }
+
+    /// (requests held for matching, requests waited for by early results).
+    pub(crate) fn jobs_held(&self) -> (usize, usize) {
+        self.jobs.matcher.len()
     }
 
     /// Events applied to month `m` so far (a change marker for previews).
@@ -388,6 +403,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
                 self.seen.entry(m).or_default(),
                 &mut self.book,
                 self.months.entry(m).or_default(),
+                &mut self.jobs,
             )
         });
         if let Some(s) = stats {
@@ -507,7 +523,16 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
             self.rows.put(*day, *role, entries.clone());
         }
         let g = std::mem::take(&mut self.group);
+        // A rollover forgets the job facts nothing can match any more.
+        let jobs_cut = match (g.rollovers.is_empty(), self.state.month) {
+            (false, Some(open)) => Some(day_of(dvmtop_core::jobs::prune_cut(
+                open,
+                self.settings.job_horizon,
+            ))),
+            _ => None,
+        };
         let commit = Commit {
+            jobs_cut,
             seq: self.c.next_seq(),
             consumed: g.consumed,
             pending: g.pending,
@@ -632,7 +657,12 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     /// month commit with the group.
     fn rollover(&mut self, m: YearMonth) -> Progress {
         let t = Instant::now();
-        let row = self.months.remove(&m).unwrap_or_default().row(m);
+        let row = self
+            .months
+            .remove(&m)
+            .unwrap_or_default()
+            .row(m, self.jobs.month(m));
+        self.jobs.close(m);
         self.seen.remove(&m);
         self.state = clock::after_rollover(&self.state, m);
         self.group.rollovers.push(row.clone());
@@ -792,4 +822,35 @@ fn lost_alert(ns: &str, why: &str, what: &str) -> dvmtop_core::Alert {
         ),
         chrono::Utc::now(),
     )
+}
+
+/// The matcher and the open months' job figures, rebuilt by replaying the
+/// committed job facts (requests first, then results; the result does
+/// not depend on the order, so this is the state the live run had).
+fn rebuild_jobs(
+    horizon: i64,
+    open: Option<YearMonth>,
+    facts: &[(NaiveDate, Vec<u8>, Vec<u8>)],
+) -> Result<Jobs> {
+    let corrupt = |day: &NaiveDate| Error::Namespace(format!("job_facts of {day} are corrupt"));
+    let mut jobs = Jobs::new(horizon, open);
+    let mut none = |_: &dvmtop_core::jobs::Delta| {};
+    for (day, requests, _) in facts {
+        for (key, t, kind) in
+            dvmtop_core::jobs::decode_requests(requests).ok_or_else(|| corrupt(day))?
+        {
+            jobs.request(key, t, kind, &mut none);
+        }
+    }
+    for (day, _, results) in facts {
+        for (of, dvm, t) in
+            dvmtop_core::jobs::decode_results(results).ok_or_else(|| corrupt(day))?
+        {
+            jobs.result(of, &dvm, t, &mut none);
+        }
+    }
+    if let Some(o) = open {
+        jobs.matcher.prune(dvmtop_core::jobs::prune_cut(o, horizon));
+    }
+    Ok(jobs)
 }

@@ -7,6 +7,7 @@ mod audit;
 mod commit;
 mod connect;
 mod figures;
+pub mod jobs;
 mod load;
 mod lock;
 mod namespace;
