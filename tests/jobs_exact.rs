@@ -235,6 +235,12 @@ struct Expected {
     min_margin: Option<usize>,
     /// Results queued before the request they answer.
     early_results: usize,
+    /// Every sample: (result time, latency, request kind), overall and
+    /// (dvm, result time, latency) per DVM.
+    samples: Vec<(i64, i64, i64)>,
+    dvm_samples: Vec<(String, i64, i64)>,
+    /// The processing clock at the end: the largest processed created_at.
+    clock: i64,
 }
 
 fn compute(text: &str) -> Expected {
@@ -248,6 +254,7 @@ fn compute(text: &str) -> Expected {
     let mut results: Vec<(String, i64, String)> = Vec::new();
     let mut feedback: Vec<(String, i64, Option<String>)> = Vec::new();
     let mut early_results = 0;
+    let mut clock = 0;
     for line in text.lines() {
         let Some(ev) = parse(line) else { continue };
         if !is_dvm_kind(ev.kind) || !seen.insert(ev.id.clone()) {
@@ -264,6 +271,7 @@ fn compute(text: &str) -> Expected {
         }
         accepted_days.push(day);
         max_day = max_day.max(Some(day));
+        clock = clock.max(ev.created_at);
         match ev.kind {
             5000..=5999 => {
                 requests.insert(ev.id, (ev.created_at, ev.kind));
@@ -293,6 +301,14 @@ fn compute(text: &str) -> Expected {
         let o = overall.entry(e.clone()).or_insert(*t);
         *o = (*o).min(*t);
     }
+    let samples: Vec<(i64, i64, i64)> = overall
+        .iter()
+        .map(|(e, t)| (*t, (t - requests[e].0).max(0), requests[e].1))
+        .collect();
+    let dvm_samples: Vec<(String, i64, i64)> = per_dvm
+        .iter()
+        .map(|((d, e), t)| (d.clone(), *t, (t - requests[e].0).max(0)))
+        .collect();
     let mut all: BTreeMap<Month, Vec<i64>> = BTreeMap::new();
     let mut by_kind: BTreeMap<(Month, i64), Vec<i64>> = BTreeMap::new();
     let mut by_dvm: BTreeMap<(Month, String), Vec<i64>> = BTreeMap::new();
@@ -372,6 +388,17 @@ fn compute(text: &str) -> Expected {
         ignored,
         min_margin,
         early_results,
+        samples,
+        dvm_samples,
+        clock,
+    }
+}
+
+/// `|got − want| ≤ 1 %` of `want` (the stated bound of window percentiles).
+fn within_bound(got: Option<i64>, want: Option<i64>) -> bool {
+    match (got, want) {
+        (Some(g), Some(w)) => (g - w).abs() as f64 <= 0.01 * w as f64,
+        (g, w) => g == w,
     }
 }
 
@@ -484,6 +511,75 @@ async fn job_figures_equal_an_independent_computation() {
             assert_eq!(got.kinds.get(k), want.kinds.get(k), "{m}: kind {k}");
         }
     }
+    // `status --json` carries the window figures: answered counts exact,
+    // percentiles within 1 %, per DVM and per kind too. A window starts at
+    // midnight 7 or 30 days before the clock's day (README "Months").
+    let status = dvmtop::commands::status(&cfg).await.expect("status");
+    let windows = status["windows"].as_array().expect("windows");
+    let clock_day = day_of(x.clock);
+    for (name, days) in [("7d", 7u64), ("30d", 30)] {
+        let from = (clock_day - Days::new(days))
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp();
+        let w = windows
+            .iter()
+            .find(|w| w["window"] == name)
+            .unwrap_or_else(|| panic!("no {name} window"));
+        let mut lat: Vec<i64> = x
+            .samples
+            .iter()
+            .filter(|(t, _, _)| *t >= from && *t <= x.clock)
+            .map(|(_, l, _)| *l)
+            .collect();
+        let n = lat.len() as i64;
+        let (med, p) = (median(&mut lat), p90(&mut lat));
+        println!(
+            "window {name}: {n} answered, median {med:?}, p90 {p:?}; status: {}",
+            w["answered"]
+        );
+        assert!(n > 100, "{name}: a real sample");
+        assert_eq!(w["answered"].as_i64(), Some(n), "{name}: answered");
+        let requests = w["requests"].as_i64().unwrap();
+        let pct = w["answered_pct"].as_f64().unwrap();
+        assert!((pct - n as f64 * 100.0 / requests as f64).abs() < 1e-9);
+        assert!(
+            within_bound(opt(&w["median_response_s"]), med),
+            "{name}: median {w}"
+        );
+        assert!(within_bound(opt(&w["p90_response_s"]), p), "{name}: p90");
+        // Per kind 5300 and per DVM, the same way.
+        let mut k: Vec<i64> = x
+            .samples
+            .iter()
+            .filter(|(t, _, kind)| *t >= from && *t <= x.clock && *kind == 5300)
+            .map(|(_, l, _)| *l)
+            .collect();
+        let kw = w["kind_jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key"] == "5300")
+            .expect("kind 5300");
+        assert_eq!(kw["answered"].as_i64(), Some(k.len() as i64));
+        assert!(within_bound(opt(&kw["median_response_s"]), median(&mut k)));
+        for dw in w["dvm_jobs"].as_array().unwrap() {
+            let d = dw["key"].as_str().unwrap();
+            let mut v: Vec<i64> = x
+                .dvm_samples
+                .iter()
+                .filter(|(dd, t, _)| dd == d && *t >= from && *t <= x.clock)
+                .map(|(_, _, l)| *l)
+                .collect();
+            assert_eq!(dw["answered"].as_i64(), Some(v.len() as i64), "{name} {d}");
+            assert!(
+                within_bound(opt(&dw["p90_response_s"]), p90(&mut v)),
+                "{name} {d}"
+            );
+        }
+    }
+
     // The hand-made jobs, spelled out: c1 answered r1 (40 s, queued before
     // r1) and r3 (30 s, its earlier result arriving second); c2 answered
     // r1 after 10 s; the error feedback counted, the unknown status not.
