@@ -51,8 +51,9 @@ fn row_of(m: YearMonth, r: &sqlx::postgres::PgRow) -> Result<MonthRow> {
     })
 }
 
-/// What the month's row would be if it rolled over now (the confirmation
-/// dialog shows this).
+/// What the month's row would be if it rolled over now, from its detail
+/// rows — event counts only: the job analytics (issue 14) come from the
+/// processor's matcher and are left at zero / null here.
 pub async fn month_summary<'e>(
     exec: impl sqlx::Executor<'e, Database = Postgres>,
     m: YearMonth,
