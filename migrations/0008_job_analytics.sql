@@ -36,17 +36,17 @@ CREATE INDEX job_facts_day ON job_facts (day);
 
 -- Response-time histograms for the windows (1 h … 30 d), by the day of the
 -- result: scope 0 = all requests (key ''), 1 = per DVM (key: hex), 2 = per
--- request kind (key: the kind). Parallel arrays sorted by (hour, bucket):
--- UTC hour of the result, log bucket of the latency (exact below 128 s,
--- then 1 % wide; see dvmtop_core::jobs::bucket_of), count. Deleted with
--- the other detail rows (35 days).
+-- request kind (key: the kind). `cells`: 7 bytes per cell, sorted by
+-- (hour, bucket): UTC hour of the result (1 byte), log bucket of the
+-- latency (int2; exact below 128 s, then 1 % wide; see
+-- dvmtop_core::jobs::bucket_of), count (int4), big-endian. The processor
+-- holds the rows of the days a result can still be dated on and writes
+-- each changed row whole. Deleted with the other detail rows (35 days).
 CREATE TABLE job_day_stats (
     day    date     NOT NULL,
     scope  smallint NOT NULL,
     key    text     NOT NULL,
-    hour   int2[]   NOT NULL,
-    bucket int2[]   NOT NULL,
-    count  int4[]   NOT NULL,
+    cells  bytea    NOT NULL,
     PRIMARY KEY (day, scope, key)
 );
 

@@ -270,6 +270,7 @@ pub struct GlobalArgs {
     pub retention: RetentionArgs,
     pub alerts: AlertArgs,
     pub metrics_addr: Option<std::net::SocketAddr>,
+    pub job_horizon: Option<String>,
 }
 
 impl GlobalArgs {
@@ -294,6 +295,7 @@ impl GlobalArgs {
         self.retention = p.retention;
         self.alerts = p.alerts;
         self.metrics_addr = p.metrics_addr;
+        self.job_horizon = p.job_horizon;
         self
     }
 

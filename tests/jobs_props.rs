@@ -5,7 +5,7 @@
 //! arrival order gives the same month figures and the same window
 //! histogram totals, and both equal a brute-force oracle.
 
-use dvmtop_core::jobs::{Delta, Jobs, MonthJobs, Scope, bucket_of};
+use dvmtop_core::jobs::{Jobs, MonthJobs, Scope};
 use dvmtop_core::{JobKind, YearMonth, day_of};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -57,18 +57,20 @@ fn months() -> Vec<YearMonth> {
 
 fn run(evs: &[Ev]) -> (Vec<MonthJobs>, Windows) {
     let mut jobs = Jobs::new(HORIZON, None);
-    let mut windows = Windows::new();
-    let mut sink = |d: &Delta| {
-        *windows
-            .entry((day_of(d.at), d.scope, bucket_of(d.latency)))
-            .or_default() += d.sign;
-    };
+    let mut sink = |_, _| {};
     for e in evs {
         match *e {
             Ev::Request { key, t, kind } => {
                 jobs.request(u128::from(key), t, JobKind(kind), &mut sink)
             }
             Ev::Result { of, dvm, t } => jobs.result(u128::from(of), &[dvm; 32], t, &mut sink),
+        }
+    }
+    // The window histogram rows, summed over hours.
+    let mut windows = Windows::new();
+    for ((day, scope), cells) in jobs.hist.rows() {
+        for (_, bucket, n) in cells {
+            *windows.entry((day, scope, bucket)).or_default() += i64::from(n);
         }
     }
     windows.retain(|_, n| *n != 0);

@@ -73,7 +73,8 @@ pub(crate) struct Mem {
     pub(crate) dvm_status: BTreeMap<(NaiveDate, Pubkey), [i64; 5]>,
     /// Job facts, one entry per day and commit (as `job_facts`).
     pub(crate) job_facts: Vec<(NaiveDate, Vec<u8>, Vec<u8>)>,
-    pub(crate) job_hist: BTreeMap<(NaiveDate, u8, Scope, i16), i64>,
+    /// Window-histogram rows (as `job_day_stats`), encoded.
+    pub(crate) job_hist: BTreeMap<(NaiveDate, Scope), Vec<u8>>,
     /// Reference days of the cleanups written, in order.
     pub(crate) cleanups: Vec<NaiveDate>,
     pub(crate) rollovers_audited: Vec<YearMonth>,
@@ -211,6 +212,12 @@ impl Store for MemStore {
             overflow: m.overflow.clone(),
             seen: m.seen.clone(),
             job_facts: m.job_facts.clone(),
+            job_hist: m
+                .job_hist
+                .iter()
+                .filter(|((d, _), _)| m.state.clock.month.is_some_and(|o| *d >= o.start()))
+                .filter_map(|((d, s), c)| Some((*d, *s, dvmtop_core::jobs::decode_cells(c)?)))
+                .collect(),
             book: Entities::from_rows(rows(0), rows(1)),
             months,
             interrupted_jobs: 0,
@@ -266,10 +273,9 @@ impl Store for MemStore {
             m.job_facts
                 .push((*day, f.requests.clone(), f.results.clone()));
         }
-        for (k, v) in &p.job_hist {
-            *m.job_hist.entry(*k).or_default() += v;
+        for (d, s, cells) in &c.hist_rows {
+            m.job_hist.insert((*d, *s), cells.clone());
         }
-        m.job_hist.retain(|_, v| *v != 0);
         if let Some(cut) = c.jobs_cut {
             m.job_facts.retain(|(d, _, _)| *d >= cut);
         }
@@ -335,7 +341,7 @@ impl Store for MemStore {
         m.rows.retain(|(d, _), _| *d >= cut.detail);
         m.dvm_day.retain(|(d, _), _| *d >= cut.detail);
         m.dvm_status.retain(|(d, _), _| *d >= cut.detail);
-        m.job_hist.retain(|(d, _, _, _), _| *d >= cut.detail);
+        m.job_hist.retain(|(d, _), _| *d >= cut.detail);
         m.kind_day.retain(|(d, _), _| *d >= cut.detail);
         for role in 0..2 {
             for pk in &c.lifecycle.deactivate[role] {

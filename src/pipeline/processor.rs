@@ -9,12 +9,13 @@ use super::ports::{DueCleanup, QueueOps, Store};
 use super::{BatchReport, MAX_BATCH, Progress, Settings};
 use crate::error::{Error, Result};
 use crate::queue::{Queue, Refused};
+use crate::store::jobs::HistRow;
 use crate::store::{Commit, Db, JobRun};
 use chrono::NaiveDate;
 use dvmtop_core::activity::RowCache;
 use dvmtop_core::clock::{self, Awaiting, ClockState, Plan};
 use dvmtop_core::entities::Entities;
-use dvmtop_core::jobs::Jobs;
+use dvmtop_core::jobs::{HistBook, HistCells, Jobs, Scope, encode_cells};
 use dvmtop_core::keys::FastSet;
 use dvmtop_core::month::MonthAcc;
 use dvmtop_core::{EntityRole, Item, MonthRow, YearMonth, day_of};
@@ -40,6 +41,9 @@ pub struct Processor<S = Db, Q = Queue> {
     /// Request → result matching and the open months' exact job figures
     /// (see [`dvmtop_core::jobs`]).
     jobs: Jobs,
+    /// Histogram rows before this day are deleted by retention: dropped
+    /// from [`Jobs::hist`] at the next commit.
+    hist_cut: Option<NaiveDate>,
     overflow: Vec<Parked>,
     /// Ids applied in each open month, pending ones included (duplicates
     /// share their `created_at`, so their month).
@@ -119,7 +123,12 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         for (day, keys) in loaded.seen {
             seen.entry(YearMonth::of(day)).or_default().extend(keys);
         }
-        let jobs = rebuild_jobs(settings.job_horizon, st.clock.month, &loaded.job_facts)?;
+        let jobs = rebuild_jobs(
+            settings.job_horizon,
+            st.clock.month,
+            &loaded.job_facts,
+            loaded.job_hist,
+        )?;
         let c = Committer::new(
             store,
             queue,
@@ -134,6 +143,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
             settings,
             months: loaded.months,
             jobs,
+            hist_cut: None,
             state: st.clock,
             overflow,
             seen,
@@ -522,6 +532,19 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         for (day, role, entries) in &rows {
             self.rows.put(*day, *role, entries.clone());
         }
+        // Whole window-histogram rows (the processor holds every row a
+        // result can still land on), then the rows no result can change
+        // any more are dropped.
+        let hist_rows = g_hist_rows(&self.group.pending, &self.jobs.hist);
+        let keep = self
+            .jobs
+            .open_start()
+            .into_iter()
+            .chain(self.hist_cut)
+            .max();
+        if let Some(keep) = keep {
+            self.jobs.hist.forget_before(keep);
+        }
         let g = std::mem::take(&mut self.group);
         // A rollover forgets the job facts nothing can match any more.
         let jobs_cut = match (g.rollovers.is_empty(), self.state.month) {
@@ -533,6 +556,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         };
         let commit = Commit {
             jobs_cut,
+            hist_rows,
             seq: self.c.next_seq(),
             consumed: g.consumed,
             pending: g.pending,
@@ -603,6 +627,9 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         }
         self.book.apply(&lifecycle, dvmtop_core::day_start(r));
         self.rows.forget_before(cut.detail);
+        // The cleanup deletes these days' histogram rows (after the group's
+        // commit, which still writes any of them it changed).
+        self.hist_cut = self.hist_cut.max(Some(cut.detail));
         Ok(DueCleanup {
             day: r,
             open,
@@ -831,10 +858,11 @@ fn rebuild_jobs(
     horizon: i64,
     open: Option<YearMonth>,
     facts: &[(NaiveDate, Vec<u8>, Vec<u8>)],
+    hist: Vec<(NaiveDate, Scope, HistCells)>,
 ) -> Result<Jobs> {
     let corrupt = |day: &NaiveDate| Error::Namespace(format!("job_facts of {day} are corrupt"));
     let mut jobs = Jobs::new(horizon, open);
-    let mut none = |_: &dvmtop_core::jobs::Delta| {};
+    let mut none = |_, _| {};
     for (day, requests, _) in facts {
         for (key, t, kind) in
             dvmtop_core::jobs::decode_requests(requests).ok_or_else(|| corrupt(day))?
@@ -852,5 +880,20 @@ fn rebuild_jobs(
     if let Some(o) = open {
         jobs.matcher.prune(dvmtop_core::jobs::prune_cut(o, horizon));
     }
+    // The replay above rebuilt the matcher; the histogram rows are the
+    // committed ones (replaying would count the samples twice).
+    jobs.hist = Default::default();
+    for (day, scope, cells) in hist {
+        jobs.hist.insert(day, scope, cells);
+    }
     Ok(jobs)
+}
+
+/// The window-histogram rows the group changed, whole and encoded.
+fn g_hist_rows(p: &dvmtop_core::analyze::Pending, hist: &HistBook) -> Vec<HistRow> {
+    let mut keys: Vec<&(NaiveDate, Scope)> = p.job_rows.iter().collect();
+    keys.sort_unstable();
+    keys.into_iter()
+        .map(|(day, scope)| (*day, *scope, encode_cells(&hist.get(*day, scope))))
+        .collect()
 }

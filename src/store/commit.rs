@@ -40,10 +40,11 @@ pub struct Commit {
     /// The furthest position of each input source among the elements
     /// this group consumed.
     pub(crate) positions: dvmtop_core::source::Positions,
-    pub(crate) month: Option<YearMonth>,
     /// After a rollover: job facts of days before this are deleted
     /// (nothing can match them any more).
     pub(crate) jobs_cut: Option<NaiveDate>,
+    /// The window-histogram rows this group changed, whole.
+    pub(crate) hist_rows: Vec<super::jobs::HistRow>,
 }
 
 pub(crate) fn ts(secs: i64) -> DateTime<Utc> {
@@ -408,7 +409,7 @@ impl Db {
             write_seen(&mut tx, p).await?;
             seen_ms = lap();
             super::jobs::write_facts(&mut tx, p).await?;
-            super::jobs::write_hist(&mut tx, p).await?;
+            super::jobs::write_hist(&mut tx, &c.hist_rows).await?;
             jobs_ms = lap();
         }
         tracing::debug!(

@@ -4,13 +4,12 @@
 //! by the window figures.
 
 use super::Db;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use chrono::NaiveDate;
 use dvmtop_core::analyze::Pending;
-use dvmtop_core::jobs::Scope;
+use dvmtop_core::jobs::{HistCells, Scope, decode_cells};
 use dvmtop_core::keys::hex_of;
 use sqlx::{Postgres, Transaction};
-use std::collections::BTreeMap;
 
 /// The scope column and key of a histogram row.
 pub fn scope_key(s: &Scope) -> (i16, String) {
@@ -43,64 +42,28 @@ pub(super) async fn write_facts(tx: &mut Transaction<'_, Postgres>, p: &Pending)
     Ok(())
 }
 
-/// Adds the group's histogram changes to `job_day_stats` (cells whose
-/// count drops to zero leave the arrays).
-pub(super) async fn write_hist(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<()> {
-    // Sorted, so each (day, scope, key) row is built in (hour, bucket) order
-    // and the rows are locked in one order by every commit.
-    let mut cells: BTreeMap<(NaiveDate, i16, String, i16, i16), i64> = BTreeMap::new();
-    for ((day, hour, scope, bucket), n) in &p.job_hist {
-        if *n != 0 {
-            let (s, k) = scope_key(scope);
-            *cells
-                .entry((*day, s, k, i16::from(*hour), *bucket))
-                .or_default() += n;
-        }
-    }
-    cells.retain(|_, n| *n != 0);
-    if cells.is_empty() {
+/// Writes the window-histogram rows the group changed, whole.
+pub(super) async fn write_hist(tx: &mut Transaction<'_, Postgres>, rows: &[HistRow]) -> Result<()> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let n = cells.len();
-    let (mut day, mut scope, mut key) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut hour, mut bucket, mut count) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for ((d, s, k, h, b), c) in cells {
-        day.push(d);
-        scope.push(s);
+    let (mut day, mut scope, mut key, mut cells) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (d, s, c) in rows {
+        let (sc, k) = scope_key(s);
+        day.push(*d);
+        scope.push(sc);
         key.push(k);
-        hour.push(h);
-        bucket.push(b);
-        count.push(c.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+        cells.push(c.as_slice());
     }
     sqlx::query(
-        "INSERT INTO job_day_stats (day, scope, key, hour, bucket, count)
-         SELECT day, scope, key, array_agg(hour ORDER BY hour, bucket),
-                array_agg(bucket ORDER BY hour, bucket), array_agg(count ORDER BY hour, bucket)
-         FROM UNNEST($1::date[], $2::int2[], $3::text[], $4::int2[], $5::int2[], $6::int4[])
-           AS u(day, scope, key, hour, bucket, count)
-         GROUP BY day, scope, key
-         ON CONFLICT (day, scope, key) DO UPDATE SET (hour, bucket, count) = (
-           SELECT coalesce(array_agg(h ORDER BY h, b), '{}'), coalesce(array_agg(b ORDER BY h, b), '{}'),
-                  coalesce(array_agg(c ORDER BY h, b), '{}')
-           FROM (SELECT h, b, sum(c)::int4 AS c
-                 FROM unnest(job_day_stats.hour || EXCLUDED.hour, job_day_stats.bucket || EXCLUDED.bucket,
-                             job_day_stats.count || EXCLUDED.count) AS x(h, b, c)
-                 GROUP BY h, b HAVING sum(c) <> 0) s)",
+        "INSERT INTO job_day_stats (day, scope, key, cells)
+         SELECT * FROM UNNEST($1::date[], $2::int2[], $3::text[], $4::bytea[])
+         ON CONFLICT (day, scope, key) DO UPDATE SET cells = EXCLUDED.cells",
     )
     .bind(day)
     .bind(scope)
     .bind(key)
-    .bind(hour)
-    .bind(bucket)
-    .bind(count)
+    .bind(cells)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -115,8 +78,22 @@ pub(super) async fn forget_facts(tx: &mut Transaction<'_, Postgres>, cut: NaiveD
     Ok(())
 }
 
-/// One `job_day_stats` row: (day, scope, key, [(hour, bucket, count)]).
-pub type HistRow = (NaiveDate, i16, String, Vec<(i16, i16, i32)>);
+/// A changed histogram row as a commit writes it: day, scope, encoded
+/// cells ([`dvmtop_core::jobs::encode_cells`]).
+pub type HistRow = (NaiveDate, Scope, Vec<u8>);
+
+/// The scope of a stored row; `None` for a key that names nothing.
+fn scope_of(scope: i16, key: &str) -> Option<Scope> {
+    match scope {
+        0 => Some(Scope::All),
+        1 => dvmtop_core::keys::hex32(key).map(Scope::Dvm),
+        2 => key
+            .parse()
+            .ok()
+            .map(|k| Scope::Kind(dvmtop_core::JobKind(k))),
+        _ => None,
+    }
+}
 
 impl Db {
     /// Every stored job fact, for the matcher's rebuild.
@@ -128,27 +105,27 @@ impl Db {
         )
     }
 
-    /// The histogram rows of days `from ..= to`.
-    pub async fn load_job_hist(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<HistRow>> {
-        type Raw = (NaiveDate, i16, String, Vec<i16>, Vec<i16>, Vec<i32>);
-        let rows: Vec<Raw> = sqlx::query_as(
-            "SELECT day, scope, key, hour, bucket, count FROM job_day_stats WHERE day >= $1 AND day <= $2",
+    /// The histogram rows of days `from ..= to`, decoded.
+    pub async fn load_job_hist(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(NaiveDate, Scope, HistCells)>> {
+        let rows: Vec<(NaiveDate, i16, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT day, scope, key, cells FROM job_day_stats WHERE day >= $1 AND day <= $2",
         )
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(d, s, k, h, b, c)| {
-                let cells = h
-                    .into_iter()
-                    .zip(b)
-                    .zip(c)
-                    .map(|((h, b), c)| (h, b, c))
-                    .collect();
-                (d, s, k, cells)
+        rows.into_iter()
+            .map(|(d, s, k, c)| {
+                let corrupt =
+                    || Error::Namespace(format!("job_day_stats row {d} {s} {k} is corrupt"));
+                let scope = scope_of(s, &k).ok_or_else(corrupt)?;
+                let cells = decode_cells(&c).ok_or_else(corrupt)?;
+                Ok((d, scope, cells))
             })
-            .collect())
+            .collect()
     }
 }

@@ -30,8 +30,8 @@ pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
         w.add_row(day, role, &entries);
     }
     drop(rows);
-    for (day, scope, key, cells) in db.load_job_hist(first, last).await? {
-        w.add_job_row(day, scope, &key, &cells);
+    for (day, scope, cells) in db.load_job_hist(first, last).await? {
+        w.add_job_row(day, &scope, &cells);
     }
     Ok(w.finish())
 }

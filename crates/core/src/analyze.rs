@@ -5,11 +5,10 @@
 
 use crate::entities::Entities;
 use crate::item::{Item, Profile};
-use crate::jobs::{Delta, Jobs, Scope, bucket_of, encode_request, encode_result};
+use crate::jobs::{Jobs, Scope, encode_request, encode_result};
 use crate::keys::{FastMap, FastSet, Pubkey};
 use crate::month::MonthAcc;
 use crate::role::{EntityRole, JobKind, Role};
-use crate::time::day_of;
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
@@ -93,9 +92,9 @@ pub struct Pending {
     /// Job facts applied, by day: requests and results as
     /// [`crate::jobs`] encodes them (`job_facts`).
     pub job_facts: BTreeMap<NaiveDate, JobFacts>,
-    /// Changes to the window latency histograms: (day of the result, its
-    /// UTC hour, scope, bucket) → count (`job_day_stats`).
-    pub job_hist: FastMap<(NaiveDate, u8, Scope, i16), i64>,
+    /// The window histogram rows changed (day of the result, scope):
+    /// the commit writes them whole from [`crate::jobs::HistBook`].
+    pub job_rows: FastSet<(NaiveDate, Scope)>,
 }
 
 /// One day's job facts, encoded.
@@ -138,17 +137,9 @@ impl Pending {
         let mut ids = self.new_ids.remove(&day).unwrap_or_default();
         let mut act = self.activity.remove(&day).unwrap_or_default();
         let mut facts = self.job_facts.remove(&day).unwrap_or_default();
-        let hist = &mut self.job_hist;
-        let mut sink = |d: &Delta| {
-            let e = hist
-                .entry((
-                    day_of(d.at),
-                    day_of_hour(d.at),
-                    d.scope,
-                    bucket_of(d.latency),
-                ))
-                .or_insert(0);
-            *e += d.sign;
+        let rows = &mut self.job_rows;
+        let mut sink = |day: NaiveDate, scope: Scope| {
+            rows.insert((day, scope));
         };
         for it in slice {
             if !seen.insert(it.key) {
@@ -253,6 +244,7 @@ fn day_of_hour(ts: i64) -> u8 {
 mod tests {
     use super::*;
     use crate::keys::hex32;
+    use crate::time::day_of;
 
     fn item(id: u8, who: u8, ts: i64, kind: i64) -> Item {
         let role = match kind {

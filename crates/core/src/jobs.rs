@@ -21,6 +21,7 @@
 use crate::keys::{FastMap, Pubkey};
 use crate::role::JobKind;
 use crate::time::YearMonth;
+use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
 /// The default matching horizon: 7 days.
@@ -287,11 +288,13 @@ pub fn prune_cut(open: YearMonth, horizon: i64) -> i64 {
     t - t.rem_euclid(86_400)
 }
 
-/// A multiset of latencies (seconds), exact.
+/// A multiset of latencies (seconds), exact. Hashed, not ordered: a
+/// sample is added per result, a percentile read only at a rollover or a
+/// preview (which sorts the distinct values then).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hist {
     n: i64,
-    counts: BTreeMap<i64, i64>,
+    counts: FastMap<i64, i64>,
 }
 
 impl Hist {
@@ -312,26 +315,39 @@ impl Hist {
         self.n == 0
     }
 
-    /// The value at sorted index `i` (0-based).
-    fn at(&self, i: i64) -> Option<i64> {
-        let mut seen = 0;
-        for (&v, &c) in &self.counts {
+    /// The values at sorted indexes `ix` (0-based, ascending).
+    fn at<const N: usize>(&self, ix: [i64; N]) -> [Option<i64>; N] {
+        let mut out = [None; N];
+        if self.n <= 0 {
+            return out;
+        }
+        let mut values: Vec<(i64, i64)> = self.counts.iter().map(|(v, c)| (*v, *c)).collect();
+        values.sort_unstable();
+        let (mut seen, mut k) = (0, 0);
+        for (v, c) in values {
             seen += c;
-            if seen > i {
-                return Some(v);
+            while k < N && seen > ix[k] {
+                out[k] = Some(v);
+                k += 1;
             }
         }
-        None
+        out
     }
 
     /// Lower median: sorted index ⌊(n−1)/2⌋; `None` without samples.
     pub fn median(&self) -> Option<i64> {
-        (self.n > 0).then(|| self.at((self.n - 1) / 2)).flatten()
+        self.at([(self.n - 1) / 2])[0]
     }
 
     /// Nearest rank p90: sorted index ⌈0.9·n⌉ − 1; `None` without samples.
     pub fn p90(&self) -> Option<i64> {
-        (self.n > 0).then(|| self.at(p90_index(self.n))).flatten()
+        self.at([p90_index(self.n)])[0]
+    }
+
+    /// (median, p90) with one sort.
+    pub fn median_p90(&self) -> (Option<i64>, Option<i64>) {
+        let [m, p] = self.at([(self.n - 1) / 2, p90_index(self.n)]);
+        (m, p)
     }
 }
 
@@ -365,6 +381,10 @@ pub struct Jobs {
     months: BTreeMap<YearMonth, MonthJobs>,
     /// Months before this are rolled over: their figures are frozen.
     open: Option<YearMonth>,
+    /// The window histograms of the days results can still land on (the
+    /// shell drops the closed months' rows once it has written them:
+    /// [`Jobs::open_start`]).
+    pub hist: HistBook,
 }
 
 impl Jobs {
@@ -373,33 +393,73 @@ impl Jobs {
             matcher: Matcher::new(horizon),
             months: BTreeMap::new(),
             open,
+            hist: HistBook::default(),
         }
     }
 
     /// Applies a delta to its month (unless that month is closed) and
     /// hands it on (the window histograms take every delta).
-    fn take(&mut self, d: Delta, sink: &mut impl FnMut(&Delta)) {
-        let m = YearMonth::of(crate::time::day_of(d.at));
-        if self.open.is_none_or(|o| m >= o) {
-            self.months.entry(m).or_default().add(&d);
+    fn take(
+        months: &mut BTreeMap<YearMonth, MonthJobs>,
+        hist: &mut HistBook,
+        open: Option<YearMonth>,
+        d: Delta,
+        sink: &mut impl FnMut(NaiveDate, Scope),
+    ) {
+        let day = crate::time::day_of(d.at);
+        let m = YearMonth::of(day);
+        // A result dated in a month already rolled over changes nothing
+        // (README "Job analytics", the edge left as is).
+        if open.is_none_or(|o| m >= o) {
+            months.entry(m).or_default().add(&d);
+            hist.add(day, &d);
+            sink(day, d.scope);
         }
-        sink(&d);
     }
 
-    pub fn request(&mut self, key: u128, t: i64, kind: JobKind, sink: &mut impl FnMut(&Delta)) {
-        let mut ds = Vec::new();
-        self.matcher.request(key, t, kind, &mut |d| ds.push(d));
-        for d in ds {
-            self.take(d, sink);
-        }
+    /// A processed request; `touched` hears of every histogram row that
+    /// changed (day of the result, scope).
+    pub fn request(
+        &mut self,
+        key: u128,
+        t: i64,
+        kind: JobKind,
+        touched: &mut impl FnMut(NaiveDate, Scope),
+    ) {
+        let Jobs {
+            matcher,
+            months,
+            open,
+            hist,
+        } = self;
+        matcher.request(key, t, kind, &mut |d| {
+            Jobs::take(months, hist, *open, d, touched)
+        });
     }
 
-    pub fn result(&mut self, of: u128, dvm: &Pubkey, t: i64, sink: &mut impl FnMut(&Delta)) {
-        let mut ds = Vec::new();
-        self.matcher.result(of, dvm, t, &mut |d| ds.push(d));
-        for d in ds {
-            self.take(d, sink);
-        }
+    /// A processed result naming request `of` (see [`Jobs::request`]).
+    pub fn result(
+        &mut self,
+        of: u128,
+        dvm: &Pubkey,
+        t: i64,
+        touched: &mut impl FnMut(NaiveDate, Scope),
+    ) {
+        let Jobs {
+            matcher,
+            months,
+            open,
+            hist,
+        } = self;
+        matcher.result(of, dvm, t, &mut |d| {
+            Jobs::take(months, hist, *open, d, touched)
+        });
+    }
+
+    /// The first day a result can still be counted on (the open month's
+    /// start), if a month is open.
+    pub fn open_start(&self) -> Option<NaiveDate> {
+        self.open.map(YearMonth::start)
     }
 
     /// The exact figures of month `m` so far.
@@ -417,6 +477,113 @@ impl Jobs {
             self.matcher.prune(prune_cut(o, self.matcher.horizon));
         }
     }
+}
+
+/// One histogram row's cells: (UTC hour, bucket, count), sorted by hour
+/// and bucket, no zero counts.
+pub type HistCells = Vec<(u8, i16, i32)>;
+
+/// The window response-time histograms (`job_day_stats`): one row per
+/// (day of the result, scope), cells by hour and [`bucket_of`]. The whole
+/// rows of the days a result can still be dated on (the open month and
+/// later) are kept here, so a commit writes each changed row whole — no
+/// read-modify-write in PostgreSQL, and the same rows whatever the commit
+/// split. A row's content depends only on the deltas applied, so a crash
+/// that replays the same queue rebuilds the same rows.
+#[derive(Debug, Clone, Default)]
+pub struct HistBook {
+    /// Cells keyed `hour << 16 | bucket` (buckets are never negative, so
+    /// the key orders as (hour, bucket)); a day's overall row has
+    /// thousands of cells, too many for a sorted vector's inserts.
+    rows: FastMap<(NaiveDate, Scope), FastMap<u32, i32>>,
+}
+
+fn cell_key(hour: u8, bucket: i16) -> u32 {
+    u32::from(hour) << 16 | u32::from(bucket.max(0) as u16)
+}
+
+impl HistBook {
+    pub fn add(&mut self, day: NaiveDate, d: &Delta) {
+        let hour = (d.at.rem_euclid(86_400) / 3600) as u8;
+        let key = cell_key(hour, bucket_of(d.latency));
+        let cells = self.rows.entry((day, d.scope)).or_default();
+        let c = cells.entry(key).or_default();
+        *c += d.sign as i32;
+        if *c == 0 {
+            cells.remove(&key);
+        }
+    }
+
+    /// A row's cells, sorted by (hour, bucket).
+    pub fn get(&self, day: NaiveDate, scope: &Scope) -> HistCells {
+        let Some(cells) = self.rows.get(&(day, *scope)) else {
+            return Vec::new();
+        };
+        let mut v: Vec<(u32, i32)> = cells.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort_unstable();
+        v.into_iter()
+            .map(|(k, n)| ((k >> 16) as u8, (k & 0xffff) as i16, n))
+            .collect()
+    }
+
+    /// A stored row (start-up).
+    pub fn insert(&mut self, day: NaiveDate, scope: Scope, cells: HistCells) {
+        let row = cells
+            .into_iter()
+            .map(|(h, b, n)| (cell_key(h, b), n))
+            .collect();
+        self.rows.insert((day, scope), row);
+    }
+
+    pub fn forget_before(&mut self, day: NaiveDate) {
+        self.rows.retain(|(d, _), _| *d >= day);
+    }
+
+    /// Every row, sorted cells (tests compare them).
+    pub fn rows(&self) -> Vec<((NaiveDate, Scope), HistCells)> {
+        self.rows
+            .keys()
+            .map(|(d, s)| ((*d, *s), self.get(*d, s)))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// A row's cells as stored (`job_day_stats.cells`): 7 bytes each, hour,
+/// bucket and count big-endian.
+pub fn encode_cells(cells: &[(u8, i16, i32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(cells.len() * HIST_CELL);
+    for (h, b, n) in cells {
+        out.push(*h);
+        out.extend_from_slice(&b.to_be_bytes());
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+    out
+}
+
+pub const HIST_CELL: usize = 7;
+
+/// Decodes stored cells; `None` if the blob is not whole cells.
+pub fn decode_cells(blob: &[u8]) -> Option<HistCells> {
+    if !blob.len().is_multiple_of(HIST_CELL) {
+        return None;
+    }
+    blob.chunks_exact(HIST_CELL)
+        .map(|c| {
+            Some((
+                c[0],
+                i16::from_be_bytes(c[1..3].try_into().ok()?),
+                i32::from_be_bytes(c[3..7].try_into().ok()?),
+            ))
+        })
+        .collect()
 }
 
 /// A processed request as stored in `job_facts`: id key, `created_at`,
@@ -505,7 +672,7 @@ mod tests {
     const K: JobKind = JobKind(5300);
 
     fn run(m: &mut Jobs, ev: &Ev) {
-        let mut sink = |_: &Delta| {};
+        let mut sink = |_, _| {};
         match *ev {
             Ev::Req(key, t) => m.request(key, t, K, &mut sink),
             Ev::Res(of, dvm, t) => m.result(of, &[dvm; 32], t, &mut sink),

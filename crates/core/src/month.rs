@@ -71,7 +71,13 @@ pub struct MonthAcc {
 
 impl MonthAcc {
     /// One applied event.
-    pub(crate) fn add(&mut self, role: Role, who: &Pubkey, kind: JobKind, status: Option<FeedbackStatus>) {
+    pub(crate) fn add(
+        &mut self,
+        role: Role,
+        who: &Pubkey,
+        kind: JobKind,
+        status: Option<FeedbackStatus>,
+    ) {
         match role {
             Role::Request => {
                 self.requests += 1;
@@ -356,11 +362,11 @@ mod tests {
         let jan: YearMonth = "2024-01".parse().unwrap();
         let d = [7u8; 32];
         let mut acc = MonthAcc::default();
-        acc.add(Role::Request, &d, JobKind(5300));
-        acc.add(Role::Response, &d, JobKind(5300));
-        let good = acc.row(jan);
+        acc.add(Role::Request, &d, JobKind(5300), None);
+        acc.add(Role::Response, &d, JobKind(5300), None);
+        let good = acc.row(jan, None);
         assert_eq!(good.check(), Ok(()));
-        assert_eq!(MonthAcc::default().row(jan).check(), Ok(()));
+        assert_eq!(MonthAcc::default().row(jan, None).check(), Ok(()));
         let bad = |f: &dyn Fn(&mut MonthRow)| {
             let mut r = good.clone();
             f(&mut r);

@@ -8,7 +8,7 @@
 
 use crate::activity::Entry;
 use crate::analyze::Counts;
-use crate::jobs::{bucket_value, p90_index};
+use crate::jobs::{Scope, bucket_value, p90_index};
 use crate::keys::{FastMap, FastSet, Pubkey, hex_of};
 use crate::role::{EntityRole, JobKind};
 use crate::time::day_start;
@@ -93,6 +93,34 @@ impl Buckets {
             median_response_s: (n > 0).then(|| self.at((n - 1) / 2)).flatten(),
             p90_response_s: (n > 0).then(|| self.at(p90_index(n))).flatten(),
         }
+    }
+}
+
+/// Job figures of any hour range (the TUI's DVM and kind views): the
+/// `job_day_stats` rows of the range folded per scope, with the same rank
+/// rules and 1 % bound as the windows.
+#[derive(Debug, Default)]
+pub struct JobFold {
+    by: FastMap<Scope, Buckets>,
+}
+
+impl JobFold {
+    /// One row; only the cells whose hour `keep` accepts count.
+    pub fn add(&mut self, scope: &Scope, cells: &[(u8, i16, i32)], keep: impl Fn(u8) -> bool) {
+        let b = self.by.entry(*scope).or_default();
+        for &(h, bucket, n) in cells {
+            if keep(h) {
+                b.add(bucket, i64::from(n));
+            }
+        }
+    }
+
+    /// (answered, median, p90) of a scope; zeros and nulls without samples.
+    pub fn figures(&self, scope: &Scope) -> (i64, Option<i64>, Option<i64>) {
+        self.by.get(scope).map_or((0, None, None), |b| {
+            let f = b.figures(String::new(), 0);
+            (f.answered, f.median_response_s, f.p90_response_s)
+        })
     }
 }
 
@@ -245,19 +273,14 @@ impl Windows {
         }
     }
 
-    /// One `job_day_stats` row: `scope` 0 all, 1 a DVM (`key` hex), 2 a
-    /// request kind; cells (UTC hour, bucket, count).
-    pub fn add_job_row(
-        &mut self,
-        day: NaiveDate,
-        scope: i16,
-        key: &str,
-        cells: &[(i16, i16, i32)],
-    ) {
+    /// One `job_day_stats` row: its scope and cells (UTC hour, bucket,
+    /// count).
+    pub fn add_job_row(&mut self, day: NaiveDate, scope: &Scope, cells: &[(u8, i16, i32)]) {
         let base = day_start(day);
-        let kind = (scope == 2)
-            .then(|| key.parse().ok().map(JobKind))
-            .flatten();
+        let dvm = match scope {
+            Scope::Dvm(pk) => Some(hex_of(pk)),
+            _ => None,
+        };
         for &(h, b, n) in cells {
             let hour = base + i64::from(h) * 3600;
             if hour > self.upto {
@@ -268,15 +291,14 @@ impl Windows {
                     continue;
                 }
                 let n = i64::from(n);
-                match (scope, kind) {
-                    (0, _) => acc.answered.add(b, n),
-                    (1, _) => acc
+                match scope {
+                    Scope::All => acc.answered.add(b, n),
+                    Scope::Dvm(_) => acc
                         .dvm_answered
-                        .entry(key.to_owned())
+                        .entry(dvm.clone().unwrap_or_default())
                         .or_default()
                         .add(b, n),
-                    (2, Some(k)) => acc.kind_answered.entry(k).or_default().add(b, n),
-                    _ => {}
+                    Scope::Kind(k) => acc.kind_answered.entry(*k).or_default().add(b, n),
                 }
             }
         }
@@ -376,11 +398,11 @@ mod tests {
             (9, b(20), 1),
             (9, b(1000), 1),
         ];
-        w.add_job_row(jan15, 0, "", &cells);
-        w.add_job_row(jan15, 1, &"07".repeat(32), &cells[1..3]);
-        w.add_job_row(jan15, 2, "5300", &cells);
+        w.add_job_row(jan15, &Scope::All, &cells);
+        w.add_job_row(jan15, &Scope::Dvm([7; 32]), &cells[1..3]);
+        w.add_job_row(jan15, &Scope::Kind(JobKind(5300)), &cells);
         // A later hour is beyond the clock.
-        w.add_job_row(jan15, 0, "", &[(11, b(1), 5)]);
+        w.add_job_row(jan15, &Scope::All, &[(11, b(1), 5)]);
         let s = w.finish();
         let (h1, d1) = (&s[0], &s[2]);
         assert_eq!((h1.answered, h1.median_response_s), (3, Some(20)));

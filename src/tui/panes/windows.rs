@@ -106,7 +106,7 @@ pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
 
 /// A response time in at most four characters: `42s`, `5m`, `31h`, `2d`
 /// (rounded); `–` for none.
-fn secs(v: Option<i64>) -> String {
+pub(crate) fn secs(v: Option<i64>) -> String {
     let round = |s: i64, unit: i64| (s + unit / 2) / unit;
     match v {
         None => "–".into(),
