@@ -170,10 +170,17 @@ fn dvms_sort_by_each_column_and_reverse() {
     let ids = shown_ids(&app);
     assert_eq!(ids.len(), 40);
     assert!(ids.windows(2).all(|w| resp(&w[0]) >= resp(&w[1])));
-    // → feedback (largest first), ← back, ← name (A→Z).
+    // → answered (largest first), → median (slowest first: no samples
+    // last), ← ← back, ← name (A→Z).
     update(&mut app, code(KeyCode::Right));
-    let fb = |id: &String| rows.iter().find(|r| &r.id == id).unwrap().feedback;
-    assert!(shown_ids(&app).windows(2).all(|w| fb(&w[0]) >= fb(&w[1])));
+    let ans = |id: &String| rows.iter().find(|r| &r.id == id).unwrap().jobs.answered;
+    assert!(shown_ids(&app).windows(2).all(|w| ans(&w[0]) >= ans(&w[1])));
+    update(&mut app, code(KeyCode::Right));
+    let med = |id: &String| rows.iter().find(|r| &r.id == id).unwrap().jobs.median_s;
+    let shown = shown_ids(&app);
+    assert!(shown.windows(2).all(|w| med(&w[0]) >= med(&w[1])));
+    assert_eq!(med(shown.last().unwrap()), None);
+    update(&mut app, code(KeyCode::Left));
     update(&mut app, code(KeyCode::Left));
     update(&mut app, code(KeyCode::Left));
     let label = |id: &String| {
