@@ -248,10 +248,18 @@ impl Config {
         };
         let job_horizon = match args.job_horizon.as_ref().or(file.job_horizon.as_ref()) {
             None => dvmtop_core::jobs::DEFAULT_HORIZON,
-            Some(s) => parse_duration(s)
-                .map_err(|e| Error::Config(format!("--job-horizon: {e}")))?
-                .as_secs()
-                .min(366 * 86_400) as i64,
+            Some(s) => {
+                let secs = parse_duration(s)
+                    .map_err(|e| Error::Config(format!("--job-horizon: {e}")))?
+                    .as_secs();
+                let max = dvmtop_core::jobs::MAX_HORIZON;
+                if secs > max as u64 {
+                    return Err(Error::Config(format!(
+                        "--job-horizon: {s} is longer than the longest horizon, 366d; give at most 366d"
+                    )));
+                }
+                secs as i64
+            }
         };
         let caps = DeadLetterCaps::default();
         let dead_letters = DeadLetterCaps {

@@ -25,20 +25,16 @@ pub(super) async fn write_facts(tx: &mut Transaction<'_, Postgres>, p: &Pending)
     if p.job_facts.is_empty() {
         return Ok(());
     }
-    let (mut days, mut rq, mut rs) = (Vec::new(), Vec::new(), Vec::new());
+    // A statement per day: binding every day at once had the driver
+    // build one buffer of the whole group's facts (16 MiB at 250 k events).
     for (day, f) in &p.job_facts {
-        days.push(*day);
-        rq.push(f.requests.as_slice());
-        rs.push(f.results.as_slice());
+        sqlx::query("INSERT INTO job_facts (day, requests, results) VALUES ($1, $2, $3)")
+            .bind(day)
+            .bind(f.requests.as_slice())
+            .bind(f.results.as_slice())
+            .execute(&mut **tx)
+            .await?;
     }
-    sqlx::query(
-        "INSERT INTO job_facts (day, requests, results) SELECT * FROM UNNEST($1::date[], $2::bytea[], $3::bytea[])",
-    )
-    .bind(days)
-    .bind(rq)
-    .bind(rs)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 

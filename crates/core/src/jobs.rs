@@ -27,6 +27,9 @@ use std::collections::BTreeMap;
 /// The default matching horizon: 7 days.
 pub const DEFAULT_HORIZON: i64 = 7 * 86_400;
 
+/// The longest horizon (`--job-horizon` is capped here): 366 days.
+pub const MAX_HORIZON: i64 = 366 * 86_400;
+
 /// A NIP-90 feedback (kind 7000) `status` tag value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FeedbackStatus {
@@ -91,48 +94,55 @@ pub struct Delta {
 const NO_DVM: u32 = u32::MAX;
 
 /// A processed request and the earliest result of each DVM within the
-/// horizon (the first inline: most requests get one result).
+/// horizon (the first inline: most requests get one result). Result times
+/// are kept as offsets from the request (within the horizon, at most a
+/// year: an `i32`), so an entry is 32 bytes — the matcher holds a month
+/// and a horizon of requests.
 #[derive(Debug, Clone)]
 struct Req {
     t: i64,
     kind: JobKind,
-    first: (u32, i64),
-    rest: Vec<(u32, i64)>,
+    first: (u32, i32),
+    rest: Option<Box<Vec<(u32, i32)>>>,
 }
 
 impl Req {
     fn results(&self) -> impl Iterator<Item = (u32, i64)> + '_ {
         std::iter::once(self.first)
             .filter(|(d, _)| *d != NO_DVM)
-            .chain(self.rest.iter().copied())
+            .chain(self.rest.iter().flat_map(|r| r.iter().copied()))
+            .map(|(d, dt)| (d, self.t + i64::from(dt)))
     }
 
     fn best(&self) -> Option<i64> {
         self.results().map(|(_, t)| t).min()
     }
 
-    /// The earliest result of `dvm` so far; sets it to `t` when earlier.
-    /// Returns the previous one when it changed, `None` when `t` is no
-    /// improvement.
+    /// The earliest result of `dvm` so far; sets it to `t` (within the
+    /// horizon of the request) when earlier. Returns the previous one when
+    /// it changed, `None` when `t` is no improvement.
     fn improve(&mut self, dvm: u32, t: i64) -> Option<Option<i64>> {
+        let dt = i32::try_from(t - self.t).ok()?;
         if self.first.0 == NO_DVM {
-            self.first = (dvm, t);
+            self.first = (dvm, dt);
             return Some(None);
         }
         let slot = if self.first.0 == dvm {
             Some(&mut self.first)
         } else {
-            self.rest.iter_mut().find(|(d, _)| *d == dvm)
+            self.rest
+                .as_mut()
+                .and_then(|r| r.iter_mut().find(|(d, _)| *d == dvm))
         };
         match slot {
-            Some(s) if s.1 <= t => None,
+            Some(s) if s.1 <= dt => None,
             Some(s) => {
-                let old = s.1;
-                s.1 = t;
+                let old = self.t + i64::from(s.1);
+                s.1 = dt;
                 Some(Some(old))
             }
             None => {
-                self.rest.push((dvm, t));
+                self.rest.get_or_insert_default().push((dvm, dt));
                 Some(None)
             }
         }
@@ -158,9 +168,11 @@ impl Default for Matcher {
 }
 
 impl Matcher {
+    /// The horizon is at most a year ([`MAX_HORIZON`]): result offsets
+    /// are kept in 32 bits.
     pub fn new(horizon: i64) -> Matcher {
         Matcher {
-            horizon: horizon.max(0),
+            horizon: horizon.clamp(0, MAX_HORIZON),
             requests: FastMap::default(),
             orphans: FastMap::default(),
             dvms: Vec::new(),
@@ -205,7 +217,7 @@ impl Matcher {
             t,
             kind,
             first: (NO_DVM, 0),
-            rest: Vec::new(),
+            rest: None,
         };
         if let Some(early) = self.orphans.remove(&key) {
             for (dvm, at) in early {

@@ -10,7 +10,19 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
-    let block = pane("Windows (processing clock)", t, app.db.stale_since);
+    // The matching state held (requests kept for the horizon), so an
+    // operator sees what bounds its memory.
+    let (held, early) = app.status.jobs_held;
+    let title = if held + early > 0 {
+        format!(
+            "Windows (processing clock) · matching: {} requests held, {} awaited",
+            group(held as i64),
+            group(early as i64)
+        )
+    } else {
+        "Windows (processing clock)".to_owned()
+    };
+    let block = pane(&title, t, app.db.stale_since);
     let inner = block.inner(area);
     f.render_widget(block, area);
     if app.windows.is_empty() {
