@@ -57,13 +57,10 @@ fn months() -> Vec<YearMonth> {
 
 fn run(evs: &[Ev]) -> (Vec<MonthJobs>, Windows) {
     let mut jobs = Jobs::new(HORIZON, None);
-    let mut sink = |_, _| {};
     for e in evs {
         match *e {
-            Ev::Request { key, t, kind } => {
-                jobs.request(u128::from(key), t, JobKind(kind), &mut sink)
-            }
-            Ev::Result { of, dvm, t } => jobs.result(u128::from(of), &[dvm; 32], t, &mut sink),
+            Ev::Request { key, t, kind } => jobs.request(u128::from(key), t, JobKind(kind)),
+            Ev::Result { of, dvm, t } => jobs.result(u128::from(of), &[dvm; 32], t),
         }
     }
     // The window histogram rows, summed over hours.

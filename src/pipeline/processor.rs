@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use dvmtop_core::activity::RowCache;
 use dvmtop_core::clock::{self, Awaiting, ClockState, Plan};
 use dvmtop_core::entities::Entities;
-use dvmtop_core::jobs::{HistBook, HistCells, Jobs, Scope, encode_cells};
+use dvmtop_core::jobs::{HistCells, Jobs, Scope, encode_cells};
 use dvmtop_core::keys::FastSet;
 use dvmtop_core::month::MonthAcc;
 use dvmtop_core::{EntityRole, Item, MonthRow, YearMonth, day_of};
@@ -535,7 +535,13 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         // Whole window-histogram rows (the processor holds every row a
         // result can still land on), then the rows no result can change
         // any more are dropped.
-        let hist_rows = g_hist_rows(&self.group.pending, &self.jobs.hist);
+        let hist_rows: Vec<HistRow> = self
+            .jobs
+            .hist
+            .take_dirty()
+            .into_iter()
+            .map(|(day, scope, cells)| (day, scope, encode_cells(&cells)))
+            .collect();
         let keep = self
             .jobs
             .open_start()
@@ -862,19 +868,18 @@ fn rebuild_jobs(
 ) -> Result<Jobs> {
     let corrupt = |day: &NaiveDate| Error::Namespace(format!("job_facts of {day} are corrupt"));
     let mut jobs = Jobs::new(horizon, open);
-    let mut none = |_, _| {};
     for (day, requests, _) in facts {
         for (key, t, kind) in
             dvmtop_core::jobs::decode_requests(requests).ok_or_else(|| corrupt(day))?
         {
-            jobs.request(key, t, kind, &mut none);
+            jobs.request(key, t, kind);
         }
     }
     for (day, _, results) in facts {
         for (of, dvm, t) in
             dvmtop_core::jobs::decode_results(results).ok_or_else(|| corrupt(day))?
         {
-            jobs.result(of, &dvm, t, &mut none);
+            jobs.result(of, &dvm, t);
         }
     }
     if let Some(o) = open {
@@ -887,13 +892,4 @@ fn rebuild_jobs(
         jobs.hist.insert(day, scope, cells);
     }
     Ok(jobs)
-}
-
-/// The window-histogram rows the group changed, whole and encoded.
-fn g_hist_rows(p: &dvmtop_core::analyze::Pending, hist: &HistBook) -> Vec<HistRow> {
-    let mut keys: Vec<&(NaiveDate, Scope)> = p.job_rows.iter().collect();
-    keys.sort_unstable();
-    keys.into_iter()
-        .map(|(day, scope)| (*day, *scope, encode_cells(&hist.get(*day, scope))))
-        .collect()
 }

@@ -5,7 +5,7 @@
 
 use crate::entities::Entities;
 use crate::item::{Item, Profile};
-use crate::jobs::{Jobs, Scope, encode_request, encode_result};
+use crate::jobs::{Jobs, encode_request, encode_result};
 use crate::keys::{FastMap, FastSet, Pubkey};
 use crate::month::MonthAcc;
 use crate::role::{EntityRole, JobKind, Role};
@@ -92,9 +92,6 @@ pub struct Pending {
     /// Job facts applied, by day: requests and results as
     /// [`crate::jobs`] encodes them (`job_facts`).
     pub job_facts: BTreeMap<NaiveDate, JobFacts>,
-    /// The window histogram rows changed (day of the result, scope):
-    /// the commit writes them whole from [`crate::jobs::HistBook`].
-    pub job_rows: FastSet<(NaiveDate, Scope)>,
 }
 
 /// One day's job facts, encoded.
@@ -137,10 +134,6 @@ impl Pending {
         let mut ids = self.new_ids.remove(&day).unwrap_or_default();
         let mut act = self.activity.remove(&day).unwrap_or_default();
         let mut facts = self.job_facts.remove(&day).unwrap_or_default();
-        let rows = &mut self.job_rows;
-        let mut sink = |day: NaiveDate, scope: Scope| {
-            rows.insert((day, scope));
-        };
         for it in slice {
             if !seen.insert(it.key) {
                 stats.duplicates += 1;
@@ -178,12 +171,12 @@ impl Pending {
             match it.role {
                 Role::Request => {
                     encode_request(&mut facts.requests, it.key, ts, kind);
-                    jobs.request(it.key, ts, kind, &mut sink);
+                    jobs.request(it.key, ts, kind);
                 }
                 Role::Response => {
                     if let Some(of) = it.refers {
                         encode_result(&mut facts.results, of, &it.pubkey, ts);
-                        jobs.result(of, &it.pubkey, ts, &mut sink);
+                        jobs.result(of, &it.pubkey, ts);
                     }
                 }
                 Role::Feedback => {

@@ -416,7 +416,6 @@ impl Jobs {
         hist: &mut HistBook,
         open: Option<YearMonth>,
         d: Delta,
-        sink: &mut impl FnMut(NaiveDate, Scope),
     ) {
         let day = crate::time::day_of(d.at);
         let m = YearMonth::of(day);
@@ -425,47 +424,29 @@ impl Jobs {
         if open.is_none_or(|o| m >= o) {
             months.entry(m).or_default().add(&d);
             hist.add(day, &d);
-            sink(day, d.scope);
         }
     }
 
-    /// A processed request; `touched` hears of every histogram row that
-    /// changed (day of the result, scope).
-    pub fn request(
-        &mut self,
-        key: u128,
-        t: i64,
-        kind: JobKind,
-        touched: &mut impl FnMut(NaiveDate, Scope),
-    ) {
+    /// A processed request.
+    pub fn request(&mut self, key: u128, t: i64, kind: JobKind) {
         let Jobs {
             matcher,
             months,
             open,
             hist,
         } = self;
-        matcher.request(key, t, kind, &mut |d| {
-            Jobs::take(months, hist, *open, d, touched)
-        });
+        matcher.request(key, t, kind, &mut |d| Jobs::take(months, hist, *open, d));
     }
 
     /// A processed result naming request `of` (see [`Jobs::request`]).
-    pub fn result(
-        &mut self,
-        of: u128,
-        dvm: &Pubkey,
-        t: i64,
-        touched: &mut impl FnMut(NaiveDate, Scope),
-    ) {
+    pub fn result(&mut self, of: u128, dvm: &Pubkey, t: i64) {
         let Jobs {
             matcher,
             months,
             open,
             hist,
         } = self;
-        matcher.result(of, dvm, t, &mut |d| {
-            Jobs::take(months, hist, *open, d, touched)
-        });
+        matcher.result(of, dvm, t, &mut |d| Jobs::take(months, hist, *open, d));
     }
 
     /// The first day a result can still be counted on (the open month's
@@ -507,7 +488,22 @@ pub struct HistBook {
     /// Cells keyed `hour << 16 | bucket` (buckets are never negative, so
     /// the key orders as (hour, bucket)); a day's overall row has
     /// thousands of cells, too many for a sorted vector's inserts.
-    rows: FastMap<(NaiveDate, Scope), FastMap<u32, i32>>,
+    rows: FastMap<(NaiveDate, Scope), HistRow>,
+}
+
+/// A row's cells and whether it changed since the last commit took it.
+#[derive(Debug, Clone, Default)]
+struct HistRow {
+    cells: FastMap<u32, i32>,
+    dirty: bool,
+}
+
+fn sorted(cells: &FastMap<u32, i32>) -> HistCells {
+    let mut v: Vec<(u32, i32)> = cells.iter().map(|(k, n)| (*k, *n)).collect();
+    v.sort_unstable();
+    v.into_iter()
+        .map(|(k, n)| ((k >> 16) as u8, (k & 0xffff) as i16, n))
+        .collect()
 }
 
 fn cell_key(hour: u8, bucket: i16) -> u32 {
@@ -518,33 +514,51 @@ impl HistBook {
     pub fn add(&mut self, day: NaiveDate, d: &Delta) {
         let hour = (d.at.rem_euclid(86_400) / 3600) as u8;
         let key = cell_key(hour, bucket_of(d.latency));
-        let cells = self.rows.entry((day, d.scope)).or_default();
-        let c = cells.entry(key).or_default();
+        let row = self.rows.entry((day, d.scope)).or_default();
+        row.dirty = true;
+        let c = row.cells.entry(key).or_default();
         *c += d.sign as i32;
         if *c == 0 {
-            cells.remove(&key);
+            row.cells.remove(&key);
         }
     }
 
     /// A row's cells, sorted by (hour, bucket).
     pub fn get(&self, day: NaiveDate, scope: &Scope) -> HistCells {
-        let Some(cells) = self.rows.get(&(day, *scope)) else {
-            return Vec::new();
-        };
-        let mut v: Vec<(u32, i32)> = cells.iter().map(|(k, n)| (*k, *n)).collect();
-        v.sort_unstable();
-        v.into_iter()
-            .map(|(k, n)| ((k >> 16) as u8, (k & 0xffff) as i16, n))
-            .collect()
+        self.rows
+            .get(&(day, *scope))
+            .map_or_else(Vec::new, |r| sorted(&r.cells))
+    }
+
+    /// The rows changed since the last call, whole and sorted by key (what
+    /// a commit writes); they count as unchanged afterwards.
+    pub fn take_dirty(&mut self) -> Vec<(NaiveDate, Scope, HistCells)> {
+        let mut out: Vec<(NaiveDate, Scope, HistCells)> = self
+            .rows
+            .iter_mut()
+            .filter(|(_, r)| r.dirty)
+            .map(|((d, s), r)| {
+                r.dirty = false;
+                (*d, *s, sorted(&r.cells))
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out
     }
 
     /// A stored row (start-up).
     pub fn insert(&mut self, day: NaiveDate, scope: Scope, cells: HistCells) {
-        let row = cells
+        let cells = cells
             .into_iter()
             .map(|(h, b, n)| (cell_key(h, b), n))
             .collect();
-        self.rows.insert((day, scope), row);
+        self.rows.insert(
+            (day, scope),
+            HistRow {
+                cells,
+                dirty: false,
+            },
+        );
     }
 
     pub fn forget_before(&mut self, day: NaiveDate) {
@@ -684,10 +698,9 @@ mod tests {
     const K: JobKind = JobKind(5300);
 
     fn run(m: &mut Jobs, ev: &Ev) {
-        let mut sink = |_, _| {};
         match *ev {
-            Ev::Req(key, t) => m.request(key, t, K, &mut sink),
-            Ev::Res(of, dvm, t) => m.result(of, &[dvm; 32], t, &mut sink),
+            Ev::Req(key, t) => m.request(key, t, K),
+            Ev::Res(of, dvm, t) => m.result(of, &[dvm; 32], t),
         }
     }
 
