@@ -195,6 +195,10 @@ pub struct ProcessArgs {
     /// service, a backtest), e.g. 127.0.0.1:9464; path /metrics.
     #[arg(long, value_name = "ADDR", env = "DVMTOP_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Job analytics: a result answers its request only within this of it
+    /// (7d); e.g. 36h, 2d.
+    #[arg(long, value_name = "DURATION")]
+    pub job_horizon: Option<String>,
 }
 
 /// Alert thresholds (the TUI banner, `status --json`'s `alerts`);
@@ -266,6 +270,7 @@ pub struct GlobalArgs {
     pub retention: RetentionArgs,
     pub alerts: AlertArgs,
     pub metrics_addr: Option<std::net::SocketAddr>,
+    pub job_horizon: Option<String>,
 }
 
 impl GlobalArgs {
@@ -290,6 +295,7 @@ impl GlobalArgs {
         self.retention = p.retention;
         self.alerts = p.alerts;
         self.metrics_addr = p.metrics_addr;
+        self.job_horizon = p.job_horizon;
         self
     }
 

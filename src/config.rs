@@ -30,6 +30,8 @@ pub(crate) struct FileConfig {
     pub(crate) rollover: Option<Policy>,
     pub(crate) rollover_buffer_days: Option<u32>,
     pub(crate) verify_signatures: Option<bool>,
+    /// e.g. "7d".
+    pub(crate) job_horizon: Option<String>,
     /// `"YYYY-MM-DD"`, a TOML date, or unix seconds.
     pub(crate) min_created_at: Option<toml::Value>,
     pub(crate) dead_letter_max: Option<u64>,
@@ -74,6 +76,8 @@ pub struct Config {
     pub alerts: dvmtop_core::alerts::Thresholds,
     /// Where `/metrics` is served (none: no metrics).
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// Job analytics' matching horizon, seconds (README "Job analytics").
+    pub(crate) job_horizon: i64,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/dvmtop";
@@ -242,6 +246,21 @@ impl Config {
                 && file.verify_relay_signatures.unwrap_or(true),
             ..defaults
         };
+        let job_horizon = match args.job_horizon.as_ref().or(file.job_horizon.as_ref()) {
+            None => dvmtop_core::jobs::DEFAULT_HORIZON,
+            Some(s) => {
+                let secs = parse_duration(s)
+                    .map_err(|e| Error::Config(format!("--job-horizon: {e}")))?
+                    .as_secs();
+                let max = dvmtop_core::jobs::MAX_HORIZON;
+                if secs > max as u64 {
+                    return Err(Error::Config(format!(
+                        "--job-horizon: {s} is longer than the longest horizon, 366d; give at most 366d"
+                    )));
+                }
+                secs as i64
+            }
+        };
         let caps = DeadLetterCaps::default();
         let dead_letters = DeadLetterCaps {
             max_entries: args
@@ -273,6 +292,7 @@ impl Config {
             dead_letters,
             alerts,
             metrics_addr: args.metrics_addr.or(file.metrics_addr),
+            job_horizon,
             backup_dir,
             retention,
             namespace,

@@ -63,9 +63,38 @@ pub const STRAGGLER_DAY: u32 = 25;
 /// deterministic).
 const FUTURE_TS: i64 = 4_102_444_800;
 
-/// Events one job produces on average: the request, a response 80 % of the
-/// time, feedback 35 % of the time.
-const EVENTS_PER_JOB: f64 = 1.0 + 0.8 + 0.35;
+/// Events one job produces on average: the request, a response ~80 % of
+/// the time (plus a competing DVM's 5 %), feedback ~35 % of the time.
+const EVENTS_PER_JOB: f64 = 1.0 + 0.85 + 0.35;
+
+/// How a generated DVM does its jobs: how often it answers and how fast.
+struct DvmProfile {
+    /// Share of its requests it answers (0.65–0.95, mean 0.8).
+    answer_rate: f64,
+    /// Its typical response time, seconds (2 s … 5 min, log-uniform).
+    median_s: f64,
+}
+
+impl DvmProfile {
+    fn new(rng: &mut ChaCha8Rng) -> DvmProfile {
+        DvmProfile {
+            answer_rate: rng.random_range(0.65..0.95),
+            median_s: (rng.random_range(2f64.ln()..300f64.ln())).exp(),
+        }
+    }
+
+    /// One response time: log-normal around the DVM's median (σ = 0.8),
+    /// with a 2 % tail of slow jobs (up to 6 h), in whole seconds ≥ 1.
+    fn latency(&self, rng: &mut ChaCha8Rng) -> i64 {
+        if rng.random::<f64>() < 0.02 {
+            return rng.random_range(600..6 * 3600);
+        }
+        // Box–Muller: one standard normal from two uniforms.
+        let (u1, u2): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        ((self.median_s * (0.8 * z).exp()).round() as i64).clamp(1, 6 * 3600)
+    }
+}
 
 /// Job kinds besides 5300 seen in DVMDash's data.
 const OTHER_KINDS: [i64; 17] = [
@@ -210,6 +239,7 @@ pub fn generate_population(
         .map(|i| 1.0 / (1.0 + i as f64).powf(1.1))
         .collect();
     let total_w: f64 = dvm_weight.iter().sum();
+    let profiles: Vec<DvmProfile> = (0..n_dvms).map(|_| DvmProfile::new(&mut rng)).collect();
 
     // Emission queue: (emit_at, seq, line). Late lines are emitted later.
     let mut delayed: VecDeque<(i64, u64, String)> = VecDeque::new();
@@ -293,10 +323,27 @@ pub fn generate_population(
                 String::new(),
             );
             day_lines.push((t, json(&req), true));
-            if rng.random::<f64>() < 0.35 {
+            let p = &profiles[d];
+            let answered = rng.random::<f64>() < p.answer_rate;
+            // Feedback: mostly `processing`, sometimes a payment request or a
+            // success note; a request the DVM gives up on often gets only an
+            // `error` (a failed job).
+            let status = if !answered && rng.random::<f64>() < 0.4 {
+                Some("error")
+            } else if rng.random::<f64>() < 0.28 {
+                Some(match rng.random_range(0..10) {
+                    0 => "payment-required",
+                    1 => "success",
+                    2 => "partial",
+                    _ => "processing",
+                })
+            } else {
+                None
+            };
+            if let Some(status) = status {
                 let with_k = rng.random::<f64>() < 0.7;
                 let mut tags = vec![
-                    s(&["status", "processing"]),
+                    s(&["status", status]),
                     s(&["e", &req.id]),
                     s(&["p", &user.pubkey]),
                 ];
@@ -306,10 +353,19 @@ pub fn generate_population(
                 let fb = build(dvm, t + rng.random_range(0..5), 7000, tags, String::new());
                 day_lines.push((fb.created_at, json(&fb), true));
             }
-            if rng.random::<f64>() < 0.8 {
+            // The answering DVM, and now and then a second one competing.
+            let mut answers = Vec::new();
+            if answered {
+                answers.push(d);
+            }
+            if rng.random::<f64>() < 0.05 {
+                answers.push((d + 1 + rng.random_range(0..5)) % n_dvms);
+            }
+            for a in answers {
+                let latency = profiles[a].latency(&mut rng);
                 let res = build(
-                    dvm,
-                    t + rng.random_range(1..120),
+                    &dvms[a],
+                    t + latency,
                     kind + 1000,
                     vec![
                         s(&["e", &req.id]),
@@ -318,7 +374,14 @@ pub fn generate_population(
                     ],
                     "[\"note1...\"]".into(),
                 );
-                day_lines.push((res.created_at, json(&res), true));
+                // A few results reach the queue before their request (a
+                // relay delivered them first): queued just ahead of it.
+                let queued_at = if rng.random::<f64>() < 0.005 {
+                    t - 1
+                } else {
+                    res.created_at
+                };
+                day_lines.push((queued_at, json(&res), true));
             }
         }
         day_lines.sort_by_key(|(t, _, _)| *t);

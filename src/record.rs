@@ -7,6 +7,7 @@
 //! goes through the full validation chain.
 
 use crate::event::{self, Event, Reject, Validation};
+use dvmtop_core::jobs::FeedbackStatus;
 use dvmtop_core::keys::{hex32, id_key};
 use dvmtop_core::{Item, JobKind, Kind, Profile, Role};
 
@@ -21,6 +22,11 @@ pub(crate) struct Record {
     pub(crate) role: Role,
     pub(crate) credited_kind: Option<JobKind>,
     pub(crate) profile: Option<Profile>,
+    /// Results and feedback: the first `e` tag's value, when it is an
+    /// event id (64 lowercase hex) — the request the job analytics match.
+    pub(crate) refers: Option<String>,
+    /// Feedback: the `status` tag, when it is a NIP-90 status.
+    pub(crate) status: Option<FeedbackStatus>,
 }
 
 fn profile_of(ev: &Event) -> Profile {
@@ -46,6 +52,15 @@ fn profile_of(ev: &Event) -> Profile {
 impl Record {
     pub(crate) fn from_event(ev: Event, class: event::Classification) -> Record {
         let profile = (class.role == Role::Announcement).then(|| profile_of(&ev));
+        let job = matches!(class.role, Role::Response | Role::Feedback);
+        let refers = job
+            .then(|| ev.tag_value("e"))
+            .flatten()
+            .filter(|v| id_key(v).is_some())
+            .map(str::to_ascii_lowercase);
+        let status = (class.role == Role::Feedback)
+            .then(|| ev.tag_value("status").and_then(FeedbackStatus::parse))
+            .flatten();
         Record {
             id: ev.id,
             pubkey: ev.pubkey,
@@ -54,15 +69,19 @@ impl Record {
             role: class.role,
             credited_kind: class.credited_kind,
             profile,
+            refers,
+            status,
         }
     }
 
     /// One line, tab separated; the profile (if any) is JSON, which never
-    /// contains a raw tab.
+    /// contains a raw tab. The request a result names and a feedback's
+    /// status come last, so records queued before they existed still
+    /// decode (as naming nothing).
     pub(crate) fn encode(&self) -> String {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         format!(
-            "{TAG}{}\t{}\t{}\t{}\t{}\t{}",
+            "{TAG}{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             self.id,
             self.pubkey,
             self.created_at,
@@ -72,6 +91,8 @@ impl Record {
                 .profile
                 .as_ref()
                 .and_then(|p| serde_json::to_string(p).ok())),
+            opt(self.refers.clone()),
+            opt(self.status.map(|s| s.as_str().to_owned())),
         )
     }
 
@@ -84,12 +105,14 @@ impl Record {
             role: self.role,
             credited_kind: self.credited_kind,
             profile: self.profile.clone().map(Box::new),
+            refers: self.refers.as_deref().and_then(id_key),
+            status: self.status,
         }
     }
 }
 
 fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
-    let mut f = body.splitn(6, '\t');
+    let mut f = body.splitn(8, '\t');
     let id = f.next()?;
     let pubkey = f.next()?;
     let created_at = f.next()?.parse().ok()?;
@@ -102,6 +125,15 @@ fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
         "-" => None,
         p => Some(Box::new(serde_json::from_str(p).ok()?)),
     };
+    // Absent in records queued by an older dvmtop.
+    let refers = match f.next() {
+        None | Some("-") => None,
+        Some(e) => Some(id_key(e)?),
+    };
+    let status = match f.next() {
+        None | Some("-") => None,
+        Some(s) => Some(FeedbackStatus::parse(s)?),
+    };
     // The role follows from the kind under the current policy.
     let role = v.kinds.role(Kind(kind))?;
     Some(Item {
@@ -111,6 +143,8 @@ fn decode_compact(body: &str, v: &Validation) -> Option<Item> {
         role,
         credited_kind,
         profile,
+        refers,
+        status,
     })
 }
 
@@ -148,6 +182,8 @@ mod tests {
                 picture: None,
                 kinds: vec![5300],
             }),
+            refers: None,
+            status: None,
         };
         let v = Validation::default();
         assert_eq!(decode(&r.encode(), &v, 0).unwrap(), r.item());
@@ -156,12 +192,21 @@ mod tests {
             role: Role::Feedback,
             credited_kind: Some(JobKind(5300)),
             profile: None,
+            refers: Some("c".repeat(64)),
+            status: Some(FeedbackStatus::Error),
             ..r
         };
         assert_eq!(decode(&f.encode(), &v, 0).unwrap(), f.item());
         let mut tagged = f.encode();
         dvmtop_core::source::tag(&mut tagged, "0123456789abcdef", 7);
         assert_eq!(decode(&tagged, &v, 0).unwrap(), f.item());
+        let item = decode(&f.encode(), &v, 0).unwrap();
+        assert_eq!(item.refers, id_key(&"c".repeat(64)));
+        assert_eq!(item.status, Some(FeedbackStatus::Error));
+        // A record from before the job fields decodes as naming nothing.
+        let old = f.encode().rsplitn(3, '\t').last().unwrap().to_owned();
+        let item = decode(&old, &v, 0).unwrap();
+        assert_eq!((item.refers, item.status), (None, None));
         assert_eq!(decode("dvm1\tgarbage", &v, 0), Err(Reject::Malformed));
         let bad_key = f.encode().replacen(&"b".repeat(64), &"x".repeat(64), 1);
         assert_eq!(decode(&bad_key, &v, 0), Err(Reject::Malformed));

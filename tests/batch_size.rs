@@ -2,7 +2,9 @@
 //! late events that arrive within the rollover buffer, and prior-month
 //! stragglers placed so far behind that no batch size can reach them —
 //! processed with batch sizes 1, 7 and 5000 gives identical
-//! `monthly_activity`, `dvms`, `users` and `global_stats_rollups`.
+//! `monthly_activity` (job figures included), `dvms`, `users`,
+//! `global_stats_rollups`, and the job analytics' `job_day_stats` and
+//! stored matching facts.
 //!
 //! The input's properties are established by an independent scan of the
 //! JSONL (no dvmtop analysis code), and the scan also proves that the
@@ -254,9 +256,11 @@ async fn run(batch_size: usize, input: &[u8]) -> Run {
         ("dvms", "id", &[][..]),
         ("users", "id", &[][..]),
         ("global_stats_rollups", "id", &[][..]),
+        ("job_day_stats", "day, scope, key", &[][..]),
     ] {
         tables.insert(table, table_dump(&s.db, table, order, exclude).await);
     }
+    tables.insert("job_facts", job_facts_dump(&s.db).await);
     Run {
         batch_size,
         summary,
@@ -374,6 +378,11 @@ async fn batch_sizes_1_7_5000_give_identical_tables() {
         assert_eq!((s.queue_depth, s.overflow_size), (0, 0), "batch size {b}");
         assert!(!s.interrupted);
         assert_eq!(r.tables["monthly_activity"].len(), 2, "batch size {b}");
+        // Job analytics (issue 14) are part of the rows compared below.
+        assert!(
+            !r.tables["job_day_stats"].is_empty() && !r.tables["job_facts"].is_empty(),
+            "batch size {b}: no job analytics"
+        );
         assert_eq!(r.tables["global_stats_rollups"].len(), 1);
         assert!(!r.tables["dvms"].is_empty() && !r.tables["users"].is_empty());
     }

@@ -491,6 +491,33 @@ async fn sigkill_at_random_points_then_resume_matches_uninterrupted_run() {
         .await
         .expect("connect crashed");
     let tables = STATE_TABLES;
+    // Job analytics (issue 14): the matching state's facts, each exactly
+    // once, and answered jobs in the months compared below.
+    let (fa, fb) = (
+        job_facts_dump(&ref_db).await,
+        job_facts_dump(&crash_db).await,
+    );
+    if fa != fb {
+        let (only_a, only_b) = row_diff(&fa, &fb);
+        problems.push(format!(
+            "job_facts: {} vs {} facts; {} only in the uninterrupted run, {} only in the crashed run",
+            fa.len(),
+            fb.len(),
+            only_a.len(),
+            only_b.len()
+        ));
+    } else {
+        println!("job_facts: identical ({} facts)", fa.len());
+    }
+    let answered: Vec<i64> =
+        sqlx::query_scalar("SELECT jobs_answered FROM monthly_activity ORDER BY year_month")
+            .fetch_all(&ref_db.pool)
+            .await
+            .expect("jobs_answered");
+    assert!(
+        answered.iter().all(|n| *n > 0),
+        "the reference answered no jobs in some month: {answered:?}"
+    );
     for (table, order, exclude) in tables {
         let a = table_dump(&ref_db, table, order, exclude).await;
         let b = table_dump(&crash_db, table, order, exclude).await;

@@ -28,6 +28,9 @@ fn row(m: &str, requests: i64) -> MonthRow {
         dvm_activity: json!({"ab".repeat(32): {"responses": 3, "feedback": 1}}),
         kind_activity: json!({"5300": {"requests": requests, "responses": 3}}),
         created_at: Some("2025-02-04T00:00:00Z".parse().unwrap()),
+        jobs_answered: 0,
+        median_response_s: None,
+        p90_response_s: None,
     }
 }
 

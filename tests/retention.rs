@@ -296,11 +296,32 @@ async fn an_unconfirmed_month_keeps_its_detail_and_rolls_up_exactly() {
             .unwrap()
             .unwrap();
     // ... is exactly the row the rollover wrote (from the processor's
-    // running figures).
+    // running figures), job analytics aside: those come from the matcher
+    // (issue 14), not from detail rows, and are checked by jobs_exact.rs.
+    let without_jobs = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        for e in v.as_object_mut().unwrap().values_mut() {
+            let e = e.as_object_mut().unwrap();
+            for k in [
+                "answered",
+                "median_response_s",
+                "p90_response_s",
+                "feedback_status",
+            ] {
+                e.remove(k);
+            }
+        }
+        v
+    };
     assert_eq!(
         preview,
         dvmtop::store::MonthRow {
             created_at: None,
+            jobs_answered: 0,
+            median_response_s: None,
+            p90_response_s: None,
+            dvm_activity: without_jobs(&jan.dvm_activity),
+            kind_activity: without_jobs(&jan.kind_activity),
             ..jan.clone()
         }
     );

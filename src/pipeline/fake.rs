@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use dvmtop_core::activity::Entry;
 use dvmtop_core::analyze::Counts;
 use dvmtop_core::entities::{Entities, Entity};
+use dvmtop_core::jobs::Scope;
 use dvmtop_core::month::MonthAcc;
 use dvmtop_core::retention::{RetentionConfig, cutoffs};
 use dvmtop_core::{EntityRole, Job, JobKind, MonthRow, Outcome, Pubkey, YearMonth};
@@ -69,6 +70,11 @@ pub(crate) struct Mem {
     pub(crate) monthly: BTreeMap<YearMonth, MonthRow>,
     pub(crate) counters: BTreeMap<String, i64>,
     pub(crate) dead_letters: Vec<(String, String)>,
+    pub(crate) dvm_status: BTreeMap<(NaiveDate, Pubkey), [i64; 5]>,
+    /// Job facts, one entry per day and commit (as `job_facts`).
+    pub(crate) job_facts: Vec<(NaiveDate, Vec<u8>, Vec<u8>)>,
+    /// Window-histogram rows (as `job_day_stats`), encoded.
+    pub(crate) job_hist: BTreeMap<(NaiveDate, Scope), Vec<u8>>,
     /// Reference days of the cleanups written, in order.
     pub(crate) cleanups: Vec<NaiveDate>,
     pub(crate) rollovers_audited: Vec<YearMonth>,
@@ -92,6 +98,28 @@ impl Mem {
         for ids in seen.values_mut() {
             ids.sort_unstable();
         }
+        // Job facts: whatever the commit split, the same facts per day.
+        type Chunks = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+        let mut facts: BTreeMap<NaiveDate, Chunks> = BTreeMap::new();
+        for (d, rq, rs) in &self.job_facts {
+            let f = facts.entry(*d).or_default();
+            f.0.extend(
+                rq.chunks(dvmtop_core::jobs::REQUEST_FACT)
+                    .map(<[u8]>::to_vec),
+            );
+            f.1.extend(
+                rs.chunks(dvmtop_core::jobs::RESULT_FACT)
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        let job_facts = facts
+            .into_iter()
+            .map(|(d, (mut rq, mut rs))| {
+                rq.sort_unstable();
+                rs.sort_unstable();
+                (d, rq.concat(), rs.concat())
+            })
+            .collect();
         Mem {
             state: PersistedState {
                 last_seq: 0,
@@ -99,6 +127,7 @@ impl Mem {
                 ..self.state.clone()
             },
             seen: seen.into_iter().collect(),
+            job_facts,
             cleanups: Vec::new(),
             rollovers_audited: Vec::new(),
             requests: Requests::default(),
@@ -166,6 +195,7 @@ impl Store for MemStore {
                     *dvm,
                     c.responses,
                     c.feedback,
+                    m.dvm_status.get(&(*day, *dvm)).copied().unwrap_or_default(),
                 );
             }
             for ((day, kind), c) in m.kind_day.range((from, JobKind(0))..) {
@@ -181,6 +211,13 @@ impl Store for MemStore {
             state: m.state.clone(),
             overflow: m.overflow.clone(),
             seen: m.seen.clone(),
+            job_facts: m.job_facts.clone(),
+            job_hist: m
+                .job_hist
+                .iter()
+                .filter(|((d, _), _)| m.state.clock.month.is_some_and(|o| *d >= o.start()))
+                .filter_map(|((d, s), c)| Some((*d, *s, dvmtop_core::jobs::decode_cells(c)?)))
+                .collect(),
             book: Entities::from_rows(rows(0), rows(1)),
             months,
             interrupted_jobs: 0,
@@ -225,6 +262,22 @@ impl Store for MemStore {
         for (k, v) in &p.kind_day {
             let e = m.kind_day.entry(*k).or_default();
             *e = e.plus(*v);
+        }
+        for (k, v) in &p.dvm_status {
+            let e = m.dvm_status.entry(*k).or_default();
+            for (a, b) in e.iter_mut().zip(v) {
+                *a += b;
+            }
+        }
+        for (day, f) in &p.job_facts {
+            m.job_facts
+                .push((*day, f.requests.clone(), f.results.clone()));
+        }
+        for (d, s, cells) in &c.hist_rows {
+            m.job_hist.insert((*d, *s), cells.clone());
+        }
+        if let Some(cut) = c.jobs_cut {
+            m.job_facts.retain(|(d, _, _)| *d >= cut);
         }
         for r in EntityRole::BOTH {
             for (pk, e) in c.entities.fresh[r as usize]
@@ -287,6 +340,8 @@ impl Store for MemStore {
         let mut m = self.mem();
         m.rows.retain(|(d, _), _| *d >= cut.detail);
         m.dvm_day.retain(|(d, _), _| *d >= cut.detail);
+        m.dvm_status.retain(|(d, _), _| *d >= cut.detail);
+        m.job_hist.retain(|(d, _), _| *d >= cut.detail);
         m.kind_day.retain(|(d, _), _| *d >= cut.detail);
         for role in 0..2 {
             for pk in &c.lifecycle.deactivate[role] {

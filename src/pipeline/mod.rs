@@ -193,6 +193,8 @@ pub struct Settings {
     /// Where a backup of `monthly_activity` goes after each rollover.
     pub(crate) backup_dir: Option<std::path::PathBuf>,
     pub(crate) commit: CommitPolicy,
+    /// Job analytics' matching horizon, seconds.
+    pub(crate) job_horizon: i64,
 }
 
 /// Why [`run`] returned.

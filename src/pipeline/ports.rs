@@ -29,6 +29,15 @@ pub struct Loaded {
     pub(crate) book: Entities,
     /// The running figures of the months not rolled up yet.
     pub(crate) months: BTreeMap<YearMonth, MonthAcc>,
+    /// Job facts (requests, results; [`dvmtop_core::jobs`] encoding) of
+    /// the days still matched, by day: the matcher is rebuilt from them.
+    pub(crate) job_facts: Vec<(NaiveDate, Vec<u8>, Vec<u8>)>,
+    /// The window-histogram rows from the open month's start on.
+    pub(crate) job_hist: Vec<(
+        NaiveDate,
+        dvmtop_core::jobs::Scope,
+        dvmtop_core::jobs::HistCells,
+    )>,
     /// Job runs a crash left "running", now marked interrupted.
     pub(crate) interrupted_jobs: u64,
     /// The Redis queue generation the committed position refers to.
@@ -160,9 +169,15 @@ impl Store for Db {
             Some(m) => self.load_open_months(m).await?,
             None => BTreeMap::new(),
         };
+        let job_hist = match state.clock.month {
+            Some(m) => self.load_job_hist(m.start(), NaiveDate::MAX).await?,
+            None => Vec::new(),
+        };
         Ok(Loaded {
             overflow: self.load_overflow().await?,
             seen: self.load_seen().await?,
+            job_facts: self.load_job_facts().await?,
+            job_hist,
             book: self.load_entities().await?,
             months,
             state,

@@ -9,11 +9,13 @@ use super::ports::{DueCleanup, QueueOps, Store};
 use super::{BatchReport, MAX_BATCH, Progress, Settings};
 use crate::error::{Error, Result};
 use crate::queue::{Queue, Refused};
+use crate::store::jobs::HistRow;
 use crate::store::{Commit, Db, JobRun};
 use chrono::NaiveDate;
 use dvmtop_core::activity::RowCache;
 use dvmtop_core::clock::{self, Awaiting, ClockState, Plan};
 use dvmtop_core::entities::Entities;
+use dvmtop_core::jobs::{HistCells, Jobs, Scope, encode_cells};
 use dvmtop_core::keys::FastSet;
 use dvmtop_core::month::MonthAcc;
 use dvmtop_core::{EntityRole, Item, MonthRow, YearMonth, day_of};
@@ -36,6 +38,12 @@ pub struct Processor<S = Db, Q = Queue> {
     state: ClockState,
     /// The open months' figures (see [`dvmtop_core::month`]).
     months: BTreeMap<YearMonth, MonthAcc>,
+    /// Request → result matching and the open months' exact job figures
+    /// (see [`dvmtop_core::jobs`]).
+    jobs: Jobs,
+    /// Histogram rows before this day are deleted by retention: dropped
+    /// from [`Jobs::hist`] at the next commit.
+    hist_cut: Option<NaiveDate>,
     overflow: Vec<Parked>,
     /// Ids applied in each open month, pending ones included (duplicates
     /// share their `created_at`, so their month).
@@ -115,6 +123,12 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         for (day, keys) in loaded.seen {
             seen.entry(YearMonth::of(day)).or_default().extend(keys);
         }
+        let jobs = rebuild_jobs(
+            settings.job_horizon,
+            st.clock.month,
+            &loaded.job_facts,
+            loaded.job_hist,
+        )?;
         let c = Committer::new(
             store,
             queue,
@@ -128,6 +142,8 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
             c,
             settings,
             months: loaded.months,
+            jobs,
+            hist_cut: None,
             state: st.clock,
             overflow,
             seen,
@@ -209,7 +225,16 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     /// The row `m`'s rollover would write now: the very computation the
     /// rollover makes (the rollover dialog shows exactly this).
     pub(crate) fn preview(&self, m: YearMonth) -> MonthRow {
-        self.months.get(&m).cloned().unwrap_or_default().row(m)
+        self.months
+            .get(&m)
+            .cloned()
+            .unwrap_or_default()
+            .row(m, self.jobs.month(m))
+    }
+
+    /// (requests held for matching, requests waited for by early results).
+    pub(crate) fn jobs_held(&self) -> (usize, usize) {
+        self.jobs.matcher.len()
     }
 
     /// Events applied to month `m` so far (a change marker for previews).
@@ -388,6 +413,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
                 self.seen.entry(m).or_default(),
                 &mut self.book,
                 self.months.entry(m).or_default(),
+                &mut self.jobs,
             )
         });
         if let Some(s) = stats {
@@ -506,8 +532,37 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         for (day, role, entries) in &rows {
             self.rows.put(*day, *role, entries.clone());
         }
+        // Whole window-histogram rows (the processor holds every row a
+        // result can still land on), then the rows no result can change
+        // any more are dropped.
+        let hist_rows: Vec<HistRow> = self
+            .jobs
+            .hist
+            .take_dirty()
+            .into_iter()
+            .map(|(day, scope, cells)| (day, scope, encode_cells(&cells)))
+            .collect();
+        let keep = self
+            .jobs
+            .open_start()
+            .into_iter()
+            .chain(self.hist_cut)
+            .max();
+        if let Some(keep) = keep {
+            self.jobs.hist.forget_before(keep);
+        }
         let g = std::mem::take(&mut self.group);
+        // A rollover forgets the job facts nothing can match any more.
+        let jobs_cut = match (g.rollovers.is_empty(), self.state.month) {
+            (false, Some(open)) => Some(day_of(dvmtop_core::jobs::prune_cut(
+                open,
+                self.settings.job_horizon,
+            ))),
+            _ => None,
+        };
         let commit = Commit {
+            jobs_cut,
+            hist_rows,
             seq: self.c.next_seq(),
             consumed: g.consumed,
             pending: g.pending,
@@ -578,6 +633,9 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
         }
         self.book.apply(&lifecycle, dvmtop_core::day_start(r));
         self.rows.forget_before(cut.detail);
+        // The cleanup deletes these days' histogram rows (after the group's
+        // commit, which still writes any of them it changed).
+        self.hist_cut = self.hist_cut.max(Some(cut.detail));
         Ok(DueCleanup {
             day: r,
             open,
@@ -632,7 +690,12 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
     /// month commit with the group.
     fn rollover(&mut self, m: YearMonth) -> Progress {
         let t = Instant::now();
-        let row = self.months.remove(&m).unwrap_or_default().row(m);
+        let row = self
+            .months
+            .remove(&m)
+            .unwrap_or_default()
+            .row(m, self.jobs.month(m));
+        self.jobs.close(m);
         self.seen.remove(&m);
         self.state = clock::after_rollover(&self.state, m);
         self.group.rollovers.push(row.clone());
@@ -792,4 +855,41 @@ fn lost_alert(ns: &str, why: &str, what: &str) -> dvmtop_core::Alert {
         ),
         chrono::Utc::now(),
     )
+}
+
+/// The matcher and the open months' job figures, rebuilt by replaying the
+/// committed job facts (requests first, then results; the result does
+/// not depend on the order, so this is the state the live run had).
+fn rebuild_jobs(
+    horizon: i64,
+    open: Option<YearMonth>,
+    facts: &[(NaiveDate, Vec<u8>, Vec<u8>)],
+    hist: Vec<(NaiveDate, Scope, HistCells)>,
+) -> Result<Jobs> {
+    let corrupt = |day: &NaiveDate| Error::Namespace(format!("job_facts of {day} are corrupt"));
+    let mut jobs = Jobs::new(horizon, open);
+    for (day, requests, _) in facts {
+        for (key, t, kind) in
+            dvmtop_core::jobs::decode_requests(requests).ok_or_else(|| corrupt(day))?
+        {
+            jobs.request(key, t, kind);
+        }
+    }
+    for (day, _, results) in facts {
+        for (of, dvm, t) in
+            dvmtop_core::jobs::decode_results(results).ok_or_else(|| corrupt(day))?
+        {
+            jobs.result(of, &dvm, t);
+        }
+    }
+    if let Some(o) = open {
+        jobs.matcher.prune(dvmtop_core::jobs::prune_cut(o, horizon));
+    }
+    // The replay above rebuilt the matcher; the histogram rows are the
+    // committed ones (replaying would count the samples twice).
+    jobs.hist = Default::default();
+    for (day, scope, cells) in hist {
+        jobs.hist.insert(day, scope, cells);
+    }
+    Ok(jobs)
 }

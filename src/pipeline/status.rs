@@ -122,6 +122,10 @@ pub struct PipelineStatus {
     pub(crate) processed_per_s: f64,
     /// The entity book (refreshed at most once a second).
     pub(crate) entities: Option<EntityCounts>,
+    /// Job matching (README "Job analytics"): requests held for the
+    /// horizon, and requests waited for by results that came first.
+    #[serde(default)]
+    pub(crate) jobs_held: (usize, usize),
     /// What the operator must see: a lost queue, a Redis that persists
     /// nothing, … (most severe first).
     #[serde(default)]
@@ -246,6 +250,7 @@ impl Publisher {
         n.confirmed = st.confirmed;
         n.overflow = p.overflow_len();
         n.overflow_days = p.overflow_days();
+        n.jobs_held = p.jobs_held();
         n.caught_up = p.caught_up();
         n.committed_seq = p.committed_seq();
         if n.alerts != p.alerts() {

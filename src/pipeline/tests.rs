@@ -35,6 +35,10 @@ fn payload(n: u32, who: u8, ts: i64, kind: i64) -> String {
             _ => Kind(kind).job_kind(),
         },
         profile: None,
+        // Results and feedback name a neighbouring request, so the fakes'
+        // runs exercise the matching state too.
+        refers: (role != Role::Request).then(|| format!("{:032x}{:032x}", n ^ 1, n ^ 1)),
+        status: (role == Role::Feedback).then_some(dvmtop_core::jobs::FeedbackStatus::Error),
     }
     .encode()
 }
@@ -87,6 +91,7 @@ fn settings(batch: usize, commit_every: u64) -> Settings {
         retention: Default::default(),
         backup_dir: None,
         commit: super::CommitPolicy::with_target(commit_every),
+        job_horizon: dvmtop_core::jobs::DEFAULT_HORIZON,
     }
 }
 

@@ -65,7 +65,7 @@ where
 }
 
 /// Whole detail rows older than the cut-off (`$1` day, `$2` batch size).
-const DETAIL: [(&str, &str); 3] = [
+const DETAIL: [(&str, &str); 4] = [
     (
         "entity_activity",
         "DELETE FROM entity_activity WHERE ctid IN (SELECT ctid FROM entity_activity WHERE day < $1 LIMIT $2)",
@@ -77,6 +77,10 @@ const DETAIL: [(&str, &str); 3] = [
     (
         "kind_stats_rollups",
         "DELETE FROM kind_stats_rollups WHERE ctid IN (SELECT ctid FROM kind_stats_rollups WHERE day < $1 LIMIT $2)",
+    ),
+    (
+        "job_day_stats",
+        "DELETE FROM job_day_stats WHERE ctid IN (SELECT ctid FROM job_day_stats WHERE day < $1 LIMIT $2)",
     ),
 ];
 

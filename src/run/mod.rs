@@ -157,6 +157,7 @@ impl Services {
             retention: cfg.retention,
             backup_dir: Some(cfg.backup_dir.clone()),
             commit: cfg.commit,
+            job_horizon: cfg.job_horizon,
         }
     }
 }

@@ -40,6 +40,11 @@ pub struct Commit {
     /// The furthest position of each input source among the elements
     /// this group consumed.
     pub(crate) positions: dvmtop_core::source::Positions,
+    /// After a rollover: job facts of days before this are deleted
+    /// (nothing can match them any more).
+    pub(crate) jobs_cut: Option<NaiveDate>,
+    /// The window-histogram rows this group changed, whole.
+    pub(crate) hist_rows: Vec<super::jobs::HistRow>,
 }
 
 pub(crate) fn ts(secs: i64) -> DateTime<Utc> {
@@ -110,23 +115,42 @@ async fn write_row(
 
 async fn write_rollups(tx: &mut Transaction<'_, Postgres>, p: &Pending) -> Result<()> {
     let mut d: (Vec<NaiveDate>, Vec<String>, Vec<i64>, Vec<i64>) = Default::default();
+    // Feedback by status, one array per status column.
+    let mut st: [Vec<i64>; 5] = Default::default();
     for ((day, dvm), c) in &p.dvm_day {
         d.0.push(*day);
         d.1.push(hex_of(dvm));
         d.2.push(c.responses);
         d.3.push(c.feedback);
+        let by = p.dvm_status.get(&(*day, *dvm)).copied().unwrap_or_default();
+        for (col, n) in st.iter_mut().zip(by) {
+            col.push(n);
+        }
     }
+    let [s0, s1, s2, s3, s4] = st;
     sqlx::query(
-        "INSERT INTO dvm_stats_rollups (day, dvm, responses, feedback)
-         SELECT * FROM UNNEST($1::date[], $2::text[], $3::int8[], $4::int8[])
+        "INSERT INTO dvm_stats_rollups (day, dvm, responses, feedback,
+           fb_payment_required, fb_processing, fb_error, fb_success, fb_partial)
+         SELECT * FROM UNNEST($1::date[], $2::text[], $3::int8[], $4::int8[],
+           $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
          ON CONFLICT (day, dvm) DO UPDATE SET
            responses = dvm_stats_rollups.responses + EXCLUDED.responses,
-           feedback = dvm_stats_rollups.feedback + EXCLUDED.feedback",
+           feedback = dvm_stats_rollups.feedback + EXCLUDED.feedback,
+           fb_payment_required = dvm_stats_rollups.fb_payment_required + EXCLUDED.fb_payment_required,
+           fb_processing = dvm_stats_rollups.fb_processing + EXCLUDED.fb_processing,
+           fb_error = dvm_stats_rollups.fb_error + EXCLUDED.fb_error,
+           fb_success = dvm_stats_rollups.fb_success + EXCLUDED.fb_success,
+           fb_partial = dvm_stats_rollups.fb_partial + EXCLUDED.fb_partial",
     )
     .bind(d.0)
     .bind(d.1)
     .bind(d.2)
     .bind(d.3)
+    .bind(s0)
+    .bind(s1)
+    .bind(s2)
+    .bind(s3)
+    .bind(s4)
     .execute(&mut **tx)
     .await?;
 
@@ -387,6 +411,7 @@ impl Db {
         let rows_ms = lap();
         let (mut rollups_ms, mut entities_ms, mut support_ms, mut totals_ms, mut seen_ms) =
             (0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut jobs_ms = 0.0;
         if !p.is_empty() {
             write_rollups(&mut tx, p).await?;
             rollups_ms = lap();
@@ -398,6 +423,9 @@ impl Db {
             totals_ms = lap();
             write_seen(&mut tx, p).await?;
             seen_ms = lap();
+            super::jobs::write_facts(&mut tx, p).await?;
+            super::jobs::write_hist(&mut tx, &c.hist_rows).await?;
+            jobs_ms = lap();
         }
         tracing::debug!(
             seq = c.seq,
@@ -409,6 +437,7 @@ impl Db {
             support_ms,
             totals_ms,
             seen_ms,
+            jobs_ms,
             "commit parts"
         );
         if let Some((payloads, days)) = &c.overflow {
@@ -440,6 +469,9 @@ impl Db {
                 .bind(closed.end())
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some(cut) = c.jobs_cut {
+            super::jobs::forget_facts(&mut tx, cut).await?;
         }
         let mut counters = BTreeMap::from([
             ("processed".to_owned(), p.processed as i64),

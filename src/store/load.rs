@@ -58,20 +58,24 @@ impl Db {
             }
         }
         drop(users);
-        let dvms: Vec<(NaiveDate, String, i64, i64)> = sqlx::query_as(
-            "SELECT day, dvm, responses, feedback FROM dvm_stats_rollups WHERE day >= $1",
+        type DvmDay = (NaiveDate, String, i64, i64, i64, i64, i64, i64, i64);
+        let dvms: Vec<DvmDay> = sqlx::query_as(
+            "SELECT day, dvm, responses, feedback, fb_payment_required, fb_processing, fb_error,
+               fb_success, fb_partial FROM dvm_stats_rollups WHERE day >= $1",
         )
         .bind(from)
         .fetch_all(&self.pool)
         .await?;
-        for (day, dvm, responses, feedback) in dvms {
+        for (day, dvm, responses, feedback, s0, s1, s2, s3, s4) in dvms {
             let pk = dvmtop_core::keys::hex32(&dvm).ok_or_else(|| {
                 Error::Namespace(format!("dvm_stats_rollups holds a bad dvm id {dvm:?}"))
             })?;
-            months
-                .entry(YearMonth::of(day))
-                .or_default()
-                .add_dvm_day(pk, responses, feedback);
+            months.entry(YearMonth::of(day)).or_default().add_dvm_day(
+                pk,
+                responses,
+                feedback,
+                [s0, s1, s2, s3, s4],
+            );
         }
         let kinds: Vec<(NaiveDate, i32, i64, i64)> = sqlx::query_as(
             "SELECT day, kind, requests, responses FROM kind_stats_rollups WHERE day >= $1",

@@ -7,6 +7,7 @@ mod audit;
 mod commit;
 mod connect;
 mod figures;
+pub mod jobs;
 mod load;
 mod lock;
 mod namespace;
@@ -27,7 +28,7 @@ pub use published::{Holder, Published, hostname};
 pub use rollover::month_summary;
 pub use rollover::{monthly_row_in, upsert_month};
 pub use status::{Snapshot, WindowStats, windows};
-pub use views::{DvmDetail, DvmRow, KindDetail, KindRow, Lifecycle, Profile, Range};
+pub use views::{DvmDetail, DvmRow, JobFigures, KindDetail, KindRow, Lifecycle, Profile, Range};
 
 use crate::error::{Error, Result};
 use dvmtop_core::YearMonth;

@@ -42,14 +42,18 @@ fn row_of(m: YearMonth, r: &sqlx::postgres::PgRow) -> Result<MonthRow> {
         most_popular_kind: r
             .try_get::<Option<i32>, _>("most_popular_kind")?
             .map(|k| dvmtop_core::JobKind(k as u32)),
+        jobs_answered: r.try_get("jobs_answered").unwrap_or(0),
+        median_response_s: r.try_get("median_response_s").unwrap_or(None),
+        p90_response_s: r.try_get("p90_response_s").unwrap_or(None),
         dvm_activity: r.try_get("dvm_activity")?,
         kind_activity: r.try_get("kind_activity")?,
         created_at: r.try_get("created_at").ok(),
     })
 }
 
-/// What the month's row would be if it rolled over now (the confirmation
-/// dialog shows this).
+/// What the month's row would be if it rolled over now, from its detail
+/// rows — event counts only: the job analytics (issue 14) come from the
+/// processor's matcher and are left at zero / null here.
 pub async fn month_summary<'e>(
     exec: impl sqlx::Executor<'e, Database = Postgres>,
     m: YearMonth,
@@ -71,14 +75,15 @@ pub async fn upsert_month(
     Ok(sqlx::query_scalar(
         "INSERT INTO monthly_activity (year_month, total_requests, total_responses, total_feedback,
            unique_dvms, unique_users, unique_kinds, most_popular_dvm, most_popular_kind, dvm_activity, kind_activity,
-           created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()))
+           created_at, jobs_answered, median_response_s, p90_response_s)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()), $13, $14, $15)
          ON CONFLICT (year_month) DO UPDATE SET total_requests = EXCLUDED.total_requests,
            total_responses = EXCLUDED.total_responses, total_feedback = EXCLUDED.total_feedback,
            unique_dvms = EXCLUDED.unique_dvms, unique_users = EXCLUDED.unique_users,
            unique_kinds = EXCLUDED.unique_kinds, most_popular_dvm = EXCLUDED.most_popular_dvm,
            most_popular_kind = EXCLUDED.most_popular_kind, dvm_activity = EXCLUDED.dvm_activity,
-           kind_activity = EXCLUDED.kind_activity,
+           kind_activity = EXCLUDED.kind_activity, jobs_answered = EXCLUDED.jobs_answered,
+           median_response_s = EXCLUDED.median_response_s, p90_response_s = EXCLUDED.p90_response_s,
            created_at = coalesce($12, monthly_activity.created_at)
          RETURNING created_at",
     )
@@ -94,6 +99,9 @@ pub async fn upsert_month(
     .bind(&row.dvm_activity)
     .bind(&row.kind_activity)
     .bind(row.created_at)
+    .bind(row.jobs_answered)
+    .bind(row.median_response_s)
+    .bind(row.p90_response_s)
     .fetch_one(conn)
     .await?)
 }

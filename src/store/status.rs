@@ -12,7 +12,8 @@ pub use dvmtop_core::windows::WindowStats;
 
 /// Window stats at processing clock `t` (SPEC §7: event time, never the
 /// wall clock), folded in Rust from the `entity_activity` rows of the
-/// days concerned, streamed one row at a time.
+/// days concerned, streamed one row at a time, and their `job_day_stats`
+/// response-time histograms.
 pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
     use futures_util::TryStreamExt;
     let (first, last) = dvmtop_core::windows::day_range(t);
@@ -27,6 +28,10 @@ pub async fn windows(db: &Db, t: i64) -> Result<Vec<WindowStats>> {
     while let Some(row) = rows.try_next().await? {
         let (day, role, entries) = super::load::decode_row(&row)?;
         w.add_row(day, role, &entries);
+    }
+    drop(rows);
+    for (day, scope, cells) in db.load_job_hist(first, last).await? {
+        w.add_job_row(day, &scope, &cells);
     }
     Ok(w.finish())
 }
@@ -115,13 +120,15 @@ impl Db {
         for w in windows(self, t).await? {
             sqlx::query(
                 "INSERT INTO time_window_stats (as_of, window_name, requests, responses, feedback, unique_users,
-                   unique_dvms, unique_kinds, popular_dvm, popular_kind, competitive_kind)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   unique_dvms, unique_kinds, popular_dvm, popular_kind, competitive_kind,
+                   answered, median_response_s, p90_response_s)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (as_of, window_name) DO UPDATE SET requests = EXCLUDED.requests,
                    responses = EXCLUDED.responses, feedback = EXCLUDED.feedback, unique_users = EXCLUDED.unique_users,
                    unique_dvms = EXCLUDED.unique_dvms, unique_kinds = EXCLUDED.unique_kinds,
                    popular_dvm = EXCLUDED.popular_dvm, popular_kind = EXCLUDED.popular_kind,
-                   competitive_kind = EXCLUDED.competitive_kind",
+                   competitive_kind = EXCLUDED.competitive_kind, answered = EXCLUDED.answered,
+                   median_response_s = EXCLUDED.median_response_s, p90_response_s = EXCLUDED.p90_response_s",
             )
             .bind(as_of)
             .bind(w.window)
@@ -134,6 +141,9 @@ impl Db {
             .bind(&w.popular_dvm)
             .bind(super::kind_column(w.popular_kind))
             .bind(super::kind_column(w.competitive_kind))
+            .bind(w.answered)
+            .bind(w.median_response_s)
+            .bind(w.p90_response_s)
             .execute(&self.pool)
             .await?;
         }

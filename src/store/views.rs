@@ -8,6 +8,7 @@
 use super::Db;
 use crate::error::Result;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike, Utc};
+use dvmtop_core::jobs::Scope;
 use sqlx::Row;
 
 /// `[start, end)` and the days they touch.
@@ -46,6 +47,17 @@ impl Range {
     }
 }
 
+/// Job figures of a DVM or kind over a period (README "Job analytics"):
+/// requests answered, median and p90 response time in seconds. Exact for
+/// a closed month (`monthly_activity`), within 1 % for a rolling window
+/// (`job_day_stats`); a closed month keeps no p90 per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JobFigures {
+    pub answered: i64,
+    pub median_s: Option<i64>,
+    pub p90_s: Option<i64>,
+}
+
 /// One DVM of a period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DvmRow {
@@ -62,6 +74,7 @@ pub struct DvmRow {
     pub last_seen: Option<DateTime<Utc>>,
     /// `None`: no longer in `dvms` (deleted by retention).
     pub active: Option<bool>,
+    pub jobs: JobFigures,
 }
 
 /// One request kind of a period.
@@ -75,6 +88,7 @@ pub struct KindRow {
     /// Most responses (ties: smallest id); unknown for a closed month.
     pub top_dvm: Option<String>,
     pub top_dvm_name: Option<String>,
+    pub jobs: JobFigures,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +119,11 @@ pub struct DvmDetail {
     pub per_day: Vec<(NaiveDate, i64)>,
     /// Its rows of the monthly history: (month, responses, feedback).
     pub months: Vec<(String, i64, i64)>,
+    /// Its job figures over the period.
+    pub jobs: JobFigures,
+    /// Its feedback over the period's days by `status` tag, in
+    /// [`dvmtop_core::jobs::FeedbackStatus`] order.
+    pub feedback_status: [i64; 5],
 }
 
 /// One kind's page.
@@ -116,6 +135,8 @@ pub struct KindDetail {
     pub dvms: Vec<(String, Option<String>, i64)>,
     /// (day, requests, responses).
     pub per_day: Vec<(NaiveDate, i64, i64)>,
+    /// The kind's job figures over the period.
+    pub jobs: JobFigures,
 }
 
 /// Per-DVM cells of a rolling window.
@@ -152,6 +173,8 @@ FROM d LEFT JOIN dvms x ON x.id = d.dvm LEFT JOIN dvm_profiles p ON p.id = d.dvm
 const DVMS_MONTH: &str = "
 SELECT e.key AS id, p.name, coalesce((e.value->>'responses')::int8, 0) AS responses,
        coalesce((e.value->>'feedback')::int8, 0) AS feedback,
+       coalesce((e.value->>'answered')::int8, 0) AS answered,
+       (e.value->>'median_response_s')::int8 AS median_s, (e.value->>'p90_response_s')::int8 AS p90_s,
        coalesce((SELECT array_agg(s.kind ORDER BY s.kind) FROM kind_dvm_support s
                  WHERE s.dvm = e.key AND s.first_seen < $2 AND s.last_seen >= $1), '{}') AS kinds,
        d.first_seen, d.last_seen, d.is_active
@@ -187,6 +210,8 @@ WHERE coalesce(r.kind, k.kind) BETWEEN 5000 AND 5999";
 const KINDS_MONTH: &str = "
 SELECT e.key::int4 AS kind, coalesce((e.value->>'requests')::int8, 0) AS requests,
        coalesce((e.value->>'responses')::int8, 0) AS responses,
+       coalesce((e.value->>'answered')::int8, 0) AS answered,
+       (e.value->>'median_response_s')::int8 AS median_s, NULL::int8 AS p90_s,
        (SELECT count(*) FROM kind_dvm_support s
          WHERE s.kind = e.key::int4 AND s.first_seen < $2 AND s.last_seen >= $1)::int8 AS dvms,
        NULL::text AS top_dvm, NULL::text AS top_dvm_name
@@ -195,6 +220,25 @@ WHERE m.year_month = $3 AND e.key ~ '^[0-9]+$'";
 
 fn utc(t: NaiveDateTime) -> DateTime<Utc> {
     t.and_utc()
+}
+
+/// The job columns of a closed month's row; absent (a window's query):
+/// zeros, filled in from the histograms afterwards.
+fn job_columns(r: &sqlx::postgres::PgRow) -> JobFigures {
+    JobFigures {
+        answered: r.try_get("answered").unwrap_or(0),
+        median_s: r.try_get("median_s").unwrap_or(None),
+        p90_s: r.try_get("p90_s").unwrap_or(None),
+    }
+}
+
+fn fold_figures(fold: &dvmtop_core::windows::JobFold, scope: &Scope) -> JobFigures {
+    let (answered, median_s, p90_s) = fold.figures(scope);
+    JobFigures {
+        answered,
+        median_s,
+        p90_s,
+    }
 }
 
 fn dvm_row(r: &sqlx::postgres::PgRow) -> Result<DvmRow> {
@@ -207,6 +251,7 @@ fn dvm_row(r: &sqlx::postgres::PgRow) -> Result<DvmRow> {
         first_seen: r.try_get("first_seen")?,
         last_seen: r.try_get("last_seen")?,
         active: r.try_get("is_active")?,
+        jobs: job_columns(r),
     })
 }
 
@@ -218,10 +263,25 @@ fn kind_row(r: &sqlx::postgres::PgRow) -> Result<KindRow> {
         dvms: r.try_get("dvms")?,
         top_dvm: r.try_get("top_dvm")?,
         top_dvm_name: r.try_get("top_dvm_name")?,
+        jobs: job_columns(r),
     })
 }
 
 impl Db {
+    /// The window histograms of a range, folded per scope (hours outside
+    /// the range left out).
+    async fn job_fold(&self, range: Range) -> Result<dvmtop_core::windows::JobFold> {
+        let mut fold = dvmtop_core::windows::JobFold::default();
+        let (first, last) = (range.first_hour() as u8, range.last_hour_end() as u8);
+        for (day, scope, cells) in self.load_job_hist(range.first_day, range.last_day).await? {
+            let keep = |h: u8| {
+                (day != range.first_day || h >= first) && (day != range.last_day || h < last)
+            };
+            fold.add(&scope, &cells, keep);
+        }
+        Ok(fold)
+    }
+
     /// The committed processing clock: the views' windows end where the
     /// committed data ends.
     pub async fn committed_clock(&self) -> Result<Option<i64>> {
@@ -260,7 +320,16 @@ impl Db {
                     .await?
             }
         };
-        rows.iter().map(dvm_row).collect()
+        let mut rows: Vec<DvmRow> = rows.iter().map(dvm_row).collect::<Result<_>>()?;
+        if month.is_none() {
+            let fold = self.job_fold(range).await?;
+            for r in &mut rows {
+                if let Some(pk) = dvmtop_core::keys::hex32(&r.id) {
+                    r.jobs = fold_figures(&fold, &Scope::Dvm(pk));
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// Every request kind with a request or response in the period.
@@ -284,7 +353,14 @@ impl Db {
                     .await?
             }
         };
-        rows.iter().map(kind_row).collect()
+        let mut rows: Vec<KindRow> = rows.iter().map(kind_row).collect::<Result<_>>()?;
+        if month.is_none() {
+            let fold = self.job_fold(range).await?;
+            for r in &mut rows {
+                r.jobs = fold_figures(&fold, &Scope::Kind(dvmtop_core::JobKind(r.kind as u32)));
+            }
+        }
+        Ok(rows)
     }
 
     /// One DVM's page: profile, lifecycle, kinds, responses per day of the
@@ -342,6 +418,21 @@ impl Db {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
+        let jobs = match dvmtop_core::keys::hex32(id) {
+            Some(pk) => fold_figures(&self.job_fold(range).await?, &Scope::Dvm(pk)),
+            None => JobFigures::default(),
+        };
+        let fb: (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(fb_payment_required), 0)::int8, coalesce(sum(fb_processing), 0)::int8,
+                    coalesce(sum(fb_error), 0)::int8, coalesce(sum(fb_success), 0)::int8,
+                    coalesce(sum(fb_partial), 0)::int8
+             FROM dvm_stats_rollups WHERE dvm = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(id)
+        .bind(range.first_day)
+        .bind(range.last_day)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(DvmDetail {
             id: id.to_owned(),
             profile,
@@ -349,6 +440,8 @@ impl Db {
             kinds,
             per_day,
             months,
+            jobs,
+            feedback_status: [fb.0, fb.1, fb.2, fb.3, fb.4],
         })
     }
 
@@ -396,10 +489,15 @@ impl Db {
         .bind(range.last_day)
         .fetch_all(&self.pool)
         .await?;
+        let jobs = fold_figures(
+            &self.job_fold(range).await?,
+            &Scope::Kind(dvmtop_core::JobKind(kind as u32)),
+        );
         Ok(KindDetail {
             kind,
             dvms,
             per_day,
+            jobs,
         })
     }
 }

@@ -230,7 +230,7 @@ pub async fn backtest(cfg: &Config, files: &[String], start: Start) -> dvmtop::r
 /// Every state table a run is compared on (crash, fault and restart tests:
 /// an interrupted run must end with these equal to an uninterrupted one):
 /// (table, ORDER BY, columns left out as write-time noise).
-pub const STATE_TABLES: [(&str, &str, &[&str]); 13] = [
+pub const STATE_TABLES: [(&str, &str, &[&str]); 14] = [
     ("monthly_activity", "year_month", &["created_at"]),
     ("dvms", "id", &[]),
     ("users", "id", &[]),
@@ -244,4 +244,29 @@ pub const STATE_TABLES: [(&str, &str, &[&str]); 13] = [
     ("overflow", "id", &[]),
     ("ever_seen", "role, id", &[]),
     ("dvm_profiles", "id", &[]),
+    ("job_day_stats", "day, scope, key", &[]),
 ];
+
+/// The job facts (issue 14) as a sorted multiset of text lines, one per
+/// fact: how the rows split them into commits does not matter, a fact
+/// stored twice or missing does.
+pub async fn job_facts_dump(db: &Db) -> Vec<String> {
+    let rows: Vec<(chrono::NaiveDate, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT day, requests, results FROM job_facts")
+            .fetch_all(&db.pool)
+            .await
+            .expect("job_facts");
+    let mut out = Vec::new();
+    for (day, rq, rs) in rows {
+        assert_eq!(rq.len() % dvmtop_core::jobs::REQUEST_FACT, 0);
+        assert_eq!(rs.len() % dvmtop_core::jobs::RESULT_FACT, 0);
+        for c in rq.chunks(dvmtop_core::jobs::REQUEST_FACT) {
+            out.push(format!("{day}|request|{}", hex::encode(c)));
+        }
+        for c in rs.chunks(dvmtop_core::jobs::RESULT_FACT) {
+            out.push(format!("{day}|result|{}", hex::encode(c)));
+        }
+    }
+    out.sort();
+    out
+}

@@ -5,6 +5,7 @@
 
 use crate::entities::Entities;
 use crate::item::{Item, Profile};
+use crate::jobs::{Jobs, encode_request, encode_result};
 use crate::keys::{FastMap, FastSet, Pubkey};
 use crate::month::MonthAcc;
 use crate::role::{EntityRole, JobKind, Role};
@@ -86,6 +87,18 @@ pub struct Pending {
     pub support: FastMap<(JobKind, Pubkey), Span>,
     /// dvm → latest announcement.
     pub profiles: FastMap<Pubkey, (i64, Profile)>,
+    /// (day, dvm) → feedback by `status` ([`FeedbackStatus`] order).
+    pub dvm_status: FastMap<(NaiveDate, Pubkey), [i64; 5]>,
+    /// Job facts applied, by day: requests and results as
+    /// [`crate::jobs`] encodes them (`job_facts`).
+    pub job_facts: BTreeMap<NaiveDate, JobFacts>,
+}
+
+/// One day's job facts, encoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFacts {
+    pub requests: Vec<u8>,
+    pub results: Vec<u8>,
 }
 
 /// What one slice did.
@@ -112,6 +125,7 @@ impl Pending {
         seen: &mut FastSet<u128>,
         book: &mut Entities,
         month: &mut MonthAcc,
+        jobs: &mut Jobs,
     ) -> SliceStats {
         let mut stats = SliceStats::default();
         // The slice is one day: its id list and cells are taken out once
@@ -119,6 +133,7 @@ impl Pending {
         // if they had been created on the first event that needed them).
         let mut ids = self.new_ids.remove(&day).unwrap_or_default();
         let mut act = self.activity.remove(&day).unwrap_or_default();
+        let mut facts = self.job_facts.remove(&day).unwrap_or_default();
         for it in slice {
             if !seen.insert(it.key) {
                 stats.duplicates += 1;
@@ -152,7 +167,25 @@ impl Pending {
                 .add(it.role);
             self.kind_day.entry((day, kind)).or_default().add(it.role);
             book.touch(who, &it.pubkey, ts, it.role);
-            month.add(it.role, &it.pubkey, kind);
+            month.add(it.role, &it.pubkey, kind, it.status);
+            match it.role {
+                Role::Request => {
+                    encode_request(&mut facts.requests, it.key, ts, kind);
+                    jobs.request(it.key, ts, kind);
+                }
+                Role::Response => {
+                    if let Some(of) = it.refers {
+                        encode_result(&mut facts.results, of, &it.pubkey, ts);
+                        jobs.result(of, &it.pubkey, ts);
+                    }
+                }
+                Role::Feedback => {
+                    if let Some(s) = it.status {
+                        self.dvm_status.entry((day, it.pubkey)).or_default()[s as usize] += 1;
+                    }
+                }
+                Role::Announcement => {}
+            }
             if who == EntityRole::Dvm {
                 self.dvm_day
                     .entry((day, it.pubkey))
@@ -171,6 +204,9 @@ impl Pending {
         }
         if act.cells.iter().any(|c| !c.is_empty()) {
             self.activity.insert(day, act);
+        }
+        if !facts.requests.is_empty() || !facts.results.is_empty() {
+            self.job_facts.insert(day, facts);
         }
         self.processed += stats.processed;
         self.duplicates += stats.duplicates;
@@ -216,6 +252,8 @@ mod tests {
             role,
             credited_kind: crate::role::Kind(kind).job_kind(),
             profile: None,
+            refers: None,
+            status: None,
         }
     }
 
@@ -233,8 +271,14 @@ mod tests {
         let mut book = Entities::default();
         let mut p = Pending::default();
         let mut month = MonthAcc::default();
-        let s = p.absorb(day, &slice, &mut seen, &mut book, &mut month);
-        assert_eq!(month.row(crate::time::YearMonth::of(day)).total_feedback, 1);
+        let mut jobs = Jobs::default();
+        let s = p.absorb(day, &slice, &mut seen, &mut book, &mut month, &mut jobs);
+        assert_eq!(
+            month
+                .row(crate::time::YearMonth::of(day), None)
+                .total_feedback,
+            1
+        );
         assert_eq!((s.processed, s.duplicates, s.max_ts), (3, 1, Some(4000)));
         assert_eq!(
             p.totals,
@@ -259,7 +303,7 @@ mod tests {
         assert_eq!(p.job_kinds(), vec![JobKind(5300)]);
         // The same slice again: all duplicates, nothing changes.
         let before = p.clone();
-        let again = p.absorb(day, &slice, &mut seen, &mut book, &mut month);
+        let again = p.absorb(day, &slice, &mut seen, &mut book, &mut month, &mut jobs);
         assert_eq!(again.duplicates, 4);
         assert_eq!(p.activity, before.activity);
     }

@@ -1,6 +1,7 @@
 //! An accepted event as the analysis sees it: decoded once by the shell,
 //! fixed-size keys, no per-event heap allocation (announcements aside).
 
+use crate::jobs::FeedbackStatus;
 use crate::keys::Pubkey;
 use crate::role::{JobKind, Role};
 use serde::{Deserialize, Serialize};
@@ -28,4 +29,9 @@ pub struct Item {
     /// The job kind it counts for, when known.
     pub credited_kind: Option<JobKind>,
     pub profile: Option<Box<Profile>>,
+    /// Results and feedback: the id key of the request their first `e`
+    /// tag names (when it is a 64-hex id).
+    pub refers: Option<u128>,
+    /// Feedback: its `status` tag, when it is one of the NIP-90 values.
+    pub status: Option<FeedbackStatus>,
 }

@@ -2,9 +2,10 @@
 //! [`item`]) and the logic that decides everything — the clock and its
 //! rollover state machine ([`clock`]), the analysis of day slices
 //! ([`analyze`]), the entity book ([`entities`]), the running month
-//! figures ([`month`]), window stats ([`windows`]), activity day rows
-//! ([`activity`]), the retention policy ([`retention`]) and where an
-//! input source's ingest starts again ([`source`]).
+//! figures ([`month`]), request → result matching ([`jobs`]), window
+//! stats ([`windows`]), activity day rows ([`activity`]), the retention
+//! policy ([`retention`]) and where an input source's ingest starts again
+//! ([`source`]).
 //!
 //! No I/O here, and no way to add it by accident: this crate depends on
 //! no database, queue, runtime or terminal crate. The shell (the `dvmtop`
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod entities;
 pub(crate) mod item;
 pub(crate) mod job;
+pub mod jobs;
 pub mod keys;
 pub mod month;
 pub mod namespace;

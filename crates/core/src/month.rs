@@ -7,12 +7,14 @@
 //! those), then replays the queue; so the row is the same whether the
 //! month ran in one go or across crashes.
 
+use crate::jobs::{FeedbackStatus, Hist, MonthJobs};
 use crate::keys::{FastMap, FastSet, Pubkey, hex_of};
 use crate::role::{JobKind, Role};
 use crate::time::YearMonth;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
 /// One `monthly_activity` row (SPEC §7); also the backup file's format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,13 +28,31 @@ pub struct MonthRow {
     pub unique_kinds: i64,
     pub most_popular_dvm: Option<String>,
     pub most_popular_kind: Option<JobKind>,
-    /// dvm (hex) → {responses, feedback}
+    /// Requests whose earliest result (any DVM) falls in the month.
+    #[serde(default)]
+    pub jobs_answered: i64,
+    /// Lower median / nearest-rank p90 of their response times (seconds).
+    #[serde(default)]
+    pub median_response_s: Option<i64>,
+    #[serde(default)]
+    pub p90_response_s: Option<i64>,
+    /// dvm (hex) → {responses, feedback, answered, median_response_s,
+    /// p90_response_s, feedback_status}
     pub dvm_activity: Value,
-    /// kind → {requests, responses}
+    /// kind → {requests, responses, answered, median_response_s}
     pub kind_activity: Value,
     /// When the row was written (wall clock); absent in a preview.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A DVM's month: responses, feedback, and feedback by `status`
+/// ([`FeedbackStatus`] order).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DvmMonth {
+    pub responses: i64,
+    pub feedback: i64,
+    pub status: [i64; 5],
 }
 
 /// What a month has done so far.
@@ -42,8 +62,8 @@ pub struct MonthAcc {
     responses: i64,
     feedback: i64,
     users: FastSet<Pubkey>,
-    /// dvm → (responses, feedback)
-    dvms: FastMap<Pubkey, (i64, i64)>,
+    /// dvm → (responses, feedback, feedback by status)
+    dvms: FastMap<Pubkey, DvmMonth>,
     /// job kind (5000–5999) → (requests, responses); kinds credited only
     /// by feedback appear with zeros.
     kinds: FastMap<JobKind, (i64, i64)>,
@@ -51,7 +71,13 @@ pub struct MonthAcc {
 
 impl MonthAcc {
     /// One applied event.
-    pub(crate) fn add(&mut self, role: Role, who: &Pubkey, kind: JobKind) {
+    pub(crate) fn add(
+        &mut self,
+        role: Role,
+        who: &Pubkey,
+        kind: JobKind,
+        status: Option<FeedbackStatus>,
+    ) {
         match role {
             Role::Request => {
                 self.requests += 1;
@@ -59,11 +85,15 @@ impl MonthAcc {
             }
             Role::Response => {
                 self.responses += 1;
-                self.dvms.entry(*who).or_default().0 += 1;
+                self.dvms.entry(*who).or_default().responses += 1;
             }
             Role::Feedback => {
                 self.feedback += 1;
-                self.dvms.entry(*who).or_default().1 += 1;
+                let d = self.dvms.entry(*who).or_default();
+                d.feedback += 1;
+                if let Some(s) = status {
+                    d.status[s as usize] += 1;
+                }
             }
             Role::Announcement => return,
         }
@@ -89,12 +119,15 @@ impl MonthAcc {
     }
 
     /// Committed detail: one `dvm_stats_rollups` row of the month.
-    pub fn add_dvm_day(&mut self, who: Pubkey, responses: i64, feedback: i64) {
+    pub fn add_dvm_day(&mut self, who: Pubkey, responses: i64, feedback: i64, status: [i64; 5]) {
         self.responses += responses;
         self.feedback += feedback;
         let d = self.dvms.entry(who).or_default();
-        d.0 += responses;
-        d.1 += feedback;
+        d.responses += responses;
+        d.feedback += feedback;
+        for (a, b) in d.status.iter_mut().zip(status) {
+            *a += b;
+        }
     }
 
     /// Committed detail: one `kind_stats_rollups` row of the month.
@@ -107,35 +140,85 @@ impl MonthAcc {
         }
     }
 
-    /// The `monthly_activity` row (SPEC §7 definitions).
-    pub fn row(&self, year_month: YearMonth) -> MonthRow {
+    /// The `monthly_activity` row (SPEC §7 definitions), with the job
+    /// figures of `jobs` (the month's exact latency samples; none: no job
+    /// was answered).
+    pub fn row(&self, year_month: YearMonth, jobs: Option<&MonthJobs>) -> MonthRow {
+        let none = MonthJobs::default();
+        let jobs = jobs.unwrap_or(&none);
+        let empty = Hist::default();
         // Highest count, ties to the smallest key.
         fn top<K: Ord + Copy>(it: impl Iterator<Item = (K, i64)>) -> Option<K> {
             it.filter(|(_, n)| *n > 0)
                 .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
                 .map(|(k, _)| k)
         }
+        // A DVM with answered jobs always has responses in the month (the
+        // samples belong to the month of the result); a kind answered may
+        // have had no request or response of its own (a result may name a
+        // request of another kind), and then gets an entry of zeros.
         let dvm_activity: Map<String, Value> = self
             .dvms
             .iter()
-            .map(|(pk, (s, f))| (hex_of(pk), json!({"responses": s, "feedback": f})))
+            .map(|(pk, d)| {
+                let h = jobs.dvms.get(pk).unwrap_or(&empty);
+                let status: Map<String, Value> = FeedbackStatus::ALL
+                    .iter()
+                    .map(|s| (s.as_str().to_owned(), json!(d.status[*s as usize])))
+                    .collect();
+                (
+                    hex_of(pk),
+                    json!({
+                        "responses": d.responses,
+                        "feedback": d.feedback,
+                        "answered": h.len(),
+                        "median_response_s": h.median(),
+                        "p90_response_s": h.p90(),
+                        "feedback_status": status,
+                    }),
+                )
+            })
             .collect();
-        let kind_activity: Map<String, Value> = self
-            .kinds
+        let mut kinds: BTreeMap<JobKind, (i64, i64)> =
+            self.kinds.iter().map(|(k, v)| (*k, *v)).collect();
+        for (k, h) in &jobs.kinds {
+            if !h.is_empty() && k.is_known() {
+                kinds.entry(*k).or_default();
+            }
+        }
+        let kind_activity: Map<String, Value> = kinds
             .iter()
-            .map(|(k, (r, s))| (k.to_string(), json!({"requests": r, "responses": s})))
+            .map(|(k, (r, s))| {
+                let h = jobs.kinds.get(k).unwrap_or(&empty);
+                (
+                    k.to_string(),
+                    json!({
+                        "requests": r,
+                        "responses": s,
+                        "answered": h.len(),
+                        "median_response_s": h.median(),
+                    }),
+                )
+            })
             .collect();
         MonthRow {
             year_month,
             total_requests: self.requests,
             total_responses: self.responses,
             total_feedback: self.feedback,
-            unique_dvms: self.dvms.values().filter(|(s, f)| s + f > 0).count() as i64,
+            unique_dvms: self
+                .dvms
+                .values()
+                .filter(|d| d.responses + d.feedback > 0)
+                .count() as i64,
             unique_users: self.users.len() as i64,
             unique_kinds: self.kinds.values().filter(|(r, s)| r + s > 0).count() as i64,
-            most_popular_dvm: top(self.dvms.iter().map(|(pk, (s, _))| (*pk, *s)))
+            most_popular_dvm: top(self.dvms.iter().map(|(pk, d)| (*pk, d.responses)))
                 .map(|pk| hex_of(&pk)),
             most_popular_kind: top(self.kinds.iter().map(|(k, (r, _))| (*k, *r))),
+            jobs_answered: jobs.all.len(),
+            median_response_s: jobs.all.median(),
+            p90_response_s: jobs.all.p90(),
             dvm_activity: Value::Object(dvm_activity),
             kind_activity: Value::Object(kind_activity),
             created_at: None,
@@ -226,25 +309,33 @@ mod tests {
     fn live_and_rebuilt_give_the_same_row() {
         let (u1, u2, d1, d2) = ([1; 32], [2; 32], [3; 32], [4; 32]);
         let mut live = MonthAcc::default();
-        live.add(Role::Request, &u1, JobKind(5300));
-        live.add(Role::Request, &u2, JobKind(5300));
-        live.add(Role::Request, &u1, JobKind(5100));
-        live.add(Role::Response, &d2, JobKind(5300));
-        live.add(Role::Response, &d1, JobKind(5300));
-        live.add(Role::Feedback, &d1, JobKind::UNKNOWN);
-        live.add(Role::Feedback, &d2, JobKind(5050));
+        live.add(Role::Request, &u1, JobKind(5300), None);
+        live.add(Role::Request, &u2, JobKind(5300), None);
+        live.add(Role::Request, &u1, JobKind(5100), None);
+        live.add(Role::Response, &d2, JobKind(5300), None);
+        live.add(Role::Response, &d1, JobKind(5300), None);
+        live.add(
+            Role::Feedback,
+            &d1,
+            JobKind::UNKNOWN,
+            Some(FeedbackStatus::Error),
+        );
+        live.add(Role::Feedback, &d2, JobKind(5050), None);
         let mut rebuilt = MonthAcc::default();
         rebuilt.add_user(u1);
         rebuilt.add_user(u2);
-        rebuilt.add_dvm_day(d1, 1, 1);
-        rebuilt.add_dvm_day(d2, 1, 1);
+        rebuilt.add_dvm_day(d1, 1, 1, [0, 0, 1, 0, 0]);
+        rebuilt.add_dvm_day(d2, 1, 1, [0; 5]);
         rebuilt.add_kind_day(JobKind(5300), 2, 2);
         rebuilt.add_kind_day(JobKind(5100), 1, 0);
         rebuilt.add_kind_day(JobKind(5050), 0, 0);
         rebuilt.add_kind_day(JobKind::UNKNOWN, 0, 0);
         let jan = YearMonth::new(2024, 1).unwrap();
-        let row = live.row(jan);
-        assert_eq!(row, rebuilt.row(jan));
+        let row = live.row(jan, None);
+        assert_eq!(row, rebuilt.row(jan, None));
+        assert_eq!(row.dvm_activity[hex_of(&d1)]["feedback_status"]["error"], 1);
+        assert_eq!(row.jobs_answered, 0);
+        assert_eq!(row.median_response_s, None);
         assert_eq!(
             (row.total_requests, row.total_responses, row.total_feedback),
             (3, 2, 2)
@@ -258,9 +349,12 @@ mod tests {
         assert_eq!(row.most_popular_kind, Some(JobKind(5300)));
         assert_eq!(
             row.kind_activity["5050"],
-            json!({"requests": 0, "responses": 0})
+            json!({"requests": 0, "responses": 0, "answered": 0, "median_response_s": null})
         );
-        assert_eq!(MonthAcc::default().row(jan.next()).most_popular_dvm, None);
+        assert_eq!(
+            MonthAcc::default().row(jan.next(), None).most_popular_dvm,
+            None
+        );
     }
 
     #[test]
@@ -268,11 +362,11 @@ mod tests {
         let jan: YearMonth = "2024-01".parse().unwrap();
         let d = [7u8; 32];
         let mut acc = MonthAcc::default();
-        acc.add(Role::Request, &d, JobKind(5300));
-        acc.add(Role::Response, &d, JobKind(5300));
-        let good = acc.row(jan);
+        acc.add(Role::Request, &d, JobKind(5300), None);
+        acc.add(Role::Response, &d, JobKind(5300), None);
+        let good = acc.row(jan, None);
         assert_eq!(good.check(), Ok(()));
-        assert_eq!(MonthAcc::default().row(jan).check(), Ok(()));
+        assert_eq!(MonthAcc::default().row(jan, None).check(), Ok(()));
         let bad = |f: &dyn Fn(&mut MonthRow)| {
             let mut r = good.clone();
             f(&mut r);

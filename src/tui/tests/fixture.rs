@@ -53,6 +53,9 @@ pub(crate) fn month_row(m: &str, requests: i64) -> MonthRow {
         unique_kinds: 17,
         most_popular_dvm: Some(dvm(0xab)),
         most_popular_kind: Some(dvmtop_core::JobKind(5300)),
+        jobs_answered: requests * 8 / 10,
+        median_response_s: Some(12),
+        p90_response_s: Some(95),
         dvm_activity: serde_json::json!({}),
         kind_activity: serde_json::json!({}),
         created_at: None,
@@ -72,6 +75,12 @@ fn window(name: &'static str, scale: i64) -> WindowStats {
         popular_dvm: Some(dvm(0x5c)),
         popular_kind: Some(dvmtop_core::JobKind(5300)),
         competitive_kind: Some(dvmtop_core::JobKind(5050)),
+        answered: 330 * scale,
+        answered_pct: Some(330.0 * 100.0 / 410.0),
+        median_response_s: Some(40 + scale),
+        p90_response_s: Some(300 + 10 * scale),
+        dvm_jobs: Vec::new(),
+        kind_jobs: Vec::new(),
     }
 }
 

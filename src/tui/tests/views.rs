@@ -4,7 +4,9 @@
 
 use super::fixture::*;
 use super::render::{draw, snap};
-use crate::store::{DvmDetail, DvmRow, KindDetail, KindRow, Lifecycle, MonthRow, Profile};
+use crate::store::{
+    DvmDetail, DvmRow, JobFigures, KindDetail, KindRow, Lifecycle, MonthRow, Profile,
+};
 use crate::tui::app::{App, Command, Msg, update};
 use crate::tui::views::{Detail, LoadResult, Loaded, Period, Query, View};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -46,6 +48,11 @@ pub(crate) fn dvm_rows(n: usize) -> Vec<DvmRow> {
                     6 => None,
                     _ => Some(true),
                 },
+                jobs: JobFigures {
+                    answered: ((i * 5_501) % 4_001) as i64,
+                    median_s: (i % 6 != 5).then_some((i * 13 % 400) as i64),
+                    p90_s: (i % 6 != 5).then_some((i * 13 % 400 + i * 7 % 3_000) as i64),
+                },
             }
         })
         .collect()
@@ -66,6 +73,11 @@ pub(crate) fn kind_rows() -> Vec<KindRow> {
         dvms,
         top_dvm: (dvms > 0).then(|| dvm(kind as u8)),
         top_dvm_name: (kind == 5300).then(|| "Kind 5300 feeds".to_owned()),
+        jobs: JobFigures {
+            answered: responses * 9 / 10,
+            median_s: (responses > 0).then_some(i64::from(kind) % 97),
+            p90_s: None,
+        },
     })
     .collect()
 }
@@ -158,10 +170,17 @@ fn dvms_sort_by_each_column_and_reverse() {
     let ids = shown_ids(&app);
     assert_eq!(ids.len(), 40);
     assert!(ids.windows(2).all(|w| resp(&w[0]) >= resp(&w[1])));
-    // → feedback (largest first), ← back, ← name (A→Z).
+    // → answered (largest first), → median (slowest first: no samples
+    // last), ← ← back, ← name (A→Z).
     update(&mut app, code(KeyCode::Right));
-    let fb = |id: &String| rows.iter().find(|r| &r.id == id).unwrap().feedback;
-    assert!(shown_ids(&app).windows(2).all(|w| fb(&w[0]) >= fb(&w[1])));
+    let ans = |id: &String| rows.iter().find(|r| &r.id == id).unwrap().jobs.answered;
+    assert!(shown_ids(&app).windows(2).all(|w| ans(&w[0]) >= ans(&w[1])));
+    update(&mut app, code(KeyCode::Right));
+    let med = |id: &String| rows.iter().find(|r| &r.id == id).unwrap().jobs.median_s;
+    let shown = shown_ids(&app);
+    assert!(shown.windows(2).all(|w| med(&w[0]) >= med(&w[1])));
+    assert_eq!(med(shown.last().unwrap()), None);
+    update(&mut app, code(KeyCode::Left));
     update(&mut app, code(KeyCode::Left));
     update(&mut app, code(KeyCode::Left));
     let label = |id: &String| {
@@ -450,6 +469,12 @@ fn dvm_detail(id: &str) -> DvmDetail {
             ("2024-01".into(), 200_000, 3_000),
             ("2024-02".into(), 271_906, 4_400),
         ],
+        jobs: JobFigures {
+            answered: 2_412,
+            median_s: Some(14),
+            p90_s: Some(312),
+        },
+        feedback_status: [120, 0, 31, 2_200, 0],
     }
 }
 
@@ -469,6 +494,11 @@ fn kind_detail() -> KindDetail {
                 )
             })
             .collect(),
+        jobs: JobFigures {
+            answered: 3_500,
+            median_s: Some(75),
+            p90_s: Some(1_900),
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::super::app::{App, group};
 use super::super::panes::pane;
+use super::super::panes::windows::secs;
 use super::super::theme::Theme;
 use super::chart::{self, Series};
 use super::dvms::{label, share, waiting};
@@ -132,6 +133,29 @@ fn dvm_body(f: &mut Frame, area: Rect, app: &App, t: &Theme, d: &DvmDetail) {
         Span::styled("kinds ", t.label()),
         Span::styled(kinds, t.value()),
     ]));
+    let fb: Vec<String> = dvmtop_core::jobs::FeedbackStatus::ALL
+        .iter()
+        .zip(d.feedback_status)
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| format!("{} {}", s.as_str(), group(n)))
+        .collect();
+    lines.push(Line::from(vec![
+        Span::styled("jobs ", t.label()),
+        Span::styled(
+            format!(
+                "{} answered · median {} · p90 {} · feedback: {}",
+                group(d.jobs.answered),
+                secs(d.jobs.median_s),
+                secs(d.jobs.p90_s),
+                if fb.is_empty() {
+                    "none".to_owned()
+                } else {
+                    fb.join(", ")
+                }
+            ),
+            t.value(),
+        ),
+    ]));
     let text_h = (lines.len() as u16 + 1).min(area.height / 2);
     let [text, rest] =
         Layout::vertical([Constraint::Length(text_h), Constraint::Min(0)]).areas(area);
@@ -234,12 +258,25 @@ fn kind_body(f: &mut Frame, area: Rect, app: &App, t: &Theme, k: &KindDetail) {
                 app.views.period.label(),
                 group(total_rq),
                 group(total_rs),
-                k.dvms.len()
+                k.dvms.len(),
             ),
             t.value(),
         ),
     ]);
-    let [h, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    let jobs = Line::from(vec![
+        Span::styled("jobs ", t.label()),
+        Span::styled(
+            format!(
+                "{} answered · median {} · p90 {}",
+                group(k.jobs.answered),
+                secs(k.jobs.median_s),
+                secs(k.jobs.p90_s)
+            ),
+            t.value(),
+        ),
+    ]);
+    let head = vec![head, jobs];
+    let [h, rest] = Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(area);
     f.render_widget(Paragraph::new(head), h);
     let [c, m] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(rest);

@@ -2,6 +2,7 @@
 //! filtered by name or id prefix, scrolled; Enter opens its detail.
 
 use super::super::app::{App, group};
+use super::super::panes::windows::secs;
 use super::super::panes::{fit_columns, pane, short_id};
 use super::super::theme::Theme;
 use super::Query;
@@ -19,6 +20,9 @@ use std::cmp::Ordering;
 pub(crate) enum Col {
     Name,
     Responses,
+    Answered,
+    Median,
+    P90,
     Feedback,
     Kinds,
     Share,
@@ -27,9 +31,12 @@ pub(crate) enum Col {
     State,
 }
 
-pub(crate) const COLS: [Col; 8] = [
+pub(crate) const COLS: [Col; 11] = [
     Col::Name,
     Col::Responses,
+    Col::Answered,
+    Col::Median,
+    Col::P90,
     Col::Feedback,
     Col::Kinds,
     Col::Share,
@@ -43,6 +50,9 @@ impl Col {
         match self {
             Col::Name => "DVM",
             Col::Responses => "responses",
+            Col::Answered => "answered",
+            Col::Median => "median",
+            Col::P90 => "p90",
             Col::Feedback => "feedback",
             Col::Kinds => "kinds",
             Col::Share => "share",
@@ -56,6 +66,8 @@ impl Col {
         match self {
             Col::Name => 22,
             Col::Responses => 9,
+            Col::Answered => 8,
+            Col::Median | Col::P90 => 6,
             Col::Feedback => 8,
             Col::Kinds => 14,
             Col::Share => 6,
@@ -69,7 +81,15 @@ impl Col {
 pub(crate) fn desc_by_default(c: usize) -> bool {
     matches!(
         COLS.get(c),
-        Some(Col::Responses | Col::Feedback | Col::Kinds | Col::Share)
+        Some(
+            Col::Responses
+                | Col::Answered
+                | Col::Median
+                | Col::P90
+                | Col::Feedback
+                | Col::Kinds
+                | Col::Share
+        )
     )
 }
 
@@ -94,6 +114,10 @@ fn cmp(a: &DvmRow, b: &DvmRow, col: Col) -> Ordering {
         // Sorted with cached labels in `visible`.
         Col::Name => Ordering::Equal,
         Col::Responses | Col::Share => a.responses.cmp(&b.responses),
+        Col::Answered => a.jobs.answered.cmp(&b.jobs.answered),
+        // No samples sorts below every time.
+        Col::Median => a.jobs.median_s.cmp(&b.jobs.median_s),
+        Col::P90 => a.jobs.p90_s.cmp(&b.jobs.p90_s),
         Col::Feedback => a.feedback.cmp(&b.feedback),
         Col::Kinds => a.kinds.len().cmp(&b.kinds.len()),
         Col::FirstSeen => a.first_seen.cmp(&b.first_seen),
@@ -252,6 +276,9 @@ pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
                     Cell::from(match c {
                         Col::Name => label(&r.id, r.name.as_deref()),
                         Col::Responses => group(r.responses),
+                        Col::Answered => group(r.jobs.answered),
+                        Col::Median => secs(r.jobs.median_s),
+                        Col::P90 => secs(r.jobs.p90_s),
                         Col::Feedback => group(r.feedback),
                         Col::Kinds => kinds_text(&r.kinds, c.width() as usize),
                         Col::Share => share(r.responses, total),

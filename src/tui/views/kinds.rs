@@ -3,6 +3,7 @@
 //! filterable; Enter opens its detail.
 
 use super::super::app::{App, group};
+use super::super::panes::windows::secs;
 use super::super::panes::{fit_columns, pane};
 use super::super::theme::Theme;
 use super::Query;
@@ -21,15 +22,19 @@ pub(crate) enum Col {
     Requests,
     Responses,
     Completion,
+    Answered,
+    Median,
     Dvms,
     TopDvm,
 }
 
-pub(crate) const COLS: [Col; 6] = [
+pub(crate) const COLS: [Col; 8] = [
     Col::Kind,
     Col::Requests,
     Col::Responses,
     Col::Completion,
+    Col::Answered,
+    Col::Median,
     Col::Dvms,
     Col::TopDvm,
 ];
@@ -41,6 +46,8 @@ impl Col {
             Col::Requests => "requests",
             Col::Responses => "responses",
             Col::Completion => "completion",
+            Col::Answered => "answered",
+            Col::Median => "median",
             Col::Dvms => "DVMs",
             Col::TopDvm => "top DVM",
         }
@@ -51,6 +58,8 @@ impl Col {
             Col::Kind => 6,
             Col::Requests | Col::Responses => 10,
             Col::Completion => 11,
+            Col::Answered => 9,
+            Col::Median => 6,
             Col::Dvms => 6,
             Col::TopDvm => 22,
         }
@@ -64,6 +73,12 @@ pub(crate) fn desc_by_default(c: usize) -> bool {
 /// responses / requests; `None` without requests.
 pub(crate) fn completion(r: &KindRow) -> Option<f64> {
     (r.requests > 0).then(|| r.responses as f64 / r.requests as f64)
+}
+
+/// Requests answered / requests (answers are counted by result time, so
+/// a period's share can pass 100 % slightly); `None` without requests.
+pub(crate) fn answered(r: &KindRow) -> Option<f64> {
+    (r.requests > 0).then(|| r.jobs.answered as f64 / r.requests as f64)
 }
 
 fn top(r: &KindRow) -> String {
@@ -80,6 +95,10 @@ fn cmp(a: &KindRow, b: &KindRow, col: Col) -> Ordering {
         Col::Completion => completion(a)
             .unwrap_or(-1.0)
             .total_cmp(&completion(b).unwrap_or(-1.0)),
+        Col::Answered => answered(a)
+            .unwrap_or(-1.0)
+            .total_cmp(&answered(b).unwrap_or(-1.0)),
+        Col::Median => a.jobs.median_s.cmp(&b.jobs.median_s),
         Col::Dvms => a.dvms.cmp(&b.dvms),
         Col::TopDvm => top(a).to_lowercase().cmp(&top(b).to_lowercase()),
     }
@@ -165,6 +184,8 @@ pub(crate) fn render(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
                         Col::Requests => group(r.requests),
                         Col::Responses => group(r.responses),
                         Col::Completion => percent(completion(r)),
+                        Col::Answered => percent(answered(r)),
+                        Col::Median => secs(r.jobs.median_s),
                         Col::Dvms => group(r.dvms),
                         Col::TopDvm => top(r),
                     })
