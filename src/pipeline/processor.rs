@@ -234,7 +234,7 @@ impl<S: Store, Q: QueueOps> Processor<S, Q> {
 
     /// (requests held for matching, requests waited for by early results).
     pub(crate) fn jobs_held(&self) -> (usize, usize) {
-        self.jobs.matcher.len()
+        self.jobs.matcher.held()
     }
 
     /// Events applied to month `m` so far (a change marker for previews).

@@ -64,10 +64,6 @@ impl FeedbackStatus {
     pub fn parse(s: &str) -> Option<FeedbackStatus> {
         FeedbackStatus::ALL.into_iter().find(|f| f.as_str() == s)
     }
-
-    pub fn from_index(i: u8) -> Option<FeedbackStatus> {
-        FeedbackStatus::ALL.get(usize::from(i)).copied()
-    }
 }
 
 /// Whose sample set a sample belongs to.
@@ -184,17 +180,9 @@ impl Matcher {
         }
     }
 
-    pub fn horizon(&self) -> i64 {
-        self.horizon
-    }
-
     /// (requests held, requests waited for by early results).
-    pub fn len(&self) -> (usize, usize) {
+    pub fn held(&self) -> (usize, usize) {
         (self.requests.len(), self.orphans.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.requests.is_empty() && self.orphans.is_empty()
     }
 
     fn intern(&mut self, dvm: &Pubkey) -> u32 {
@@ -331,39 +319,31 @@ impl Hist {
         self.n == 0
     }
 
-    /// The values at sorted indexes `ix` (0-based, ascending).
-    fn at<const N: usize>(&self, ix: [i64; N]) -> [Option<i64>; N] {
-        let mut out = [None; N];
+    /// The value at sorted index `i` (0-based); `None` without samples.
+    fn at(&self, i: i64) -> Option<i64> {
         if self.n <= 0 {
-            return out;
+            return None;
         }
         let mut values: Vec<(i64, i64)> = self.counts.iter().map(|(v, c)| (*v, *c)).collect();
         values.sort_unstable();
-        let (mut seen, mut k) = (0, 0);
+        let mut seen = 0;
         for (v, c) in values {
             seen += c;
-            while k < N && seen > ix[k] {
-                out[k] = Some(v);
-                k += 1;
+            if seen > i {
+                return Some(v);
             }
         }
-        out
+        None
     }
 
     /// Lower median: sorted index ⌊(n−1)/2⌋; `None` without samples.
     pub fn median(&self) -> Option<i64> {
-        self.at([(self.n - 1) / 2])[0]
+        self.at((self.n - 1) / 2)
     }
 
     /// Nearest rank p90: sorted index ⌈0.9·n⌉ − 1; `None` without samples.
     pub fn p90(&self) -> Option<i64> {
-        self.at([p90_index(self.n)])[0]
-    }
-
-    /// (median, p90) with one sort.
-    pub fn median_p90(&self) -> (Option<i64>, Option<i64>) {
-        let [m, p] = self.at([(self.n - 1) / 2, p90_index(self.n)]);
-        (m, p)
+        self.at(p90_index(self.n))
     }
 }
 
@@ -576,14 +556,6 @@ impl HistBook {
             .map(|(d, s)| ((*d, *s), self.get(*d, s)))
             .collect()
     }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
 }
 
 /// A row's cells as stored (`job_day_stats.cells`): 7 bytes each, hour,
@@ -602,18 +574,13 @@ pub const HIST_CELL: usize = 7;
 
 /// Decodes stored cells; `None` if the blob is not whole cells.
 pub fn decode_cells(blob: &[u8]) -> Option<HistCells> {
-    if !blob.len().is_multiple_of(HIST_CELL) {
-        return None;
-    }
-    blob.chunks_exact(HIST_CELL)
-        .map(|c| {
-            Some((
-                c[0],
-                i16::from_be_bytes(c[1..3].try_into().ok()?),
-                i32::from_be_bytes(c[3..7].try_into().ok()?),
-            ))
-        })
-        .collect()
+    decode_all(blob, HIST_CELL, |c| {
+        Some((
+            c[0],
+            i16::from_be_bytes(c[1..3].try_into().ok()?),
+            i32::from_be_bytes(c[3..7].try_into().ok()?),
+        ))
+    })
 }
 
 /// A processed request as stored in `job_facts`: id key, `created_at`,
@@ -635,36 +602,35 @@ pub fn encode_result(buf: &mut Vec<u8>, of: u128, dvm: &Pubkey, t: i64) {
     buf.extend_from_slice(&t.to_be_bytes());
 }
 
-/// Decodes request facts; `None` if the blob is not whole facts.
-pub fn decode_requests(blob: &[u8]) -> Option<Vec<(u128, i64, JobKind)>> {
-    if !blob.len().is_multiple_of(REQUEST_FACT) {
+/// Splits a blob into `size`-byte records decoded by `one`; `None` if
+/// the blob is not whole records or a record does not decode.
+fn decode_all<T>(blob: &[u8], size: usize, one: impl Fn(&[u8]) -> Option<T>) -> Option<Vec<T>> {
+    if !blob.len().is_multiple_of(size) {
         return None;
     }
-    blob.chunks_exact(REQUEST_FACT)
-        .map(|c| {
-            Some((
-                u128::from_be_bytes(c[0..16].try_into().ok()?),
-                i64::from_be_bytes(c[16..24].try_into().ok()?),
-                JobKind(u32::from_be_bytes(c[24..28].try_into().ok()?)),
-            ))
-        })
-        .collect()
+    blob.chunks_exact(size).map(one).collect()
+}
+
+/// Decodes request facts; `None` if the blob is not whole facts.
+pub fn decode_requests(blob: &[u8]) -> Option<Vec<(u128, i64, JobKind)>> {
+    decode_all(blob, REQUEST_FACT, |c| {
+        Some((
+            u128::from_be_bytes(c[0..16].try_into().ok()?),
+            i64::from_be_bytes(c[16..24].try_into().ok()?),
+            JobKind(u32::from_be_bytes(c[24..28].try_into().ok()?)),
+        ))
+    })
 }
 
 /// Decodes result facts; `None` if the blob is not whole facts.
 pub fn decode_results(blob: &[u8]) -> Option<Vec<(u128, Pubkey, i64)>> {
-    if !blob.len().is_multiple_of(RESULT_FACT) {
-        return None;
-    }
-    blob.chunks_exact(RESULT_FACT)
-        .map(|c| {
-            Some((
-                u128::from_be_bytes(c[0..16].try_into().ok()?),
-                c[16..48].try_into().ok()?,
-                i64::from_be_bytes(c[48..56].try_into().ok()?),
-            ))
-        })
-        .collect()
+    decode_all(blob, RESULT_FACT, |c| {
+        Some((
+            u128::from_be_bytes(c[0..16].try_into().ok()?),
+            c[16..48].try_into().ok()?,
+            i64::from_be_bytes(c[48..56].try_into().ok()?),
+        ))
+    })
 }
 
 /// Window histogram buckets: latencies below [`EXACT_BELOW`] seconds have
@@ -803,6 +769,6 @@ mod tests {
         run(&mut j, &Ev::Req(2, cut));
         run(&mut j, &Ev::Res(3, 1, cut - 5));
         j.close(YearMonth::new(2024, 1).unwrap());
-        assert_eq!(j.matcher.len(), (1, 0));
+        assert_eq!(j.matcher.held(), (1, 0));
     }
 }

@@ -8,7 +8,7 @@ use super::super::theme::Theme;
 use super::chart::{self, Series};
 use super::dvms::{label, share, waiting};
 use super::{Loaded, Query};
-use crate::store::{DvmDetail, KindDetail};
+use crate::store::{DvmDetail, JobFigures, KindDetail};
 use chrono::NaiveDate;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -42,6 +42,16 @@ pub(crate) fn fill_days<T: Copy>(
         }
     }
     out
+}
+
+/// A DVM's or kind's job figures in one phrase.
+fn jobs_text(j: &JobFigures) -> String {
+    format!(
+        "{} answered · median {} · p90 {}",
+        group(j.answered),
+        secs(j.median_s),
+        secs(j.p90_s)
+    )
 }
 
 fn day_labels(days: &[NaiveDate]) -> [String; 3] {
@@ -143,10 +153,8 @@ fn dvm_body(f: &mut Frame, area: Rect, app: &App, t: &Theme, d: &DvmDetail) {
         Span::styled("jobs ", t.label()),
         Span::styled(
             format!(
-                "{} answered · median {} · p90 {} · feedback: {}",
-                group(d.jobs.answered),
-                secs(d.jobs.median_s),
-                secs(d.jobs.p90_s),
+                "{} · feedback: {}",
+                jobs_text(&d.jobs),
                 if fb.is_empty() {
                     "none".to_owned()
                 } else {
@@ -265,15 +273,7 @@ fn kind_body(f: &mut Frame, area: Rect, app: &App, t: &Theme, k: &KindDetail) {
     ]);
     let jobs = Line::from(vec![
         Span::styled("jobs ", t.label()),
-        Span::styled(
-            format!(
-                "{} answered · median {} · p90 {}",
-                group(k.jobs.answered),
-                secs(k.jobs.median_s),
-                secs(k.jobs.p90_s)
-            ),
-            t.value(),
-        ),
+        Span::styled(jobs_text(&k.jobs), t.value()),
     ]);
     let head = vec![head, jobs];
     let [h, rest] = Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(area);
