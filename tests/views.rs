@@ -184,7 +184,7 @@ async fn dvm_and_kind_views_read_exact_figures() {
     );
 
     // D1's page.
-    let p = db.view_dvm(&hex(D1), r30).await.unwrap();
+    let p = db.view_dvm(&hex(D1), r30, None).await.unwrap();
     assert_eq!(
         p.profile.as_ref().and_then(|p| p.name.clone()),
         Some("Translator".into())
@@ -198,11 +198,27 @@ async fn dvm_and_kind_views_read_exact_figures() {
         vec![("2024-01".into(), 2, 0), ("2024-02".into(), 3, 0)]
     );
 
+    // A closed month's page takes its job figures and feedback from the
+    // month's row (the daily rows may be gone by retention).
+    let pj = db.view_dvm(&hex(D1), rj, Some("2024-01")).await.unwrap();
+    let stored: serde_json::Value = sqlx::query_scalar(
+        "SELECT dvm_activity->$1 FROM monthly_activity WHERE year_month = '2024-01'",
+    )
+    .bind(hex(D1))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(pj.jobs.answered, stored["answered"].as_i64().unwrap());
+    assert_eq!(
+        pj.feedback_status[2],
+        stored["feedback_status"]["error"].as_i64().unwrap()
+    );
+
     // Kind 5300's page.
-    let k = db.view_kind(5300, r30, false).await.unwrap();
+    let k = db.view_kind(5300, r30, None).await.unwrap();
     assert_eq!(k.dvms, vec![(hex(D1), Some("Translator".into()), 4)]);
     assert_eq!(k.per_day, vec![(day(2, 20), 3, 3), (day(3, 10), 1, 1)]);
-    let kjan = db.view_kind(5300, rj, true).await.unwrap();
+    let kjan = db.view_kind(5300, rj, Some("2024-01")).await.unwrap();
     assert_eq!(kjan.dvms.len(), 2, "both DVMs served 5300 in January");
 
     // The loader runs the same queries by name.

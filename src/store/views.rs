@@ -182,6 +182,25 @@ FROM monthly_activity m, jsonb_each(m.dvm_activity) e
 LEFT JOIN dvms d ON d.id = e.key LEFT JOIN dvm_profiles p ON p.id = e.key
 WHERE m.year_month = $3";
 
+/// A DVM's job figures and feedback by status in a closed month.
+const DVM_MONTH_JOBS: &str = "
+SELECT coalesce((a->>'answered')::int8, 0) AS answered, (a->>'median_response_s')::int8 AS median_s,
+       (a->>'p90_response_s')::int8 AS p90_s,
+       coalesce((a->'feedback_status'->>'payment-required')::int8, 0) AS fb0,
+       coalesce((a->'feedback_status'->>'processing')::int8, 0) AS fb1,
+       coalesce((a->'feedback_status'->>'error')::int8, 0) AS fb2,
+       coalesce((a->'feedback_status'->>'success')::int8, 0) AS fb3,
+       coalesce((a->'feedback_status'->>'partial')::int8, 0) AS fb4
+FROM (SELECT dvm_activity->$1 AS a FROM monthly_activity WHERE year_month = $2) m
+WHERE a IS NOT NULL";
+
+/// A request kind's job figures in a closed month (no p90 per kind).
+const KIND_MONTH_JOBS: &str = "
+SELECT coalesce((a->>'answered')::int8, 0) AS answered, (a->>'median_response_s')::int8 AS median_s,
+       NULL::int8 AS p90_s
+FROM (SELECT kind_activity->$1 AS a FROM monthly_activity WHERE year_month = $2) m
+WHERE a IS NOT NULL";
+
 const KINDS_WINDOW: &str = "
 WITH r AS (
   SELECT u.kind, sum(u.requests)::int8 AS req
@@ -365,7 +384,9 @@ impl Db {
 
     /// One DVM's page: profile, lifecycle, kinds, responses per day of the
     /// period, its monthly history rows.
-    pub async fn view_dvm(&self, id: &str, range: Range) -> Result<DvmDetail> {
+    /// `month` set: a closed month, whose job figures and feedback come
+    /// from `monthly_activity` (the daily rows may be gone by retention).
+    pub async fn view_dvm(&self, id: &str, range: Range, month: Option<&str>) -> Result<DvmDetail> {
         let profile =
             sqlx::query("SELECT name, about, kinds, announced_at FROM dvm_profiles WHERE id = $1")
                 .bind(id)
@@ -418,21 +439,46 @@ impl Db {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        let jobs = match dvmtop_core::keys::hex32(id) {
-            Some(pk) => fold_figures(&self.job_fold(range).await?, &Scope::Dvm(pk)),
-            None => JobFigures::default(),
+        let (jobs, fb) = match month {
+            Some(m) => {
+                let r = sqlx::query(DVM_MONTH_JOBS)
+                    .bind(id)
+                    .bind(m)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match r {
+                    Some(r) => (
+                        job_columns(&r),
+                        (
+                            r.try_get("fb0")?,
+                            r.try_get("fb1")?,
+                            r.try_get("fb2")?,
+                            r.try_get("fb3")?,
+                            r.try_get("fb4")?,
+                        ),
+                    ),
+                    None => Default::default(),
+                }
+            }
+            None => {
+                let jobs = match dvmtop_core::keys::hex32(id) {
+                    Some(pk) => fold_figures(&self.job_fold(range).await?, &Scope::Dvm(pk)),
+                    None => JobFigures::default(),
+                };
+                let fb: (i64, i64, i64, i64, i64) = sqlx::query_as(
+                    "SELECT coalesce(sum(fb_payment_required), 0)::int8, coalesce(sum(fb_processing), 0)::int8,
+                            coalesce(sum(fb_error), 0)::int8, coalesce(sum(fb_success), 0)::int8,
+                            coalesce(sum(fb_partial), 0)::int8
+                     FROM dvm_stats_rollups WHERE dvm = $1 AND day >= $2 AND day <= $3",
+                )
+                .bind(id)
+                .bind(range.first_day)
+                .bind(range.last_day)
+                .fetch_one(&self.pool)
+                .await?;
+                (jobs, fb)
+            }
         };
-        let fb: (i64, i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT coalesce(sum(fb_payment_required), 0)::int8, coalesce(sum(fb_processing), 0)::int8,
-                    coalesce(sum(fb_error), 0)::int8, coalesce(sum(fb_success), 0)::int8,
-                    coalesce(sum(fb_partial), 0)::int8
-             FROM dvm_stats_rollups WHERE dvm = $1 AND day >= $2 AND day <= $3",
-        )
-        .bind(id)
-        .bind(range.first_day)
-        .bind(range.last_day)
-        .fetch_one(&self.pool)
-        .await?;
         Ok(DvmDetail {
             id: id.to_owned(),
             profile,
@@ -447,8 +493,14 @@ impl Db {
 
     /// One kind's page: the DVMs that answered it in the period, per day
     /// requests and responses.
-    pub async fn view_kind(&self, kind: i32, range: Range, month: bool) -> Result<KindDetail> {
-        let dvms = if month {
+    /// `month` set: a closed month (job figures from `monthly_activity`).
+    pub async fn view_kind(
+        &self,
+        kind: i32,
+        range: Range,
+        month: Option<&str>,
+    ) -> Result<KindDetail> {
+        let dvms = if month.is_some() {
             sqlx::query_as(
                 "SELECT s.dvm, p.name, -1::int8 FROM kind_dvm_support s
                  LEFT JOIN dvm_profiles p ON p.id = s.dvm
@@ -489,10 +541,19 @@ impl Db {
         .bind(range.last_day)
         .fetch_all(&self.pool)
         .await?;
-        let jobs = fold_figures(
-            &self.job_fold(range).await?,
-            &Scope::Kind(dvmtop_core::JobKind(kind as u32)),
-        );
+        let jobs = match month {
+            Some(m) => sqlx::query(KIND_MONTH_JOBS)
+                .bind(kind.to_string())
+                .bind(m)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| job_columns(&r))
+                .unwrap_or_default(),
+            None => fold_figures(
+                &self.job_fold(range).await?,
+                &Scope::Kind(dvmtop_core::JobKind(kind as u32)),
+            ),
+        };
         Ok(KindDetail {
             kind,
             dvms,

@@ -130,19 +130,6 @@ fn dvm_body(f: &mut Frame, area: Rect, app: &App, t: &Theme, d: &DvmDetail) {
         Span::styled("state ", t.label()),
         Span::styled(state, t.value()),
     ]));
-    let kinds = if d.kinds.is_empty() {
-        "none".to_owned()
-    } else {
-        d.kinds
-            .iter()
-            .map(|(k, a, b)| format!("{k} ({}…{})", a.format("%y-%m-%d"), b.format("%y-%m-%d")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    lines.push(Line::from(vec![
-        Span::styled("kinds ", t.label()),
-        Span::styled(kinds, t.value()),
-    ]));
     let fb: Vec<String> = dvmtop_core::jobs::FeedbackStatus::ALL
         .iter()
         .zip(d.feedback_status)
@@ -163,6 +150,20 @@ fn dvm_body(f: &mut Frame, area: Rect, app: &App, t: &Theme, d: &DvmDetail) {
             ),
             t.value(),
         ),
+    ]));
+    // The kinds last: a long list wraps and is what gets cut first.
+    let kinds = if d.kinds.is_empty() {
+        "none".to_owned()
+    } else {
+        d.kinds
+            .iter()
+            .map(|(k, a, b)| format!("{k} ({}…{})", a.format("%y-%m-%d"), b.format("%y-%m-%d")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    lines.push(Line::from(vec![
+        Span::styled("kinds ", t.label()),
+        Span::styled(kinds, t.value()),
     ]));
     let text_h = (lines.len() as u16 + 1).min(area.height / 2);
     let [text, rest] =

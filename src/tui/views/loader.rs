@@ -65,11 +65,13 @@ pub async fn load(db: &Db, q: &Query) -> Result<Loaded> {
         },
         Query::Dvm(id, p) => {
             let r = range(*p, clock).ok_or_else(nothing)?;
-            Loaded::Dvm(Box::new(db.view_dvm(id, r).await?))
+            Loaded::Dvm(Box::new(db.view_dvm(id, r, month_of(*p).as_deref()).await?))
         }
         Query::Kind(k, p) => {
             let r = range(*p, clock).ok_or_else(nothing)?;
-            Loaded::Kind(Box::new(db.view_kind(*k, r, month_of(*p).is_some()).await?))
+            Loaded::Kind(Box::new(
+                db.view_kind(*k, r, month_of(*p).as_deref()).await?,
+            ))
         }
         Query::OpenMonth(m) => Loaded::OpenMonth(Box::new(month_summary(&db.pool, *m).await?)),
     })
