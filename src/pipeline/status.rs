@@ -153,6 +153,10 @@ pub(crate) struct Publisher {
     latencies: VecDeque<f64>,
     published_at: Option<Instant>,
     entities_at: Option<Instant>,
+    /// Something has happened since the entity counts were taken (they are
+    /// taken again on the next forced publish, at most every second while
+    /// batches run: counting walks every user and DVM).
+    entities_stale: bool,
     /// The preview and the month's event count it was computed at.
     preview: Option<(YearMonth, u64)>,
 }
@@ -176,6 +180,7 @@ impl Publisher {
                 latencies: VecDeque::new(),
                 published_at: None,
                 entities_at: None,
+                entities_stale: true,
                 preview: None,
             },
             Subscription { status, events },
@@ -184,6 +189,9 @@ impl Publisher {
 
     /// Counts what a step or a commit did, and passes the event on.
     pub(crate) fn event(&mut self, p: Progress) {
+        if !matches!(p, Progress::Idle | Progress::Blocked(_)) {
+            self.entities_stale = true;
+        }
         let s = &mut self.next.session;
         match &p {
             Progress::Batch(b) => {
@@ -283,12 +291,17 @@ impl Publisher {
             }
             _ => 0.0,
         };
-        if self
-            .entities_at
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        // The snapshot published when the pipeline goes idle (forced) counts
+        // every event processed before it; while batches run, once a second.
+        if self.entities_stale
+            && (force
+                || self
+                    .entities_at
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1)))
         {
             n.entities = Some(p.entity_counts());
             self.entities_at = Some(now);
+            self.entities_stale = false;
         }
         n.awaiting = match p.awaiting() {
             None => {

@@ -550,3 +550,24 @@ async fn a_queue_lost_while_stopped_is_found_at_start() {
     reference.alerts = got.alerts.clone();
     assert!(reference == got, "every element processed once");
 }
+
+/// The snapshot published when a run ends counts every entity its events
+/// made, however fast they went (the counts are throttled to one a second
+/// while batches run; a metrics scrape once read the start's zeros).
+#[tokio::test]
+async fn the_last_snapshot_counts_the_entities_of_a_fast_run() {
+    let (store, queue) = (MemStore::default(), MemQueue::default());
+    queue.push(input());
+    let mut p = Processor::open(store.clone(), queue.clone(), settings(50, 400))
+        .await
+        .unwrap();
+    let (_ctl, mut rx) = mpsc::channel(4);
+    let mut wake = Wake::new(Duration::from_millis(10));
+    let (mut out, sub) = Publisher::new();
+    let end = super::run(&mut p, &mut rx, &mut wake, || true, &mut out).await;
+    assert_eq!(end.unwrap(), RunEnd::Drained);
+    let want = p.entity_counts();
+    assert!(want.dvms_active > 0 && want.users_active > 0, "{want:?}");
+    let got = sub.status.borrow().entities.clone();
+    assert_eq!(got, Some(want));
+}
