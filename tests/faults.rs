@@ -243,10 +243,19 @@ async fn redis_restart_with_aof_mid_serve_finishes_with_identical_tables() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Enough other keys that, with a delay per key, loading the AOF takes
+    // seconds after the restart: every command then meets `LOADING` (a
+    // transaction's too, as an aborted EXEC), which is a Redis not yet
+    // available, never a reason to exit.
+    let () = redis::cmd("EVAL")
+        .arg("for i = 1, 20000 do redis.call('SET', 'filler:' .. i, i) end")
+        .arg(0)
+        .query(&mut redis.connection())
+        .expect("filler keys");
     redis.kill();
     std::thread::sleep(Duration::from_secs(2));
     assert!(serve.try_wait().is_none(), "serve must wait for Redis");
-    redis.start_again();
+    redis.start_again_with(&["--key-load-delay", "150"]);
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let st = status(&d);

@@ -426,6 +426,14 @@ impl Redis {
         }
     }
 
+    /// Starts it again like [`Redis::start_again`] with `args` added to
+    /// this and every later start (e.g. `--key-load-delay 100`: loading
+    /// the data takes long enough that clients surely meet `LOADING`).
+    pub fn start_again_with(&mut self, args: &[&str]) {
+        self.opts.args.extend(args.iter().map(|a| a.to_string()));
+        self.start_again();
+    }
+
     /// `stop` then `start_again`.
     pub fn restart(&mut self) {
         self.stop();
