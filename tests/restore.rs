@@ -115,6 +115,7 @@ async fn an_unknown_format_and_impossible_values_are_refused_and_nothing_is_writ
         err.contains("2025-03") && err.contains("total_requests is negative"),
         "{err}"
     );
+    assert_no_locks(&ns.name);
     let mut bad = row("2025-04", 4);
     bad.kind_activity = json!({"5300": {"requests": -1, "responses": 0}});
     let f = write(&cfg.data_dir, "badkind.json", &backup(&ns.name, vec![bad]));
@@ -123,6 +124,7 @@ async fn an_unknown_format_and_impossible_values_are_refused_and_nothing_is_writ
         err.contains("kind_activity[5300].requests is negative"),
         "{err}"
     );
+    assert_no_locks(&ns.name);
 
     // A file cut off in the middle of its rows.
     let text = std::fs::read_to_string(write(
@@ -138,6 +140,7 @@ async fn an_unknown_format_and_impossible_values_are_refused_and_nothing_is_writ
         err.contains("damaged") && err.contains("nothing was restored"),
         "{err}"
     );
+    assert_no_locks(&ns.name);
 
     let f = write(&cfg.data_dir, "notabackup.json", &json!({"hello": 1}));
     let err = restore(&s.db, &f, None).await.unwrap_err().to_string();
@@ -147,6 +150,27 @@ async fn an_unknown_format_and_impossible_values_are_refused_and_nothing_is_writ
         s.db.monthly_rows().await.unwrap(),
         before,
         "nothing written"
+    );
+}
+
+/// No lock on the namespace's tables is held once a refused restore has
+/// returned: its transaction is rolled back, not left for the pool to end
+/// later. Asked from another process without yielding to this test's
+/// runtime (which would let the pool finish a pending rollback).
+fn assert_no_locks(schema: &str) {
+    let q = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}'"
+    );
+    let out = std::process::Command::new("psql")
+        .args([&database_url(), "-XAtc", &q])
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "a refused restore left its transaction open"
     );
 }
 

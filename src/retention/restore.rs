@@ -59,9 +59,14 @@ pub async fn restore(db: &Db, file: &Path, from: Option<&str>) -> Result<Restore
         // A refusal names the first problem; the reader then only saw
         // its channel close.
         (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(Error::Config(format!(
-            "{shown} is not a dvmtop backup, or is damaged ({e}): nothing was restored"
-        ))),
+        (Ok(written), Err(e)) => {
+            if let Some((_, tx)) = written {
+                rolled_back(tx).await;
+            }
+            Err(Error::Config(format!(
+                "{shown} is not a dvmtop backup, or is damaged ({e}): nothing was restored"
+            )))
+        }
         (Ok(None), Ok(())) => Err(Error::Config(format!(
             "{shown} is not a dvmtop backup (no format, namespace and rows): nothing was restored"
         ))),
@@ -73,6 +78,17 @@ pub async fn restore(db: &Db, file: &Path, from: Option<&str>) -> Result<Restore
 }
 
 type Pending = (Restored, sqlx::Transaction<'static, sqlx::Postgres>);
+
+/// Rolls a refused restore's transaction back before returning. Dropping
+/// it would only queue the rollback for whenever the runtime next polls
+/// the pool, leaving its locks held meanwhile (a `DROP SCHEMA` of the
+/// namespace then waited for ever in a test). A failed rollback means a
+/// broken connection, which the server rolls back itself.
+async fn rolled_back(tx: sqlx::Transaction<'static, sqlx::Postgres>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rolling back a refused restore");
+    }
+}
 
 /// Checks the header, then writes each row (checked) in one transaction,
 /// left uncommitted until the reader has finished without an error.
@@ -103,8 +119,24 @@ async fn apply(
             "{shown} is a backup of namespace {namespace}, not of {want}: {hint}; nothing was restored"
         )));
     }
-    let mut out = Restored::default();
     let mut tx = db.pool.begin().await?;
+    match write_rows(db, shown, rx, &mut tx).await {
+        Ok(out) => Ok(Some((out, tx))),
+        Err(e) => {
+            rolled_back(tx).await;
+            Err(e)
+        }
+    }
+}
+
+/// Writes each row (checked) in `tx`, then the fence.
+async fn write_rows(
+    db: &Db,
+    shown: &str,
+    rx: &mut mpsc::Receiver<Item>,
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+) -> Result<Restored> {
+    let mut out = Restored::default();
     while let Some(item) = rx.recv().await {
         let Item::Row(row) = item else { continue };
         row.check().map_err(|why| {
@@ -112,7 +144,7 @@ async fn apply(
                 "{shown}: impossible values in the row of {why}: nothing was restored"
             ))
         })?;
-        match crate::store::monthly_row_in(&mut tx, row.year_month).await? {
+        match crate::store::monthly_row_in(tx, row.year_month).await? {
             Some(mut old) => {
                 old.created_at = row.created_at;
                 if old == row {
@@ -123,11 +155,11 @@ async fn apply(
             }
             None => out.inserted += 1,
         }
-        crate::store::upsert_month(&mut tx, &row).await?;
+        crate::store::upsert_month(tx, &row).await?;
     }
     // Written only while this process holds the namespace.
-    db.fence(&mut tx).await?;
-    Ok(Some((out, tx)))
+    db.fence(tx).await?;
+    Ok(out)
 }
 
 /// The reader thread: parses the file, sending the header and then each
