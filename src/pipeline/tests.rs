@@ -568,6 +568,6 @@ async fn the_last_snapshot_counts_the_entities_of_a_fast_run() {
     assert_eq!(end.unwrap(), RunEnd::Drained);
     let want = p.entity_counts();
     assert!(want.dvms_active > 0 && want.users_active > 0, "{want:?}");
-    let got = sub.status.borrow().entities.clone();
+    let got = sub.status.borrow().entities;
     assert_eq!(got, Some(want));
 }
