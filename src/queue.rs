@@ -309,20 +309,17 @@ impl Tracked {
 
 /// The error says Redis is not reachable (as opposed to an answer) — or
 /// not available yet: a restarted Redis answers `LOADING` to every command
-/// until its data is loaded, and to a transaction's commands too, which
-/// the client reports as an aborted `EXEC` carrying those errors.
+/// until its data is loaded, whether it comes back alone, in a pipeline,
+/// or as an aborted transaction's errors.
 pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
-    let loading = |k: Option<ServerErrorKind>| k == Some(ServerErrorKind::BusyLoading);
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
-        || e.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
-        || (e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
-            && e.clone()
-                .into_server_errors()
-                .is_some_and(|errs| errs.iter().any(|(_, s)| loading(s.kind()))))
+        || e.clone().into_server_errors().is_some_and(|errs| {
+            errs.iter()
+                .any(|(_, s)| s.kind() == Some(redis::ServerErrorKind::BusyLoading))
+        })
 }
 
 impl redis::aio::ConnectionLike for Tracked {
