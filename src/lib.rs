@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod generate;
 pub mod ingest;
+pub mod memory;
 pub(crate) mod metrics;
 pub mod pipeline;
 pub mod queue;

@@ -17,26 +17,8 @@ use tokio::sync::mpsc;
 /// built from (build.rs; "no git revision" when built outside a checkout).
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DVMTOP_GIT_REV"), ")");
 
-/// Large blocks (hash tables that double, a commit's column arrays) get
-/// pages of their own, returned to the system when freed. glibc's default
-/// moves this threshold up to 32 MB after the first large free, after which
-/// every freed table stayed in the process's heap: with 370 k users (10×
-/// DVMDash's peak month) a backtest peaked at 280 MiB instead of 221 MiB.
-/// Setting it also stops that adjustment.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn return_large_blocks() {
-    // SAFETY: mallopt only changes a malloc tunable; called before any
-    // other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn return_large_blocks() {}
-
 fn main() -> ExitCode {
-    return_large_blocks();
+    dvmtop::memory::return_large_blocks();
     let cli = match Cli::parse_args(std::env::args_os(), VERSION) {
         Ok(c) => c,
         Err(e)

@@ -187,7 +187,11 @@ impl<S: Store, Q: QueueOps> Committer<S, Q> {
             month: commit.month,
             started: Instant::now(),
             started_at: chrono::Utc::now(),
-            task: tokio::spawn(async move { store.commit(commit).await }),
+            task: tokio::spawn(async move {
+                let done = store.commit(commit).await;
+                crate::memory::release_free_memory();
+                done
+            }),
         });
         Ok(())
     }
