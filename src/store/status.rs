@@ -3,7 +3,7 @@
 
 use super::Db;
 use crate::error::Result;
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -55,6 +55,11 @@ pub struct Snapshot {
     pub counters: BTreeMap<String, i64>,
     pub totals: BTreeMap<String, i64>,
     pub dead_letters: i64,
+    /// `pipeline_state.updated_at`: changes with every commit, day advance
+    /// and confirmation, and is new after a `--fresh` wipe — what tells a
+    /// reader that figures read at the same clock may differ.
+    #[serde(skip)]
+    pub(crate) state_version: DateTime<Utc>,
 }
 
 impl Db {
@@ -68,7 +73,7 @@ impl Db {
 
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let s = sqlx::query(
-            "SELECT p.current_month, p.current_day, p.clock, p.confirmed_month,
+            "SELECT p.current_month, p.current_day, p.clock, p.confirmed_month, p.updated_at,
                (SELECT coalesce(cardinality(payloads), 0)::int8 FROM overflow) AS overflow_size,
                (SELECT count(*) FILTER (WHERE is_active) FROM dvms) AS dvms_active,
                (SELECT count(*) FILTER (WHERE NOT is_active) FROM dvms) AS dvms_inactive,
@@ -111,6 +116,7 @@ impl Db {
             counters,
             totals,
             dead_letters: s.try_get("dead_letters")?,
+            state_version: s.try_get("updated_at")?,
         })
     }
 

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::pipeline::{PipelineStatus, Progress};
 use crate::queue::Queue;
 use crate::store::{self, Db, Published};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -119,16 +119,37 @@ impl Default for PollTiming {
     }
 }
 
+/// What a fetch of the stores' figures depended on: the committed clock
+/// (or the month-row count) and the namespace state's version
+/// (`pipeline_state.updated_at`). The clock alone is not enough: a
+/// `--fresh` rerun of the same input ends at the same clock, and a fetch
+/// that straddled the wipe (the old tables' snapshot, the new run's first
+/// rows) was then kept for good — the windows pane showed February's
+/// figures after the run had FINISHED.
+type StateKey<T> = (T, DateTime<Utc>);
+
 /// What the poller remembers between rounds, to skip refetching what
 /// cannot have changed.
 #[derive(Default)]
 struct PollMemo {
-    windows_clock: Option<Option<i64>>,
+    windows: Option<StateKey<Option<i64>>>,
     windows_at: Option<Instant>,
-    monthly_rows: Option<i64>,
+    months: Option<StateKey<i64>>,
 }
 
-async fn poll_db(db: &Db, memo: &PollMemo, every: Duration) -> Result<DbPoll> {
+impl PollMemo {
+    /// The window figures are fetched again when the state they were read
+    /// at changed, at most once per `every`.
+    fn windows_due(&self, key: &StateKey<Option<i64>>, every: Duration) -> bool {
+        self.windows.as_ref() != Some(key) && self.windows_at.is_none_or(|t| t.elapsed() >= every)
+    }
+
+    fn months_due(&self, key: &StateKey<i64>) -> bool {
+        self.months.as_ref() != Some(key)
+    }
+}
+
+async fn poll_db(db: &Db, memo: &mut PollMemo, every: Duration) -> Result<DbPoll> {
     let snap = db.snapshot().await?;
     let jobs = db.job_runs(None, 20, None).await?;
     let overflow_days = if snap.overflow_size > 0 {
@@ -136,17 +157,27 @@ async fn poll_db(db: &Db, memo: &PollMemo, every: Duration) -> Result<DbPoll> {
     } else {
         Vec::new()
     };
-    let windows = match snap.clock_unix {
-        _ if memo.windows_clock == Some(snap.clock_unix) => None,
-        _ if memo.windows_at.is_some_and(|t| t.elapsed() < every) => None,
-        Some(t) => Some(store::windows(db, t).await?),
-        None => Some(Vec::new()),
-    };
-    let months = if memo.monthly_rows == Some(snap.monthly_rows) {
+    let windows_key = (snap.clock_unix, snap.state_version);
+    let windows = if !memo.windows_due(&windows_key, every) {
         None
+    } else if let Some(t) = snap.clock_unix {
+        Some(store::windows(db, t).await?)
     } else {
-        Some(db.monthly_rows().await?)
+        Some(Vec::new())
     };
+    let months_key = (snap.monthly_rows, snap.state_version);
+    let months = if memo.months_due(&months_key) {
+        Some(db.monthly_rows().await?)
+    } else {
+        None
+    };
+    // Remembered only once every fetch of the round succeeded.
+    if windows.is_some() {
+        memo.windows = Some(windows_key);
+        // Only real fetches count against the rate limit.
+        memo.windows_at = snap.clock_unix.map(|_| Instant::now());
+    }
+    memo.months = Some(months_key);
     Ok(DbPoll {
         view: DbView {
             current_month: snap.current_month,
@@ -218,18 +249,10 @@ pub(crate) fn spawn_poller(
                 timed(
                     timing.timeout,
                     "PostgreSQL",
-                    poll_db(&db, &memo, timing.windows_every)
+                    poll_db(&db, &mut memo, timing.windows_every)
                 ),
                 timed(timing.timeout, "Redis", poll_redis(&queue)),
             );
-            if let Ok(p) = &d {
-                if p.windows.is_some() {
-                    memo.windows_clock = Some(p.view.clock);
-                    // Only real fetches count against the rate limit.
-                    memo.windows_at = p.view.clock.map(|_| Instant::now());
-                }
-                memo.monthly_rows = Some(p.view.monthly_rows);
-            }
             if let Err(e) = &d {
                 tracing::warn!(error = %e, "poll: PostgreSQL");
             }
@@ -273,4 +296,42 @@ pub(crate) fn spawn_poller(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn figures_read_at_the_same_clock_are_fetched_again_when_the_state_changed() {
+        let every = Duration::ZERO;
+        let mut memo = PollMemo::default();
+        let clock = Some(1_700_000_000);
+        assert!(memo.windows_due(&(clock, version(1)), every));
+        memo.windows = Some((clock, version(1)));
+        memo.months = Some((3, version(1)));
+        // Nothing changed: nothing to fetch.
+        assert!(!memo.windows_due(&(clock, version(1)), every));
+        assert!(!memo.months_due(&(3, version(1))));
+        // A --fresh rerun of the same input ends at the same clock and
+        // month count, in a state written after the memo's fetch.
+        assert!(memo.windows_due(&(clock, version(2)), every));
+        assert!(memo.months_due(&(3, version(2))));
+    }
+
+    #[test]
+    fn window_fetches_stay_rate_limited() {
+        let mut memo = PollMemo {
+            windows: Some((Some(10), version(1))),
+            windows_at: Some(Instant::now()),
+            months: None,
+        };
+        assert!(!memo.windows_due(&(Some(20), version(2)), Duration::from_secs(60)));
+        memo.windows_at = None;
+        assert!(memo.windows_due(&(Some(20), version(2)), Duration::from_secs(60)));
+    }
 }
