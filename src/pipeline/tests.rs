@@ -3,6 +3,7 @@
 //! without failures — nothing lost, nothing counted twice.
 
 use super::fake::{Fault, Mem, MemQueue, MemStore, Op};
+use super::status::Subscription;
 use super::{Control, Phase, Processor, Progress, Publisher, RunEnd, Settings, Wake};
 use crate::event::Role;
 use crate::record::Record;
@@ -98,10 +99,19 @@ fn settings(batch: usize, commit_every: u64) -> Settings {
 /// Runs the whole input through the pipeline loop; returns how it ended.
 async fn run(store: &MemStore, queue: &MemQueue, s: Settings) -> crate::error::Result<RunEnd> {
     let mut p = Processor::open(store.clone(), queue.clone(), s).await?;
+    run_opened(&mut p).await.0
+}
+
+/// Runs an opened processor through the pipeline loop until its input is
+/// drained; returns how it ended and what it published.
+async fn run_opened(
+    p: &mut Processor<MemStore, MemQueue>,
+) -> (crate::error::Result<RunEnd>, Subscription) {
     let (_ctl, mut rx) = mpsc::channel(4);
     let mut wake = Wake::new(Duration::from_millis(10));
-    let (mut out, _sub) = Publisher::new();
-    super::run(&mut p, &mut rx, &mut wake, || true, &mut out).await
+    let (mut out, sub) = Publisher::new();
+    let end = super::run(p, &mut rx, &mut wake, || true, &mut out).await;
+    (end, sub)
 }
 
 /// The tables after a run without faults.
@@ -479,10 +489,7 @@ async fn a_lost_queue_is_an_alert_and_nothing_read_or_queued_after_is_lost() {
     assert_eq!(store.mem().state.last_seq, 0, "nothing committed yet");
     queue.lose_everything();
     queue.push(rest.to_vec());
-    let (_ctl, mut rx) = mpsc::channel(4);
-    let mut wake = Wake::new(Duration::from_millis(10));
-    let (mut out, _sub) = Publisher::new();
-    let end = super::run(&mut p, &mut rx, &mut wake, || true, &mut out).await;
+    let (end, _) = run_opened(&mut p).await;
     assert_eq!(end.unwrap(), RunEnd::Drained);
     assert_eq!(queue.len(), 0);
     let alerts = store.mem().alerts.clone();
@@ -561,10 +568,7 @@ async fn the_last_snapshot_counts_the_entities_of_a_fast_run() {
     let mut p = Processor::open(store.clone(), queue.clone(), settings(50, 400))
         .await
         .unwrap();
-    let (_ctl, mut rx) = mpsc::channel(4);
-    let mut wake = Wake::new(Duration::from_millis(10));
-    let (mut out, sub) = Publisher::new();
-    let end = super::run(&mut p, &mut rx, &mut wake, || true, &mut out).await;
+    let (end, sub) = run_opened(&mut p).await;
     assert_eq!(end.unwrap(), RunEnd::Drained);
     let want = p.entity_counts();
     assert!(want.dvms_active > 0 && want.users_active > 0, "{want:?}");
